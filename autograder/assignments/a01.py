@@ -1,0 +1,349 @@
+"""Checks for assignment 01_derivatives.
+
+Each `check_*` takes the student's function(s). With `hidden=False` (the visible test in
+the student's notebook) it uses the fixed examples of the notebook; with `hidden=True`
+(the hidden test, run at grading time) it draws fresh random inputs and compares with
+references computed by torch on the same inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..checks import call, passed, require
+from ..compare import check_close
+from ..diagnose import Context
+from ..feedback import CheckFailed, Finding
+from ..forbid import autograd_calls, bound_references, function_source, recording, source_mentions
+from ..plots import check_curves
+from ..sampling import describe, generator, uniform
+
+F64 = torch.float64
+
+
+def _quadratic(x):
+    return 3 * x**2 - 4 * x
+
+
+# Smooth test functions for the difference and derivative helpers: (name, f).
+_FUNCTIONS: list[tuple[str, Callable]] = [
+    ("3x² − 4x", _quadratic),
+    ("sin(x)", torch.sin),
+    ("exp(x/2)", lambda x: torch.exp(x / 2)),
+    ("x³ − x", lambda x: x**3 - x),
+]
+
+
+def _grad_reference(f: Callable, x: torch.Tensor) -> torch.Tensor:
+    xr = x.detach().clone().to(F64).requires_grad_(True)
+    (g,) = torch.autograd.grad(f(xr).sum(), xr)
+    return g
+
+
+# --- Q1 finite differences -------------------------------------------------------------
+
+
+def _difference_cases(question: str, hidden: bool):
+    if not hidden:
+        x = torch.tensor([1.0], dtype=F64)
+        return [("3x² − 4x", _quadratic, x, h) for h in (1e-1, 1e-2, 1e-3)], "f(x) = 3x² − 4x at x = 1"
+    g = generator(question)
+    cases = []
+    for name, f in _FUNCTIONS:
+        x = uniform(g, 5, -2.0, 2.0)
+        h = float(10 ** uniform(g, 1, -4.0, -1.0))
+        cases.append((name, f, x, h))
+    return cases, describe(5, -2, 2) + ", h in [1e-4, 1e-1], 4 functions"
+
+
+def check_forward_difference(forward_difference, *, hidden: bool = False) -> None:
+    q = "Q1.1 forward_difference"
+    cases, note = _difference_cases(q, hidden)
+    for name, f, x, h in cases:
+        got, _ = call(q, forward_difference, f, x.clone(), h)
+        expected = (f(x + h) - f(x)) / h
+        central = (f(x + h) - f(x - h)) / (2 * h)
+        _close_or_hint(q, f"forward_difference(f = {name}, h = {h:.3g})", got, expected, central,
+                       "this is the central difference; the forward difference is (f(x+h) − f(x)) / h")
+    passed(q, note)
+
+
+def check_central_difference(central_difference, *, hidden: bool = False) -> None:
+    q = "Q1.2 central_difference"
+    cases, note = _difference_cases(q, hidden)
+    for name, f, x, h in cases:
+        got, _ = call(q, central_difference, f, x.clone(), h)
+        expected = (f(x + h) - f(x - h)) / (2 * h)
+        forward = (f(x + h) - f(x)) / h
+        _close_or_hint(q, f"central_difference(f = {name}, h = {h:.3g})", got, expected, forward,
+                       "this is the forward difference; the central difference is "
+                       "(f(x+h) − f(x−h)) / (2h)")
+    passed(q, note)
+
+
+def _close_or_hint(q, what, got, expected, other, hint):
+    try:
+        check_close(q, what, got, expected)
+    except CheckFailed as exc:
+        try:
+            check_close(q, what, got, other)
+        except CheckFailed:
+            pass
+        else:
+            exc.diagnoses.insert(0, Finding("other_formula", hint))
+        raise exc from None
+
+
+def check_autograd_derivative(autograd_derivative, *, hidden: bool = False) -> None:
+    q = "Q1.3 autograd_derivative"
+    if hidden:
+        g = generator(q)
+        cases = [(n, f, float(uniform(g, 1, -2.0, 2.0))) for n, f in _FUNCTIONS]
+        note = "4 functions at fresh random points in [-2, 2]"
+    else:
+        cases = [("3x² − 4x", _quadratic, 1.0)]
+        note = "f'(1) = 2 for f(x) = 3x² − 4x"
+    for name, f, x0 in cases:
+        got, _ = call(q, autograd_derivative, f, x0)
+        expected = _grad_reference(f, torch.tensor(x0, dtype=F64))
+        check_close(q, f"autograd_derivative(f = {name}, x = {x0:.4g})", got, expected)
+    passed(q, note)
+
+
+def check_difference_errors(difference_errors, *, hidden: bool = False) -> None:
+    q = "Q1.4 difference_errors"
+    hs = torch.tensor([1e-1, 1e-2, 1e-3, 1e-4, 1e-5], dtype=F64)
+    if hidden:
+        g = generator(q)
+        name, f = _FUNCTIONS[1 + int(torch.randint(0, 3, (1,), generator=g))]
+        x0 = float(uniform(g, 1, -1.5, 1.5))
+        note = f"f = {name} at a fresh random point"
+    else:
+        name, f, x0 = "3x² − 4x", _quadratic, 1.0
+        note = "f(x) = 3x² − 4x at x = 1"
+    result, _ = call(q, difference_errors, f, x0, hs.clone())
+    require(q, isinstance(result, tuple | list) and len(result) == 2,
+            "difference_errors must return a pair (forward_errors, central_errors)",
+            [f"got {type(result).__name__}"])
+    x = torch.tensor(x0, dtype=F64)
+    exact = _grad_reference(f, x)
+    fwd = ((f(x + hs) - f(x)) / hs - exact).abs()
+    cen = ((f(x + hs) - f(x - hs)) / (2 * hs) - exact).abs()
+    # Errors of finite differences are themselves rounding-sensitive at tiny h: compare
+    # on an absolute scale that covers float64 cancellation (eps / h).
+    from ..compare import Tolerance
+
+    tol = Tolerance(1e-3, 1e-9)
+    check_close(q, f"forward errors (f = {name})", result[0], fwd, tolerance=tol)
+    check_close(q, f"central errors (f = {name})", result[1], cen, tolerance=tol)
+    passed(q, note)
+
+
+# --- Q2 gradient of a scalar function of a vector ---------------------------------------
+
+_SCALAR_FUNCTIONS: list[tuple[str, Callable]] = [
+    ("y = 2·xᵀx", lambda x: 2 * x @ x),
+    ("y = xᵀx", lambda x: x @ x),
+    ("y = Σ xᵢ", lambda x: x.sum()),
+    ("y = Σ sin(xᵢ)·xᵢ²", lambda x: (torch.sin(x) * x**2).sum()),
+]
+
+
+def check_gradient(gradient, *, hidden: bool = False) -> None:
+    q = "Q2 gradient"
+    if hidden:
+        g = generator(q)
+        cases = [(n, f, uniform(g, int(torch.randint(2, 7, (1,), generator=g)), -3.0, 3.0))
+                 for n, f in _SCALAR_FUNCTIONS]
+        note = "4 functions at fresh random vectors"
+    else:
+        x = torch.arange(4.0, dtype=F64)
+        cases = [(n, f, x) for n, f in _SCALAR_FUNCTIONS[:3]]
+        note = "x = (0, 1, 2, 3)"
+    for name, f, x in cases:
+        got, caught = call(q, gradient, f, x.clone())
+        check_close(q, f"gradient of {name}", got, _grad_reference(f, x))
+    passed(q, note)
+
+
+# --- Q3 batched scalar derivative --------------------------------------------------------
+
+
+def _f3(x):
+    return x**2 + torch.sin(x**2)
+
+
+def _f3_prime(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def _batch_x(question: str, hidden: bool) -> tuple[torch.Tensor, str]:
+    if not hidden:
+        return torch.linspace(0, 5, 11, dtype=F64), "x = linspace(0, 5, 11)"
+    g = generator(question)
+    n = int(torch.randint(20, 60, (1,), generator=g))
+    x = uniform(g, n, 0.0, 5.0).sort().values
+    return x, describe(n, 0, 5)
+
+
+def check_f_prime_analytic(f_prime, *, hidden: bool = False) -> None:
+    q = "Q3.1 f_prime (analytic)"
+    x, note = _batch_x(q, hidden)
+    with autograd_calls() as engine:
+        got, _ = call(q, f_prime, x.clone())
+    require(q, not engine, "the analytic derivative must not use autograd",
+            ["write f'(x) as a formula; autograd (backward, torch.autograd.grad, torch.func) "
+             "was called while it ran"],
+            [Finding("used_autograd", "the analytic answer called autograd")])
+    ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x})
+    check_close(q, "f'(x) = d/dx [x² + sin(x²)]", got, _f3_prime(x), context=ctx)
+    passed(q, note)
+
+
+def check_f_prime_autograd(f_prime_autograd, *, hidden: bool = False) -> None:
+    q = "Q3.2 f_prime_autograd"
+    x, note = _batch_x(q, hidden)
+    got, _ = call(q, f_prime_autograd, x.clone())
+    ctx = Context(y=_f3(x), factors={"2x, the derivative of x² inside sin": 2 * x})
+    check_close(q, "f'(x) by autograd", got, _grad_reference(_f3, x), context=ctx)
+    passed(q, note)
+
+
+# --- Q4 gradients through control flow ---------------------------------------------------
+
+
+def control_flow_f(a: torch.Tensor) -> torch.Tensor:
+    """The notebook's function: double until the norm passes 1000; ×100 if the sum < 0."""
+    b = a * 2
+    while b.norm() < 1000:
+        b = b * 2
+    if b.sum() > 0:
+        c = b
+    else:
+        c = 100 * b
+    return c
+
+
+def check_control_flow_grad(control_flow_grad, *, hidden: bool = False) -> None:
+    q = "Q4.1 control_flow_grad"
+    if hidden:
+        g = generator(q)
+        draws = [torch.randn(3, generator=g, dtype=F64) for _ in range(6)]
+        note = "6 fresh random draws"
+    else:
+        draws = [torch.tensor([0.5, -1.0, 2.0], dtype=F64)]
+        note = "a = (0.5, −1, 2)"
+    for a in draws:
+        got, _ = call(q, control_flow_grad, a.clone())
+        check_close(q, "d f(a) / da", got, _grad_reference(control_flow_f, a))
+    passed(q, note)
+
+
+def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
+    q = "Q4.2 matches_ratio"
+    g = generator(q)
+    n = 300 if hidden else 50
+    rejected = 0
+    for _ in range(n):
+        a = torch.randn(3, generator=g, dtype=F64)
+        grad = _grad_reference(control_flow_f, a)
+        fa = control_flow_f(a)
+        ok, _ = call(q, matches_ratio, grad.clone(), a.clone(), fa.clone())
+        if not bool(ok):
+            rejected += 1
+    require(q, rejected == 0, "a correct gradient was rejected",
+            [f"{rejected} of {n} correct (grad, a, f(a)) triples returned False"],
+            [Finding("exact_equality",
+                     "f(a)/a and the gradient agree only up to rounding: compare with "
+                     "torch.allclose, not ==.")] if rejected < n else [])
+    wrong = 0
+    for k in range(20):
+        a = torch.randn(3, generator=g, dtype=F64)
+        grad = _grad_reference(control_flow_f, a) * (1.5 if k % 2 else -1.0)
+        ok, _ = call(q, matches_ratio, grad, a, control_flow_f(a))
+        if bool(ok):
+            wrong += 1
+    require(q, wrong == 0, "a wrong gradient was accepted",
+            [f"{wrong} of 20 wrong gradients returned True: compare grad with f(a) / a"])
+    passed(q, f"{n} random draws accepted, 20 wrong gradients rejected")
+
+
+# --- Q5 sin and its derivative -----------------------------------------------------------
+
+FORBIDDEN = {"cos"}
+
+
+def _no_cos(q: str, fns: list[Callable], run: Callable[[], object]):
+    """Run `run()` while recording cos; fail if any layer sees cos in the answer."""
+    with recording(FORBIDDEN) as hits:
+        result = run()
+    where: list[str] = []
+    if hits:
+        where.append("called at run time: " + ", ".join(sorted(set(hits))))
+    for fn in fns:
+        where += bound_references(fn, FORBIDDEN)
+        where += [f"in `{getattr(fn, '__name__', '?')}` {m}"
+                  for m in source_mentions(function_source(fn), FORBIDDEN)]
+    require(q, not where, "the answer uses cos",
+            where[:4] + ["obtain the derivative of sin with autograd, without cos"],
+            [Finding("used_forbidden", "cos is not allowed here: autograd must find the derivative")])
+    return result
+
+
+def _sin_grid(q: str, hidden: bool):
+    if not hidden:
+        return torch.linspace(-2 * math.pi, 2 * math.pi, 101, dtype=F64), "x = linspace(−2π, 2π, 101)"
+    g = generator(q)
+    n = int(torch.randint(50, 150, (1,), generator=g))
+    lo = float(uniform(g, 1, -8.0, -2.0))
+    hi = float(uniform(g, 1, 2.0, 8.0))
+    return torch.linspace(lo, hi, n, dtype=F64), f"a fresh grid of {n} points on [{lo:.2f}, {hi:.2f}]"
+
+
+def check_sin_and_derivative(sin_and_derivative, *, hidden: bool = False) -> None:
+    q = "Q5.1 sin_and_derivative"
+    x, note = _sin_grid(q, hidden)
+    result, _ = call(q, sin_and_derivative, x.clone())
+    require(q, isinstance(result, tuple | list) and len(result) == 2,
+            "sin_and_derivative must return a pair (y, dydx)", [f"got {type(result).__name__}"])
+    check_close(q, "y = sin(x)", result[0], torch.sin(x))
+    check_close(q, "dy/dx", result[1], _grad_reference(torch.sin, x))
+    passed(q, note)
+
+
+def check_no_cos(sin_and_derivative, plot_sin_and_derivative, *, hidden: bool = False) -> None:
+    q = "Q5.2 no cos"
+    x, _ = _sin_grid(q, hidden)
+
+    def run():
+        call(q, sin_and_derivative, x.clone())
+        fig, _ = call(q, plot_sin_and_derivative, x.clone())
+        _close(fig)
+
+    _no_cos(q, [sin_and_derivative, plot_sin_and_derivative], run)
+    passed(q, "no cos in the code or at run time")
+
+
+def check_plot(plot_sin_and_derivative, *, hidden: bool = False) -> None:
+    q = "Q5.3 plot"
+    x, note = _sin_grid(q, hidden)
+    fig, _ = call(q, plot_sin_and_derivative, x.clone())
+    try:
+        check_curves(q, fig, {"sin(x)": np.sin, "the derivative, cos(x)": np.cos})
+    finally:
+        _close(fig)
+    passed(q, note)
+
+
+def _close(fig) -> None:
+    try:
+        import matplotlib.pyplot as plt
+
+        if fig is not None and hasattr(fig, "canvas"):
+            plt.close(fig)
+    except Exception:  # closing is best effort; the check has already decided
+        pass

@@ -1,0 +1,323 @@
+"""Name the likely cause of a wrong gradient.
+
+Each diagnosis compares the student's value with the torch reference and with what the
+check knows about the question (inner derivatives, the `gradient` vector passed, the
+outputs y, the batch layout) and returns :class:`Finding`s with a stable code. Torch's
+error messages are matched on stable substrings, not whole strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .feedback import Finding
+
+
+@dataclass
+class Context:
+    """What a check knows beyond the reference value itself."""
+
+    # Named tensors the answer may be off by (missing chain-rule factor or applied twice),
+    # e.g. {"2x, the derivative of x²": 2 * x}. Broadcastable to the reference.
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The `gradient` vector v of a vector-Jacobian product, and the outputs y.
+    v: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    # Jacobian layout: the reference is (..., m, n) with `batch` leading dims.
+    jacobian: bool = False
+    batch: int = 0
+    # Extra sentences about a None answer, from what the check observed.
+    none_hints: list[Finding] = field(default_factory=list)
+    # One line on which inputs were used ("5 random points in [-3, 3]").
+    inputs_note: str = ""
+
+    def none_findings(self) -> list[Finding]:
+        return self.none_hints or [
+            Finding(
+                "none_grad",
+                "the gradient is None: either backward() was never called on a result that "
+                "depends on this tensor, the tensor is not a leaf (call .retain_grad() before "
+                "backward to keep its .grad), or the graph was cut (.detach(), .data, .item(), "
+                ".numpy() or torch.tensor(list_of_tensors) make a new tensor with no history; "
+                "requires_grad=True set on a copy does not reach the original).",
+            )
+        ]
+
+
+def _allclose(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> bool:
+    try:
+        return a.shape == b.shape and bool(
+            torch.isclose(a, b, rtol=rtol, atol=atol, equal_nan=False).all()
+        )
+    except RuntimeError:
+        return False
+
+
+def _ratio(got: torch.Tensor, ref: torch.Tensor, atol: float) -> float | None:
+    """The constant c with got ≈ c·ref, if there is one."""
+    mask = ref.abs() > max(atol * 10, 1e-12)
+    if int(mask.sum()) == 0:
+        return None
+    r = got[mask] / ref[mask]
+    c = float(r.median())
+    if not torch.isfinite(torch.tensor(c)):
+        return None
+    if _allclose(got, c * ref, rtol=1e-5, atol=atol * 10):
+        return c
+    return None
+
+
+def diagnose_values(got: torch.Tensor, ref: torch.Tensor, tol, context: Context) -> list[Finding]:
+    """Findings for a value mismatch of tensors of equal shape (float64)."""
+    findings: list[Finding] = []
+    atol = tol.atol
+
+    nonfinite = ~torch.isfinite(got) & torch.isfinite(ref)
+    if bool(nonfinite.any()):
+        findings.append(
+            Finding(
+                "nonfinite",
+                f"{int(nonfinite.sum())} value(s) are NaN or inf where the reference is finite: "
+                "the formula leaves its domain there (log of a non-positive number, division "
+                "by zero, sqrt of a negative) — check the expression, not the points.",
+            )
+        )
+        return findings
+
+    c = _ratio(got, ref, atol)
+    if c is not None:
+        k = round(c)
+        if abs(c + 1) < 1e-6:
+            findings.append(
+                Finding("sign_flipped", "your answer is the reference with its sign flipped.")
+            )
+        elif k >= 2 and abs(c - k) < 1e-6:
+            findings.append(
+                Finding(
+                    "accumulated",
+                    f"your gradient is exactly {k}× the reference: .grad accumulated over "
+                    f"{k} backward calls. Zero it between calls (x.grad.zero_() or "
+                    "x.grad = None), or use a fresh tensor.",
+                )
+            )
+        elif abs(c) < 1e-12:
+            findings.append(
+                Finding(
+                    "all_zero",
+                    "your answer is all zeros: the gradient was read from tensors the result "
+                    "does not depend on (e.g. parameters replaced after the graph was built), "
+                    "or .grad was zeroed after backward.",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "constant_factor",
+                    f"your answer is the reference times {c:.6g}: a constant factor is "
+                    "missing or extra (e.g. the 2 of x², or the 3 of 3x).",
+                )
+            )
+
+    # A missing chain-rule factor (answer = ref / f) or one applied twice (ref * f).
+    for name, factor in context.factors.items():
+        f = factor.to(torch.float64)
+        try:
+            missing = _allclose(got * f, ref, rtol=1e-5, atol=atol * 10)
+            twice = _allclose(got, ref * f, rtol=1e-5, atol=atol * 10)
+        except RuntimeError:
+            continue
+        if missing:
+            findings.append(
+                Finding(
+                    "missing_chain_factor",
+                    f"your answer is missing the chain-rule factor {name}: multiply by the "
+                    "derivative of the inner function.",
+                )
+            )
+        elif twice:
+            findings.append(
+                Finding(
+                    "extra_chain_factor",
+                    f"your answer has the factor {name} once too often.",
+                )
+            )
+
+    if context.v is not None:
+        v = context.v.to(torch.float64)
+        try:
+            if _allclose(got, ref * v, rtol=1e-5, atol=atol * 10) and not _allclose(
+                v, torch.ones_like(v), 1e-9, 1e-12
+            ):
+                findings.append(
+                    Finding(
+                        "v_applied_twice",
+                        "your answer is the reference multiplied by the `gradient` vector v "
+                        "again: backward(v) already computes vᵀJ, do not multiply by v.",
+                    )
+                )
+        except RuntimeError:
+            pass
+    if context.y is not None:
+        y = context.y.to(torch.float64)
+        if y.shape == ref.shape and _allclose(got, ref * y, rtol=1e-5, atol=atol * 10):
+            findings.append(
+                Finding(
+                    "gradient_is_y",
+                    "your answer equals the reference times y: backward was called with "
+                    "gradient=y; pass torch.ones_like(y) for the element-wise derivative.",
+                )
+            )
+
+    if context.jacobian and ref.dim() >= 2:
+        if _allclose(got, ref.cumsum(dim=-2), rtol=1e-5, atol=atol * 10):
+            findings.append(
+                Finding(
+                    "accumulated_rows",
+                    "row k of your Jacobian is the sum of the true rows 0..k: .grad was not "
+                    "cleared between rows. Set x.grad = None (or zero it) before each backward.",
+                )
+            )
+        if ref.shape[-1] == ref.shape[-2] and _allclose(
+            got, ref.transpose(-1, -2), rtol=1e-5, atol=atol * 10
+        ):
+            findings.append(
+                Finding(
+                    "transposed",
+                    "your Jacobian is transposed: row i should hold the derivatives of output i "
+                    "(shape outputs × inputs).",
+                )
+            )
+    return findings
+
+
+def diagnose_shape(got: torch.Tensor, ref: torch.Tensor, context: Context) -> list[Finding]:
+    """Findings for a shape mismatch: transposed, batch layout, summed over the batch."""
+    findings: list[Finding] = []
+    g = got.detach().to(torch.float64)
+    r = ref.detach().to(torch.float64)
+    tol = 1e-5 * max(1.0, float(r.abs().max()) if r.numel() else 1.0)
+
+    if r.dim() >= 2 and g.shape == r.transpose(-1, -2).shape:
+        same = _allclose(g, r.transpose(-1, -2), 1e-4, tol)
+        findings.append(
+            Finding(
+                "transposed",
+                f"your Jacobian has shape {tuple(g.shape)}: it looks transposed"
+                + (" (the values match the transposed reference)" if same else "")
+                + f". Expected {tuple(r.shape)}: outputs × inputs, one row per output.",
+            )
+        )
+    b = context.batch
+    if b and r.dim() == 3 and g.dim() == 4 and g.shape == (r.shape[0], r.shape[1], r.shape[0], r.shape[2]):
+        diag = torch.stack([g[i, :, i, :] for i in range(r.shape[0])])
+        findings.append(
+            Finding(
+                "block_diagonal",
+                f"your Jacobian has shape {tuple(g.shape)}: the full (N, m, N, n) Jacobian that "
+                "torch.autograd.functional.jacobian returns for a batch, whose off-diagonal "
+                "blocks are zero. Take the diagonal blocks, J[i, :, i, :], to get (N, m, n)"
+                + (" — those match the reference." if _allclose(diag, r, 1e-4, tol) else "."),
+            )
+        )
+    if r.dim() >= 1 and g.shape == r.shape[1:] and r.shape[0] > 1:
+        if _allclose(g, r.sum(0), 1e-4, tol * r.shape[0]):
+            findings.append(
+                Finding(
+                    "summed_over_batch",
+                    "your answer is the reference summed over the batch: one gradient for the "
+                    "whole batch was asked per sample. Keep one row per sample (e.g. "
+                    "is_grads_batched=True or torch.func.vmap).",
+                )
+            )
+    if g.dim() >= 1 and r.shape == g.shape[1:] and g.shape[0] > 1:
+        if _allclose(g.sum(0), r, 1e-4, tol * g.shape[0]):
+            findings.append(
+                Finding(
+                    "per_sample_not_summed",
+                    "your answer has one row per sample; the question asks for the gradient of "
+                    "the summed output (sum the rows, or call backward on the sum).",
+                )
+            )
+    if not findings and g.numel() == r.numel():
+        findings.append(
+            Finding(
+                "wrong_layout",
+                f"your answer has the right number of elements but shape {tuple(g.shape)} "
+                f"instead of {tuple(r.shape)}: the dimensions are in another order.",
+            )
+        )
+    return findings
+
+
+# Torch errors in plain language: (stable substring, code, hint).
+_ERRORS = [
+    (
+        "grad can be implicitly created only for scalar outputs",
+        "nonscalar_backward",
+        "backward() without arguments works only on a scalar. For a non-scalar y, pass the "
+        "vector v of the vector-Jacobian product: y.backward(torch.ones_like(y)) for "
+        "element-wise derivatives, or sum first: y.sum().backward().",
+    ),
+    (
+        "backward through the graph a second time",
+        "graph_freed",
+        "the graph was freed by the first backward. Pass retain_graph=True to every backward "
+        "but the last, or rebuild the graph by recomputing y.",
+    ),
+    (
+        "Can't call numpy() on Tensor that requires grad",
+        "numpy_requires_grad",
+        "a tensor that requires grad cannot become a numpy array; use .detach().numpy() — "
+        "and do it only after the gradient is computed, since detaching cuts the graph.",
+    ),
+    (
+        "modified by an inplace operation",
+        "inplace_modified",
+        "a tensor autograd saved for backward was changed in place (x += …, x[i] = …, "
+        "x.add_()). Use out-of-place operations (x = x + …) on tensors in the graph.",
+    ),
+    (
+        "a leaf Variable that requires grad is being used in an in-place operation",
+        "inplace_leaf",
+        "a leaf tensor with requires_grad=True was changed in place. Update it under "
+        "torch.no_grad(), or compute a new tensor instead.",
+    ),
+    (
+        "does not require grad and does not have a grad_fn",
+        "no_grad_fn",
+        "the result has no graph: the input was not created with requires_grad=True, the "
+        "computation ran under torch.no_grad()/detach, or — for a second derivative — the "
+        "first torch.autograd.grad was called without create_graph=True.",
+    ),
+    (
+        "Only Tensors of floating point",
+        "integer_requires_grad",
+        "only floating-point tensors can require gradients: write torch.tensor([1., 2.]) "
+        "(note the dots) or pass dtype=torch.float64.",
+    ),
+    (
+        "One of the differentiated Tensors appears to not have been used in the graph",
+        "unused_input",
+        "one of the inputs passed to torch.autograd.grad does not affect the output; check "
+        "the tensors you differentiate with respect to (or pass allow_unused=True).",
+    ),
+    (
+        "Trying to backward through the graph",
+        "graph_freed",
+        "the graph was freed by the first backward; use retain_graph=True.",
+    ),
+]
+
+
+def explain_exception(exc: BaseException) -> list[Finding]:
+    """Plain-language hints for a torch error raised by the student's code."""
+    text = str(exc)
+    found: list[Finding] = []
+    seen: set[str] = set()
+    for substring, code, hint in _ERRORS:
+        if substring in text and code not in seen:
+            seen.add(code)
+            found.append(Finding(code, hint))
+    return found
