@@ -54,9 +54,7 @@ def call(question: str, fn: Any, *args: Any, name: str | None = None, **kwargs: 
     """
     name = name or getattr(fn, "__name__", "your function")
     if not callable(fn):
-        raise CheckFailed(
-            question, f"`{name}` is not a function", [f"got {type(fn).__name__}"]
-        )
+        raise CheckFailed(question, f"`{name}` is not a function", [f"got {type(fn).__name__}"])
     sink = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
         warnings.simplefilter("always")
@@ -86,8 +84,13 @@ def passed(question: str, note: str = "") -> None:
     Passed(question, note).show()
 
 
-def require(question: str, condition: bool, summary: str, details: list[str] | None = None,
-            findings: list[Finding] | None = None) -> None:
+def require(
+    question: str,
+    condition: bool,
+    summary: str,
+    details: list[str] | None = None,
+    findings: list[Finding] | None = None,
+) -> None:
     if not condition:
         raise CheckFailed(question, summary, details, findings)
 

@@ -210,7 +210,12 @@ def diagnose_shape(got: torch.Tensor, ref: torch.Tensor, context: Context) -> li
             )
         )
     b = context.batch
-    if b and r.dim() == 3 and g.dim() == 4 and g.shape == (r.shape[0], r.shape[1], r.shape[0], r.shape[2]):
+    if (
+        b
+        and r.dim() == 3
+        and g.dim() == 4
+        and g.shape == (r.shape[0], r.shape[1], r.shape[0], r.shape[2])
+    ):
         diag = torch.stack([g[i, :, i, :] for i in range(r.shape[0])])
         findings.append(
             Finding(

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-
 _LIBRARY_DIRS = tuple(
     {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
 )
@@ -92,7 +91,12 @@ def recording(names: set[str] | frozenset[str]) -> Iterator[list[str]]:
 
 def _forbidden_objects(names: frozenset[str]) -> dict[int, str]:
     objs: dict[int, str] = {}
-    for module, label in ((torch, "torch"), (torch.Tensor, "Tensor"), (np, "numpy"), (math, "math")):
+    for module, label in (
+        (torch, "torch"),
+        (torch.Tensor, "Tensor"),
+        (np, "numpy"),
+        (math, "math"),
+    ):
         for name in names:
             for n in (name, name + "_"):
                 obj = getattr(module, n, None)

@@ -50,9 +50,7 @@ def uniform(
             bad |= (x > a) & (x < b)
         if not bool(bad.any()):
             break
-        x[bad] = torch.empty(int(bad.sum()), dtype=torch.float64).uniform_(
-            low, high, generator=gen
-        )
+        x[bad] = torch.empty(int(bad.sum()), dtype=torch.float64).uniform_(low, high, generator=gen)
     else:  # pragma: no cover - only with a domain that is almost all avoided
         raise ValueError(f"cannot draw from [{low}, {high}] avoiding {avoid}")
     return x.to(dtype)

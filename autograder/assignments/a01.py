@@ -50,7 +50,9 @@ def _grad_reference(f: Callable, x: torch.Tensor) -> torch.Tensor:
 def _difference_cases(question: str, hidden: bool):
     if not hidden:
         x = torch.tensor([1.0], dtype=F64)
-        return [("3x² − 4x", _quadratic, x, h) for h in (1e-1, 1e-2, 1e-3)], "f(x) = 3x² − 4x at x = 1"
+        return [
+            ("3x² − 4x", _quadratic, x, h) for h in (1e-1, 1e-2, 1e-3)
+        ], "f(x) = 3x² − 4x at x = 1"
     g = generator(question)
     cases = []
     for name, f in _FUNCTIONS:
@@ -67,8 +69,14 @@ def check_forward_difference(forward_difference, *, hidden: bool = False) -> Non
         got, _ = call(q, forward_difference, f, x.clone(), h)
         expected = (f(x + h) - f(x)) / h
         central = (f(x + h) - f(x - h)) / (2 * h)
-        _close_or_hint(q, f"forward_difference(f = {name}, h = {h:.3g})", got, expected, central,
-                       "this is the central difference; the forward difference is (f(x+h) − f(x)) / h")
+        _close_or_hint(
+            q,
+            f"forward_difference(f = {name}, h = {h:.3g})",
+            got,
+            expected,
+            central,
+            "this is the central difference; the forward difference is (f(x+h) − f(x)) / h",
+        )
     passed(q, note)
 
 
@@ -79,9 +87,14 @@ def check_central_difference(central_difference, *, hidden: bool = False) -> Non
         got, _ = call(q, central_difference, f, x.clone(), h)
         expected = (f(x + h) - f(x - h)) / (2 * h)
         forward = (f(x + h) - f(x)) / h
-        _close_or_hint(q, f"central_difference(f = {name}, h = {h:.3g})", got, expected, forward,
-                       "this is the forward difference; the central difference is "
-                       "(f(x+h) − f(x−h)) / (2h)")
+        _close_or_hint(
+            q,
+            f"central_difference(f = {name}, h = {h:.3g})",
+            got,
+            expected,
+            forward,
+            "this is the forward difference; the central difference is (f(x+h) − f(x−h)) / (2h)",
+        )
     passed(q, note)
 
 
@@ -126,9 +139,12 @@ def check_difference_errors(difference_errors, *, hidden: bool = False) -> None:
         name, f, x0 = "3x² − 4x", _quadratic, 1.0
         note = "f(x) = 3x² − 4x at x = 1"
     result, _ = call(q, difference_errors, f, x0, hs.clone())
-    require(q, isinstance(result, tuple | list) and len(result) == 2,
-            "difference_errors must return a pair (forward_errors, central_errors)",
-            [f"got {type(result).__name__}"])
+    require(
+        q,
+        isinstance(result, tuple | list) and len(result) == 2,
+        "difference_errors must return a pair (forward_errors, central_errors)",
+        [f"got {type(result).__name__}"],
+    )
     x = torch.tensor(x0, dtype=F64)
     exact = _grad_reference(f, x)
     fwd = ((f(x + hs) - f(x)) / hs - exact).abs()
@@ -157,8 +173,10 @@ def check_gradient(gradient, *, hidden: bool = False) -> None:
     q = "Q2 gradient"
     if hidden:
         g = generator(q)
-        cases = [(n, f, uniform(g, int(torch.randint(2, 7, (1,), generator=g)), -3.0, 3.0))
-                 for n, f in _SCALAR_FUNCTIONS]
+        cases = [
+            (n, f, uniform(g, int(torch.randint(2, 7, (1,), generator=g)), -3.0, 3.0))
+            for n, f in _SCALAR_FUNCTIONS
+        ]
         note = "4 functions at fresh random vectors"
     else:
         x = torch.arange(4.0, dtype=F64)
@@ -195,10 +213,16 @@ def check_f_prime_analytic(f_prime, *, hidden: bool = False) -> None:
     x, note = _batch_x(q, hidden)
     with autograd_calls() as engine:
         got, _ = call(q, f_prime, x.clone())
-    require(q, not engine, "the analytic derivative must not use autograd",
-            ["write f'(x) as a formula; autograd (backward, torch.autograd.grad, torch.func) "
-             "was called while it ran"],
-            [Finding("used_autograd", "the analytic answer called autograd")])
+    require(
+        q,
+        not engine,
+        "the analytic derivative must not use autograd",
+        [
+            "write f'(x) as a formula; autograd (backward, torch.autograd.grad, torch.func) "
+            "was called while it ran"
+        ],
+        [Finding("used_autograd", "the analytic answer called autograd")],
+    )
     ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x})
     check_close(q, "f'(x) = d/dx [x² + sin(x²)]", got, _f3_prime(x), context=ctx)
     passed(q, note)
@@ -255,11 +279,21 @@ def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
         ok, _ = call(q, matches_ratio, grad.clone(), a.clone(), fa.clone())
         if not bool(ok):
             rejected += 1
-    require(q, rejected == 0, "a correct gradient was rejected",
-            [f"{rejected} of {n} correct (grad, a, f(a)) triples returned False"],
-            [Finding("exact_equality",
-                     "f(a)/a and the gradient agree only up to rounding: compare with "
-                     "torch.allclose, not ==.")] if rejected < n else [])
+    require(
+        q,
+        rejected == 0,
+        "a correct gradient was rejected",
+        [f"{rejected} of {n} correct (grad, a, f(a)) triples returned False"],
+        [
+            Finding(
+                "exact_equality",
+                "f(a)/a and the gradient agree only up to rounding: compare with "
+                "torch.allclose, not ==.",
+            )
+        ]
+        if rejected < n
+        else [],
+    )
     wrong = 0
     for k in range(20):
         a = torch.randn(3, generator=g, dtype=F64)
@@ -267,8 +301,12 @@ def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
         ok, _ = call(q, matches_ratio, grad, a, control_flow_f(a))
         if bool(ok):
             wrong += 1
-    require(q, wrong == 0, "a wrong gradient was accepted",
-            [f"{wrong} of 20 wrong gradients returned True: compare grad with f(a) / a"])
+    require(
+        q,
+        wrong == 0,
+        "a wrong gradient was accepted",
+        [f"{wrong} of 20 wrong gradients returned True: compare grad with f(a) / a"],
+    )
     passed(q, f"{n} random draws accepted, 20 wrong gradients rejected")
 
 
@@ -286,30 +324,44 @@ def _no_cos(q: str, fns: list[Callable], run: Callable[[], object]):
         where.append("called at run time: " + ", ".join(sorted(set(hits))))
     for fn in fns:
         where += bound_references(fn, FORBIDDEN)
-        where += [f"in `{getattr(fn, '__name__', '?')}` {m}"
-                  for m in source_mentions(function_source(fn), FORBIDDEN)]
-    require(q, not where, "the answer uses cos",
-            where[:4] + ["obtain the derivative of sin with autograd, without cos"],
-            [Finding("used_forbidden", "cos is not allowed here: autograd must find the derivative")])
+        where += [
+            f"in `{getattr(fn, '__name__', '?')}` {m}"
+            for m in source_mentions(function_source(fn), FORBIDDEN)
+        ]
+    require(
+        q,
+        not where,
+        "the answer uses cos",
+        where[:4] + ["obtain the derivative of sin with autograd, without cos"],
+        [Finding("used_forbidden", "cos is not allowed here: autograd must find the derivative")],
+    )
     return result
 
 
 def _sin_grid(q: str, hidden: bool):
     if not hidden:
-        return torch.linspace(-2 * math.pi, 2 * math.pi, 101, dtype=F64), "x = linspace(−2π, 2π, 101)"
+        return torch.linspace(
+            -2 * math.pi, 2 * math.pi, 101, dtype=F64
+        ), "x = linspace(−2π, 2π, 101)"
     g = generator(q)
     n = int(torch.randint(50, 150, (1,), generator=g))
     lo = float(uniform(g, 1, -8.0, -2.0))
     hi = float(uniform(g, 1, 2.0, 8.0))
-    return torch.linspace(lo, hi, n, dtype=F64), f"a fresh grid of {n} points on [{lo:.2f}, {hi:.2f}]"
+    return torch.linspace(
+        lo, hi, n, dtype=F64
+    ), f"a fresh grid of {n} points on [{lo:.2f}, {hi:.2f}]"
 
 
 def check_sin_and_derivative(sin_and_derivative, *, hidden: bool = False) -> None:
     q = "Q5.1 sin_and_derivative"
     x, note = _sin_grid(q, hidden)
     result, _ = call(q, sin_and_derivative, x.clone())
-    require(q, isinstance(result, tuple | list) and len(result) == 2,
-            "sin_and_derivative must return a pair (y, dydx)", [f"got {type(result).__name__}"])
+    require(
+        q,
+        isinstance(result, tuple | list) and len(result) == 2,
+        "sin_and_derivative must return a pair (y, dydx)",
+        [f"got {type(result).__name__}"],
+    )
     check_close(q, "y = sin(x)", result[0], torch.sin(x))
     check_close(q, "dy/dx", result[1], _grad_reference(torch.sin, x))
     passed(q, note)
