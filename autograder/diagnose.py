@@ -32,6 +32,9 @@ class Context:
     none_hints: list[Finding] = field(default_factory=list)
     # One line on which inputs were used ("5 random points in [-3, 3]").
     inputs_note: str = ""
+    # Known wrong answers for this question, evaluated on the same inputs: if the
+    # student's value matches one, its finding names the mistake.
+    mistakes: list[tuple[Finding, torch.Tensor]] = field(default_factory=list)
 
     def none_findings(self) -> list[Finding]:
         return self.none_hints or [
@@ -72,7 +75,12 @@ def _ratio(got: torch.Tensor, ref: torch.Tensor, atol: float) -> float | None:
 def diagnose_values(got: torch.Tensor, ref: torch.Tensor, tol, context: Context) -> list[Finding]:
     """Findings for a value mismatch of tensors of equal shape (float64)."""
     findings: list[Finding] = []
-    atol = tol.atol
+    atol = float(tol.atol.max()) if isinstance(tol.atol, torch.Tensor) else tol.atol
+
+    for finding, wrong in context.mistakes:
+        w = wrong.detach().to(torch.float64)
+        if w.shape == got.shape and _allclose(got, w, rtol=max(tol.rtol, 1e-6), atol=atol * 10):
+            findings.append(finding)
 
     nonfinite = ~torch.isfinite(got) & torch.isfinite(ref)
     if bool(nonfinite.any()):

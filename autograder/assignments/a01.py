@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..checks import call, passed, require
-from ..compare import check_close
+from ..compare import Tolerance, check_close, tolerance_for
 from ..diagnose import Context
 from ..feedback import CheckFailed, Finding
 from ..forbid import autograd_calls, bound_references, function_source, recording, source_mentions
@@ -76,6 +76,7 @@ def check_forward_difference(forward_difference, *, hidden: bool = False) -> Non
             expected,
             central,
             "this is the central difference; the forward difference is (f(x+h) − f(x)) / h",
+            _rounding(got, f, x, h),
         )
     passed(q, note)
 
@@ -94,16 +95,29 @@ def check_central_difference(central_difference, *, hidden: bool = False) -> Non
             expected,
             forward,
             "this is the forward difference; the central difference is (f(x+h) − f(x−h)) / (2h)",
+            _rounding(got, f, x, h),
         )
     passed(q, note)
 
 
-def _close_or_hint(q, what, got, expected, other, hint):
+def _rounding(got, f, x: torch.Tensor, h) -> Tolerance:
+    """Tolerance for a finite difference in the student's dtype: rounding of f values,
+    amplified by 1/h (a float32 answer is as right as float32 allows)."""
+    dtype = got.dtype if isinstance(got, torch.Tensor) and got.is_floating_point() else F64
+    eps = torch.finfo(dtype).eps
+    scale = f(x + h).abs() + f(x).abs() + f(x - h).abs()
+    if not isinstance(h, torch.Tensor):
+        h = torch.tensor(h, dtype=F64)
+    base = tolerance_for(dtype)
+    return Tolerance(base.rtol, 8 * eps * (1 + scale) / h.abs() + base.atol)
+
+
+def _close_or_hint(q, what, got, expected, other, hint, tol):
     try:
-        check_close(q, what, got, expected)
+        check_close(q, what, got, expected, tolerance=tol)
     except CheckFailed as exc:
         try:
-            check_close(q, what, got, other)
+            check_close(q, what, got, other, tolerance=tol)
         except CheckFailed:
             pass
         else:
@@ -149,13 +163,12 @@ def check_difference_errors(difference_errors, *, hidden: bool = False) -> None:
     exact = _grad_reference(f, x)
     fwd = ((f(x + hs) - f(x)) / hs - exact).abs()
     cen = ((f(x + hs) - f(x - hs)) / (2 * hs) - exact).abs()
-    # Errors of finite differences are themselves rounding-sensitive at tiny h: compare
-    # on an absolute scale that covers float64 cancellation (eps / h).
-    from ..compare import Tolerance
-
-    tol = Tolerance(1e-3, 1e-9)
-    check_close(q, f"forward errors (f = {name})", result[0], fwd, tolerance=tol)
-    check_close(q, f"central errors (f = {name})", result[1], cen, tolerance=tol)
+    # At small h the errors are rounding noise, amplified by 1/h; the student may have
+    # worked in float32 anywhere (helpers or exact derivative), so allow float32 noise.
+    f32 = torch.zeros((), dtype=torch.float32)
+    noise = _rounding(f32, f, x, hs).atol + 1e-6 * exact.abs()
+    for label, got, ref in (("forward", result[0], fwd), ("central", result[1], cen)):
+        check_close(q, f"{label} errors (f = {name})", got, ref, tolerance=Tolerance(1e-3, noise))
     passed(q, note)
 
 
@@ -199,6 +212,22 @@ def _f3_prime(x):
     return 2 * x + 2 * x * torch.cos(x**2)
 
 
+def _f3_mistakes(x):
+    missing = Finding(
+        "missing_chain_factor",
+        "the derivative of sin(x²) is cos(x²) times the inner derivative 2x: the factor 2x "
+        "of the chain rule is missing.",
+    )
+    return [
+        (missing, 2 * x + torch.cos(x**2)),
+        (missing, 2 * x + 2 * torch.cos(x**2)),
+        (
+            Finding("missing_term", "only one of the two terms is there: f'(x) = 2x + 2x·cos(x²)."),
+            2 * x * torch.cos(x**2),
+        ),
+    ]
+
+
 def _batch_x(question: str, hidden: bool) -> tuple[torch.Tensor, str]:
     if not hidden:
         return torch.linspace(0, 5, 11, dtype=F64), "x = linspace(0, 5, 11)"
@@ -223,7 +252,7 @@ def check_f_prime_analytic(f_prime, *, hidden: bool = False) -> None:
         ],
         [Finding("used_autograd", "the analytic answer called autograd")],
     )
-    ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x})
+    ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x}, mistakes=_f3_mistakes(x))
     check_close(q, "f'(x) = d/dx [x² + sin(x²)]", got, _f3_prime(x), context=ctx)
     passed(q, note)
 
@@ -232,7 +261,11 @@ def check_f_prime_autograd(f_prime_autograd, *, hidden: bool = False) -> None:
     q = "Q3.2 f_prime_autograd"
     x, note = _batch_x(q, hidden)
     got, _ = call(q, f_prime_autograd, x.clone())
-    ctx = Context(y=_f3(x), factors={"2x, the derivative of x² inside sin": 2 * x})
+    ctx = Context(
+        y=_f3(x),
+        factors={"2x, the derivative of x² inside sin": 2 * x},
+        mistakes=_f3_mistakes(x),
+    )
     check_close(q, "f'(x) by autograd", got, _grad_reference(_f3, x), context=ctx)
     passed(q, note)
 

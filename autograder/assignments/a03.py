@@ -1,0 +1,563 @@
+"""Checks for assignment 03_vector_jacobian.
+
+Each `check_*` takes the student's function(s). With `hidden=False` (the visible test in
+the student's notebook) it uses the numbers of the curriculum, section 03, and compares
+with them exactly as written there; with `hidden=True` (run at grading time) it draws
+fresh random inputs and compares with references computed by `torch.func` (`jacrev`,
+`vmap`, `vjp`) on the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..checks import passed, require
+from ..compare import as_tensor, check_close
+from ..diagnose import Context
+from ..feedback import CheckFailed, Finding
+from ..forbid import autograd_calls
+from ..jacobians import (
+    batched_jacobian,
+    call_student,
+    check_jacobian,
+    check_vjp,
+    jacobian_matrix,
+    reference_vjp,
+    reference_vjps,
+)
+from ..sampling import describe, generator, uniform
+
+F64 = torch.float64
+
+
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=F64)
+
+
+# --- the notebook's functions --------------------------------------------------------------
+
+
+def y3x2(x):
+    """y = 3x² (Q1, and the vector → vector worked case)."""
+    return 3 * x**2
+
+
+def square(x):
+    return x**2
+
+
+def four_copies(x):
+    """Scalar → vector: four copies of x²."""
+    return x**2 * torch.ones(4, dtype=x.dtype)
+
+
+def total(x):
+    """Vector → scalar: y = Σx."""
+    return x.sum()
+
+
+def example(x):
+    """y = (3x₁², x₁² + 2x₂³, 10x₂), the full worked example (R² → R³)."""
+    x1, x2 = x[..., 0], x[..., 1]
+    return torch.stack([3 * x1**2, x1**2 + 2 * x2**3, 10 * x2], dim=-1)
+
+
+def q_function(a, b):
+    """Q = 3a³ − b² (Q4)."""
+    return 3 * a**3 - b**2
+
+
+def g(x):
+    """g(x) = x₀x₁ + sin(x₀x₁²) on a batch (N, 2) or one point (2,) (Q5)."""
+    x0, x1 = x[..., 0], x[..., 1]
+    return x0 * x1 + torch.sin(x0 * x1**2)
+
+
+def grad_g(x):
+    x0, x1 = x[..., 0], x[..., 1]
+    c = torch.cos(x0 * x1**2)
+    return torch.stack([x1 + x1**2 * c, x0 + 2 * x0 * x1 * c], dim=-1)
+
+
+def f(x):
+    """f: R² → R³, f(x) = (x₁x₂, sin(x₁ + x₂²), x₁² − 3x₂), row by row on a batch (Q6)."""
+    x1, x2 = x[..., 0], x[..., 1]
+    return torch.stack([x1 * x2, torch.sin(x1 + x2**2), x1**2 - 3 * x2], dim=-1)
+
+
+def jacobian_f(x):
+    """The analytic (N, 3, 2) Jacobian of f: [[x₂, x₁], [c, 2x₂c], [2x₁, −3]], c = cos(x₁ + x₂²)."""
+    x1, x2 = x[..., 0], x[..., 1]
+    c = torch.cos(x1 + x2**2)
+    return torch.stack(
+        [
+            torch.stack([x2, x1], dim=-1),
+            torch.stack([c, 2 * x2 * c], dim=-1),
+            torch.stack([2 * x1, torch.full_like(x1, -3.0)], dim=-1),
+        ],
+        dim=-2,
+    )
+
+
+# --- the numbers of curriculum section 03 (the visible tests check exactly these) --------
+
+# Q1: y = 3x² at x = (1, 2): (v, vᵀJ).
+Y3X2_X = (1.0, 2.0)
+Y3X2_CASES = [((1.0, 1.0), (6.0, 12.0)), ((1.0, 10.0), (6.0, 120.0))]
+
+# Q2: the worked cases (name, f, x, v, vᵀJ).
+WORKED_CASES: list[tuple[str, Callable, object, object, object]] = [
+    ("scalar → scalar, y = x², x = 1", square, 1.0, 100.0, 200.0),
+    (
+        "scalar → vector, four copies of x², x = 1",
+        four_copies,
+        1.0,
+        (1.0, 10.0, 100.0, 1000.0),
+        2222.0,
+    ),
+    ("vector → scalar, y = Σx, x = (1, 2)", total, (1.0, 2.0), 100.0, (100.0, 100.0)),
+    ("vector → vector, y = 3x², x = (1, 2)", y3x2, (1.0, 2.0), (1.0, 10.0), (6.0, 120.0)),
+    (
+        "y = (3x₁², x₁² + 2x₂³, 10x₂), x = (1, 2)",
+        example,
+        (1.0, 2.0),
+        (1.0, 10.0, 100.0),
+        (26.0, 1240.0),
+    ),
+]
+EXAMPLE_X = (1.0, 2.0)
+EXAMPLE_J = ((6.0, 0.0), (2.0, 24.0), (0.0, 10.0))
+EXAMPLE_V = (1.0, 10.0, 100.0)
+EXAMPLE_VJP = (26.0, 1240.0)
+
+# Q3: y = x² at x = 1, backward with v = 1, 10, 100, 1000 in turn: x.grad after each.
+ACCUMULATION_X = 1.0
+ACCUMULATION_VS = (1.0, 10.0, 100.0, 1000.0)
+ACCUMULATION_GRADS = (2.0, 22.0, 222.0, 2222.0)
+
+# Q4: Q = 3a³ − b², external gradient (1, 1).
+Q_A, Q_B, Q_V = (2.0, 3.0), (6.0, 4.0), (1.0, 1.0)
+Q_A_GRAD, Q_B_GRAD = (36.0, 81.0), (-12.0, -8.0)
+
+# Q5 and Q6: a fixed batch of points in [−1, 1]² for the visible tests.
+BATCH = ((-1.0, -1.0), (-0.5, 0.25), (0.0, 0.5), (0.5, -0.75), (1.0, 1.0))
+BATCH_DOMAIN = (-1.0, 1.0)
+LARGE_N = 1000
+
+
+# --- Q1 the gradient argument ------------------------------------------------------------
+
+
+def check_vjp_y3x2(vjp_y3x2, *, hidden: bool = False) -> None:
+    q = "Q1 vjp_y3x2"
+    if hidden:
+        gen = generator(q)
+        cases = []
+        for _ in range(3):
+            n = int(torch.randint(2, 7, (1,), generator=gen))
+            x, v = uniform(gen, n, -3.0, 3.0), uniform(gen, n, -3.0, 3.0)
+            cases.append((x, v, reference_vjp(y3x2, x, v)))
+        note = "3 fresh random (x, v) pairs"
+    else:
+        x = _t(Y3X2_X)
+        cases = [(x, _t(v), _t(expected)) for v, expected in Y3X2_CASES]
+        note = "x = (1, 2): v = (1, 1) gives (6, 12), v = (1, 10) gives (6, 120)"
+    for x, v, expected in cases:
+        got = call_student(q, vjp_y3x2, x.clone(), v.clone())
+        J = jacobian_matrix(y3x2, x)
+        check_vjp(q, f"vᵀJ for y = 3x² with v = {_short(v)}", got, J=J, v=v, expected=expected)
+    passed(q, note)
+
+
+# --- Q2 worked cases ---------------------------------------------------------------------
+
+# Hidden-test functions for `vjp`: (name, f, shape of x). Square non-symmetric Jacobians
+# make a swapped J·v visible.
+_VJP_FUNCTIONS: list[tuple[str, Callable, tuple[int, ...]]] = [
+    ("scalar → scalar, y = x·sin(x)", lambda x: x * torch.sin(x), ()),
+    ("scalar → vector, y = (x, x², eˣ)", lambda x: torch.stack([x, x**2, torch.exp(x)]), ()),
+    ("vector → scalar, y = Σ xᵢ³", lambda x: (x**3).sum(), (3,)),
+    (
+        "R² → R², y = (x₀ + 2x₁, x₀x₁)",
+        lambda x: torch.stack([x[0] + 2 * x[1], x[0] * x[1]]),
+        (2,),
+    ),
+    (
+        "R³ → R², y = (x₀x₁, x₁ + sin x₂)",
+        lambda x: torch.stack([x[0] * x[1], x[1] + torch.sin(x[2])]),
+        (3,),
+    ),
+    ("R² → R³, y = (3x₁², x₁² + 2x₂³, 10x₂)", example, (2,)),
+]
+
+
+def _vjp_cases(q: str, hidden: bool):
+    if not hidden:
+        return [
+            (name, fn, _t(x), _t(v), _t(expected)) for name, fn, x, v, expected in WORKED_CASES
+        ], "the worked cases: 200, 2222, (100, 100), (6, 120), (26, 1240)"
+    gen = generator(q)
+    cases = []
+    for name, fn, shape in _VJP_FUNCTIONS:
+        x = uniform(gen, shape, -2.0, 2.0)
+        y_shape = fn(x).shape
+        v = uniform(gen, y_shape, -3.0, 3.0)
+        cases.append((name, fn, x, v, reference_vjp(fn, x, v)))
+    return cases, f"{len(cases)} functions at fresh random x and v"
+
+
+def check_vjp_from_jacobian(vjp_from_jacobian, *, hidden: bool = False) -> None:
+    q = "Q2.1 vjp_from_jacobian"
+    if hidden:
+        gen = generator(q)
+        cases = []
+        # Square first: there a swapped J·v gives numbers (not an error) and is named.
+        for m, n in ((3, 3), (2, 4), (4, 2), (1, 3)):
+            J = uniform(gen, (m, n), -3.0, 3.0)
+            v = uniform(gen, m, -3.0, 3.0)
+            cases.append((J, v))
+        note = "fresh random Jacobians of shapes 3×3, 2×4, 4×2 and 1×3"
+    else:
+        cases = [(_t(EXAMPLE_J), _t(EXAMPLE_V))]
+        note = "J = [[6, 0], [2, 24], [0, 10]], v = (1, 10, 100) gives (26, 1240)"
+    for J, v in cases:
+        got = call_student(q, vjp_from_jacobian, J.numpy().copy(), v.numpy().copy())
+        expected = _t(EXAMPLE_VJP) if not hidden else v @ J
+        check_vjp(
+            q,
+            f"vjp_from_jacobian(J of shape {tuple(J.shape)}, v)",
+            got,
+            J=J,
+            v=v,
+            expected=expected,
+        )
+    passed(q, note)
+
+
+def check_vjp(vjp, *, hidden: bool = False) -> None:
+    q = "Q2.2 vjp"
+    cases, note = _vjp_cases(q, hidden)
+    for name, fn, x, v, expected in cases:
+        got = call_student(q, vjp, fn, x.clone(), v.clone())
+        check_vjp_value(q, f"vᵀJ for {name}, v = {_short(v)}", got, fn, x, v, expected)
+    passed(q, note)
+
+
+def check_vjp_value(q, what, got, fn, x, v, expected) -> None:
+    check_vjp(q, what, got, J=jacobian_matrix(fn, x), v=v, expected=expected)
+
+
+# The assignment's `check_vjp` (the question) shadows the generic one imported above:
+# keep the generic one reachable under its own name.
+from ..jacobians import check_vjp as _check_vjp_generic  # noqa: E402
+
+
+def check_vjp_value(q, what, got, fn, x, v, expected) -> None:  # noqa: F811
+    _check_vjp_generic(q, what, got, J=jacobian_matrix(fn, x), v=v, expected=expected)
+
+
+def check_jacobian_example(jacobian_example, *, hidden: bool = False) -> None:
+    q = "Q2.3 jacobian_example"
+    if hidden:
+        gen = generator(q)
+        points = [uniform(gen, 2, -3.0, 3.0) for _ in range(3)]
+        note = "3 fresh random points in [-3, 3]²"
+    else:
+        points = [_t(EXAMPLE_X)]
+        note = "x = (1, 2) gives [[6, 0], [2, 24], [0, 10]]"
+    for x in points:
+        with autograd_calls() as engine:
+            got = call_student(q, jacobian_example, x.clone())
+        _no_autograd(q, engine, "the Jacobian of the example")
+        expected = _t(EXAMPLE_J) if not hidden else jacobian_matrix(example, x)
+        check_jacobian(q, f"J at x = {_short(x)}", got, expected)
+    passed(q, note)
+
+
+def _no_autograd(q: str, engine: list[str], what: str) -> None:
+    require(
+        q,
+        not engine,
+        "this answer must be written out, without autograd",
+        [f"write {what} as a formula; autograd (backward, torch.autograd, torch.func) ran"],
+        [Finding("used_autograd", "the analytic answer called autograd")],
+    )
+
+
+# --- Q3 accumulation ---------------------------------------------------------------------
+
+
+def _accumulation_cases(q: str, hidden: bool, functions: list[tuple[str, Callable, int]]):
+    if not hidden:
+        return [
+            ("y = x²", square, _t(ACCUMULATION_X), _t(ACCUMULATION_VS), _t(ACCUMULATION_GRADS))
+        ], "x = 1, v = 1, 10, 100, 1000 gives 2, 22, 222, 2222"
+    gen = generator(q)
+    cases = []
+    for name, fn, m in functions:
+        x = uniform(gen, 3, -2.0, 2.0)
+        k = int(torch.randint(2, 6, (1,), generator=gen))
+        vs = uniform(gen, (k, m), -3.0, 3.0)
+        per_call = torch.stack([reference_vjp(fn, x, v) for v in vs])
+        cases.append((name, fn, x, vs, per_call.cumsum(0)))
+    return cases, "fresh random x and gradient vectors"
+
+
+def _accumulation_findings(got: torch.Tensor, expected: torch.Tensor) -> list[Finding]:
+    """Each entry a single call's gradient, or every entry the same (aliased) tensor."""
+    g, r = got.to(F64), expected.to(F64)
+    if g.shape != r.shape or r.shape[0] < 2:
+        return []
+    tol = 1e-6 * max(1.0, float(r.abs().max()))
+    per_call = torch.cat([r[:1], r[1:] - r[:-1]])
+    if torch.allclose(g, per_call, rtol=1e-5, atol=tol):
+        return [
+            Finding(
+                "not_accumulated",
+                "each entry is the gradient of one backward call alone: .grad does not reset "
+                "between calls, it adds up. Entry k is the sum of the gradients of calls 0..k "
+                "(do not zero x.grad between the calls).",
+            )
+        ]
+    if torch.allclose(g, r[-1:].expand_as(r), rtol=1e-5, atol=tol):
+        return [
+            Finding(
+                "grad_aliased",
+                "every entry equals the final x.grad: you stored x.grad itself, and backward "
+                "adds into that same tensor in place, so all stored entries change together. "
+                "Store x.grad.clone() after each call.",
+            )
+        ]
+    return []
+
+
+def _check_accumulation(q: str, what: str, got, expected: torch.Tensor) -> None:
+    try:
+        check_close(q, what, got, expected)
+    except CheckFailed as exc:
+        t = as_tensor(got)
+        extra = _accumulation_findings(t, expected) if t is not None else []
+        raise CheckFailed(exc.question, exc.summary, exc.details, exc.diagnoses + extra) from None
+
+
+def check_predicted_grads(predicted_grads, *, hidden: bool = False) -> None:
+    q = "Q3.1 predicted_grads"
+    cases, note = _accumulation_cases(q, hidden, [("y = x²", square, 3)])
+    for _, _, x, vs, expected in cases:
+        with autograd_calls() as engine:
+            got = call_student(q, predicted_grads, x.clone(), vs.clone())
+        _no_autograd(q, engine, "the prediction")
+        _check_accumulation(q, f"x.grad after each call, v = {_short(vs)}", got, expected)
+    passed(q, note)
+
+
+_ACCUMULATION_FUNCTIONS: list[tuple[str, Callable, int]] = [
+    ("y = x²", square, 3),
+    ("y = (x₀x₁, sin x₂)", lambda x: torch.stack([x[0] * x[1], torch.sin(x[2])]), 2),
+]
+
+
+def check_accumulated_grads(accumulated_grads, *, hidden: bool = False) -> None:
+    q = "Q3.2 accumulated_grads"
+    cases, note = _accumulation_cases(q, hidden, _ACCUMULATION_FUNCTIONS)
+    for name, fn, x, vs, expected in cases:
+        got = call_student(q, accumulated_grads, fn, x.clone(), vs.clone())
+        _check_accumulation(
+            q, f"x.grad after each call for {name}, v = {_short(vs)}", got, expected
+        )
+    passed(q, note)
+
+
+# --- Q4 two inputs -----------------------------------------------------------------------
+
+
+def check_q_grads(q_grads, *, hidden: bool = False) -> None:
+    q = "Q4 q_grads"
+    if hidden:
+        gen = generator(q)
+        cases = []
+        for _ in range(3):
+            n = int(torch.randint(2, 6, (1,), generator=gen))
+            a, b, v = (uniform(gen, n, -3.0, 3.0) for _ in range(3))
+            cases.append((a, b, v, *reference_vjps(q_function, (a, b), v)))
+        note = "3 fresh random (a, b, v)"
+    else:
+        cases = [(_t(Q_A), _t(Q_B), _t(Q_V), _t(Q_A_GRAD), _t(Q_B_GRAD))]
+        note = "a = (2, 3), b = (6, 4): a.grad = (36, 81), b.grad = (−12, −8)"
+    for a, b, v, a_grad, b_grad in cases:
+        result = call_student(q, q_grads, a.clone(), b.clone(), v.clone())
+        require(
+            q,
+            isinstance(result, tuple | list) and len(result) == 2,
+            "q_grads must return a pair (a.grad, b.grad)",
+            [f"got {type(result).__name__}"],
+        )
+        J_a = torch.diag(9 * a**2)
+        J_b = torch.diag(-2 * b)
+        _check_vjp_generic(q, f"a.grad at a = {_short(a)}", result[0], J=J_a, v=v, expected=a_grad)
+        _check_vjp_generic(q, f"b.grad at b = {_short(b)}", result[1], J=J_b, v=v, expected=b_grad)
+    passed(q, note)
+
+
+# --- Q5 a batch of points, a scalar function ---------------------------------------------
+
+_BATCH_SCALAR_FUNCTIONS: list[tuple[str, Callable]] = [
+    ("g(x) = x₀x₁ + sin(x₀x₁²)", g),
+    ("x₀² + 3x₀x₁", lambda x: x[..., 0] ** 2 + 3 * x[..., 0] * x[..., 1]),
+    ("exp(x₀)·sin(x₁)", lambda x: torch.exp(x[..., 0]) * torch.sin(x[..., 1])),
+]
+
+
+def _batch(q: str, hidden: bool, n_range=(5, 41)) -> tuple[torch.Tensor, str]:
+    if not hidden:
+        return _t(BATCH), "the batch of 5 points in the notebook"
+    gen = generator(q)
+    n = int(torch.randint(*n_range, (1,), generator=gen))
+    return uniform(gen, (n, 2), *BATCH_DOMAIN), describe((n, 2), *BATCH_DOMAIN)
+
+
+def _batched_gradient_reference(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    return torch.func.vmap(torch.func.grad(fn))(x.detach().clone().to(F64))
+
+
+def check_grad_g(grad_g_answer, *, hidden: bool = False) -> None:
+    q = "Q5.1 grad_g"
+    x, note = _batch(q, hidden)
+    with autograd_calls() as engine:
+        got = call_student(q, grad_g_answer, x.clone())
+    _no_autograd(q, engine, "∇g")
+    ctx = Context(jacobian=True, batch=x.shape[0], inputs_note="" if not hidden else note)
+    check_close(q, "∇g on the batch, shape (N, 2)", got, grad_g(x), context=ctx)
+    passed(q, note)
+
+
+def check_batched_gradient(batched_gradient, *, hidden: bool = False) -> None:
+    q = "Q5.2 batched_gradient"
+    x, note = _batch(q, hidden)
+    functions = _BATCH_SCALAR_FUNCTIONS if hidden else _BATCH_SCALAR_FUNCTIONS[:1]
+    for name, fn in functions:
+        got = call_student(q, batched_gradient, fn, x.clone())
+        ctx = Context(jacobian=True, batch=x.shape[0], inputs_note="" if not hidden else note)
+        check_close(
+            q,
+            f"the gradient of {name} per point, shape (N, 2)",
+            got,
+            _batched_gradient_reference(fn, x),
+            context=ctx,
+        )
+    passed(q, note + ("" if not hidden else f", {len(functions)} functions"))
+
+
+# --- Q6 batched Jacobian of f: R² → R³ ---------------------------------------------------
+
+# Hidden-test functions R² → R³, row by row on a batch (and on one point, for vmap).
+_JACOBIAN_FUNCTIONS: list[tuple[str, Callable]] = [
+    ("f(x) = (x₁x₂, sin(x₁ + x₂²), x₁² − 3x₂)", f),
+    (
+        "(e^x₁·x₂, x₁ − x₂², tanh(x₁x₂))",
+        lambda x: torch.stack(
+            [
+                torch.exp(x[..., 0]) * x[..., 1],
+                x[..., 0] - x[..., 1] ** 2,
+                torch.tanh(x[..., 0] * x[..., 1]),
+            ],
+            dim=-1,
+        ),
+    ),
+    (
+        "(x₁²x₂, cos(x₂) + x₁, x₁ / (1 + x₂²))",
+        lambda x: torch.stack(
+            [
+                x[..., 0] ** 2 * x[..., 1],
+                torch.cos(x[..., 1]) + x[..., 0],
+                x[..., 0] / (1 + x[..., 1] ** 2),
+            ],
+            dim=-1,
+        ),
+    ),
+]
+
+
+def check_jacobian_f(jacobian_f_answer, *, hidden: bool = False) -> None:
+    q = "Q6.1 jacobian_f"
+    x, note = _batch(q, hidden)
+    with autograd_calls() as engine:
+        got = call_student(q, jacobian_f_answer, x.clone())
+    _no_autograd(q, engine, "the Jacobian of f")
+    check_jacobian(
+        q, "the analytic Jacobian of f, shape (N, 3, 2)", got, jacobian_f(x), batch=x.shape[0]
+    )
+    passed(q, note)
+
+
+def _check_batched_jacobian(q: str, fn: Callable, name: str, hidden: bool) -> None:
+    x, note = _batch(q, hidden)
+    functions = _JACOBIAN_FUNCTIONS if hidden else _JACOBIAN_FUNCTIONS[:1]
+    for fname, func in functions:
+        got = call_student(q, fn, func, x.clone(), name=name)
+        check_jacobian(
+            q,
+            f"{name}(f, x) for {fname}, shape (N, 3, 2)",
+            got,
+            batched_jacobian(func, x),
+            batch=x.shape[0],
+            inputs_note="" if not hidden else note,
+        )
+    passed(q, note + ("" if not hidden else f", {len(functions)} functions"))
+
+
+def check_jacobian_rows(jacobian_rows, *, hidden: bool = False) -> None:
+    _check_batched_jacobian("Q6.2 jacobian_rows", jacobian_rows, "jacobian_rows", hidden)
+
+
+def check_jacobian_functional(jacobian_functional, *, hidden: bool = False) -> None:
+    _check_batched_jacobian(
+        "Q6.3 jacobian_functional", jacobian_functional, "jacobian_functional", hidden
+    )
+
+
+def check_jacobian_vmap(jacobian_vmap, *, hidden: bool = False) -> None:
+    _check_batched_jacobian("Q6.4 jacobian_vmap", jacobian_vmap, "jacobian_vmap", hidden)
+
+
+def large_batch(seed: int | None = 0, n: int = LARGE_N) -> torch.Tensor:
+    """A batch of n points in [−1, 1]² (fixed for the visible test, fresh when seed is None)."""
+    gen = torch.Generator()
+    if seed is None:
+        return uniform(generator("Q6.5 large batch"), (n, 2), *BATCH_DOMAIN)
+    gen.manual_seed(seed)
+    return uniform(gen, (n, 2), *BATCH_DOMAIN)
+
+
+def check_large_batch(jacobian_vmap, *, hidden: bool = False) -> None:
+    """The vectorised Jacobian at N = 1000: checked for correctness, never for speed."""
+    q = "Q6.5 large batch"
+    x = large_batch(None if hidden else 0)
+    got = call_student(q, jacobian_vmap, f, x.clone(), name="jacobian_vmap")
+    check_jacobian(q, f"jacobian_vmap(f, x) at N = {LARGE_N}", got, jacobian_f(x), batch=x.shape[0])
+    passed(q, f"N = {LARGE_N} {'fresh random' if hidden else 'fixed'} points in [-1, 1]²")
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _short(t: torch.Tensor) -> str:
+    values = [f"{float(v):.4g}" for v in t.reshape(-1)[:4]]
+    more = ", …" if t.numel() > 4 else ""
+    if t.dim() == 0:
+        return values[0]
+    return "(" + ", ".join(values) + more + ")"
+
+
+__all__ = [name for name in dir() if name.startswith("check_")] + [
+    "f",
+    "g",
+    "example",
+    "jacobian_f",
+    "grad_g",
+    "large_batch",
+    "np",
+]

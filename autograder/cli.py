@@ -1,0 +1,111 @@
+"""Command line: `autograder release | grade | lint | demo`.
+
+Only parses arguments and calls the keyword-only functions of :mod:`autograder.course`
+(and :mod:`autograder.demo`), so the command line and the Python API cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="autograder", description="Release and grade the autograd course with nbgrader."
+    )
+    p.add_argument("--version", action="version", version=f"autograder {__version__}")
+    p.add_argument(
+        "--course-dir",
+        type=Path,
+        default=Path("."),
+        help="nbgrader course directory (default: current directory)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser(
+        "release", help="lint source/ and generate the student notebooks in release/"
+    )
+    r.add_argument(
+        "assignments", nargs="*", help="assignments to release (default: all in source/)"
+    )
+
+    lint = sub.add_parser("lint", help="check the instructor notebooks for authoring mistakes")
+    lint.add_argument("assignments", nargs="*")
+
+    g = sub.add_parser("grade", help="autograde submissions; write gradebook, CSV and feedback")
+    g.add_argument("assignment")
+    g.add_argument(
+        "--submissions",
+        type=Path,
+        help="folder in nbgrader layout (<student>/<assignment>/*.ipynb), or an LMS "
+        "zip / flat folder of ..._<student>_attempt_<time>_<file>.ipynb files",
+    )
+    g.add_argument("--student", action="append", dest="students", help="grade only this student")
+    g.add_argument("--csv", type=Path, help="where to write the grades CSV (default: grades.csv)")
+    g.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
+
+    d = sub.add_parser("demo", help="release the course and grade the bundled sample class")
+    d.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("build/demo"),
+        help="scratch course directory for the sample class (default: build/demo)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from . import course
+    from .lint import AuthoringError, lint_source
+
+    try:
+        if args.command == "lint":
+            names = args.assignments or course.source_assignments(args.course_dir)
+            problems = lint_source(args.course_dir.resolve(), names)
+            for problem in problems:
+                print(problem)
+            print(f"{len(problems)} problem(s) in {len(names)} assignment(s)")
+            return 1 if problems else 0
+        if args.command == "release":
+            for path in course.release(
+                course_dir=args.course_dir, assignments=args.assignments or None
+            ):
+                print(f"released {path}")
+            return 0
+        if args.command == "grade":
+            from .report import print_summary
+
+            outcomes = course.grade(
+                course_dir=args.course_dir,
+                assignment=args.assignment,
+                submissions=args.submissions,
+                students=args.students,
+                feedback=not args.no_feedback,
+                csv_path=args.csv,
+            )
+            print_summary(outcomes)
+            return 0 if all(o.status == "graded" for o in outcomes) else 1
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(course_dir=args.course_dir, work_dir=args.work_dir)
+    except AuthoringError as exc:
+        print("Refused: the instructor notebooks have authoring mistakes:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Simulated students for 01_derivatives."""
+
+from . import Student
+
+ASSIGNMENT = "01_derivatives"
+
+DIFF = "q1-differences-answer"
+AUTO = "q1-autograd-answer"
+Q2 = "q2-answer"
+Q3 = "q3-answer"
+Q4 = "q4-answer"
+Q5 = "q5-answer"
+
+_FD_OK = '''
+def forward_difference(f, x, h):
+    return (f(x + h) - f(x)) / h
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+'''
+
+_Q5_TEMPLATE = '''
+{prelude}
+def sin_and_derivative(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = torch.sin(x)
+    dydx = {deriv}
+    return y.detach(), dydx
+
+
+def plot_sin_and_derivative(x):
+    y, dydx = sin_and_derivative(x)
+    fig, ax = plt.subplots()
+    ax.plot(x, y, label="sin")
+    ax.plot(x, dydx, label="derivative")
+    ax.legend()
+    return fig
+'''
+
+
+def _q5(deriv: str, prelude: str = "") -> str:
+    return _Q5_TEMPLATE.format(deriv=deriv, prelude=prelude)
+
+
+def _cos_cheat(deriv: str, prelude: str = "", about: str = "") -> Student:
+    return Student(
+        {Q5: _q5(deriv, prelude)},
+        lost={"q5-2-no-cos"},
+        diagnoses={"q5-2-no-cos": "used_forbidden"},
+        about=about,
+    )
+
+
+STUDENTS: dict[str, Student] = {
+    "perfect": Student({}, about="the instructor's solutions"),
+    "blank": Student({}, blank=True, about="the unmodified release notebook"),
+    # --- correct alternatives --------------------------------------------------------
+    "alt_autograd_grad": Student(
+        {
+            AUTO: '''
+def autograd_derivative(f, x0):
+    x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
+    (d,) = torch.autograd.grad(f(x), x)
+    return d
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0)
+    xs = x0 * torch.ones_like(hs)
+    return (
+        (forward_difference(f, xs, hs) - exact).abs(),
+        (central_difference(f, xs, hs) - exact).abs(),
+    )
+''',
+            Q2: '''
+def gradient(fn, x):
+    leaf = x.detach().requires_grad_()
+    return torch.autograd.grad(fn(leaf), leaf)[0]
+''',
+            Q3: '''
+def f_prime(x):
+    inner = x * x
+    return 2 * x * (1 + torch.cos(inner))
+
+
+def f_prime_autograd(x):
+    xs = x.clone().detach().requires_grad_(True)
+    ys = xs**2 + torch.sin(xs**2)
+    (g,) = torch.autograd.grad(ys, xs, grad_outputs=torch.ones_like(ys))
+    return g
+''',
+            Q4: '''
+def control_flow_grad(a):
+    return torch.func.grad(lambda t: control_flow_f(t).sum())(a)
+
+
+def matches_ratio(grad, a, fa):
+    return torch.allclose(grad, fa / a, rtol=1e-6, atol=1e-9)
+''',
+        },
+        about="torch.autograd.grad and torch.func.grad instead of backward; other names",
+    ),
+    "alt_float32": Student(
+        {
+            DIFF: '''
+def forward_difference(f, x, h):
+    x = x.float()
+    return (f(x + h) - f(x)) / h
+
+
+def central_difference(f, x, h):
+    x = x.double()
+    return (f(x + h) - f(x - h)) / (2 * h)
+''',
+            AUTO: '''
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
+    f(x).backward()
+    return x.grad
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0).double()
+    x = torch.full_like(hs, x0)
+    return (forward_difference(f, x, hs).double() - exact).abs(), (central_difference(f, x, hs) - exact).abs()
+''',
+            Q2: '''
+def gradient(fn, x):
+    x = x.to(torch.float32).requires_grad_(True)
+    fn(x).backward()
+    return x.grad
+''',
+            Q3: '''
+def f_prime(x):
+    x = x.float()
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    x = x.float().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(torch.ones_like(y))
+    return x.grad
+''',
+            Q5: '''
+def sin_and_derivative(x):
+    x = x.float().requires_grad_(True)
+    y = torch.sin(x)
+    y.sum().backward()
+    return y.detach(), x.grad
+
+
+def plot_sin_and_derivative(x):
+    y, dydx = sin_and_derivative(x)
+    fig, ax = plt.subplots()
+    ax.plot(x.numpy(), dydx.numpy())
+    ax.plot(x.numpy(), y.numpy())
+    ax.set_xlabel("x")
+    ax.set_ylabel("f(x), f'(x)")
+    return fig
+''',
+        },
+        about="float32 everywhere it matters (loses nothing)",
+    ),
+    # --- realistic mistakes -----------------------------------------------------------
+    "swapped_differences": Student(
+        {DIFF: '''
+def forward_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x)) / h
+'''},
+        lost={"q1-1-forward", "q1-2-central", "q1-4-errors"},
+        diagnoses={"q1-1-forward": "other_formula", "q1-2-central": "other_formula"},
+        about="the two formulas swapped",
+    ),
+    "hardcoded_derivative": Student(
+        {AUTO: '''
+def autograd_derivative(f, x0):
+    return torch.tensor(2.0)
+
+
+def difference_errors(f, x0, hs):
+    exact = torch.autograd.functional.jacobian(f, torch.tensor(x0))
+    x = torch.full_like(hs, x0)
+    return (forward_difference(f, x, hs) - exact).abs(), (central_difference(f, x, hs) - exact).abs()
+'''},
+        lost={"q1-3-autograd"},
+        about="returns the notebook's example value f'(1) = 2: passes the visible test only",
+    ),
+    "relative_errors": Student(
+        {AUTO: '''
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, requires_grad=True)
+    f(x).backward()
+    return x.grad
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0)
+    x = torch.full_like(hs, x0)
+    return ((forward_difference(f, x, hs) - exact) / exact).abs(), ((central_difference(f, x, hs) - exact) / exact).abs()
+'''},
+        lost={"q1-4-errors"},
+        about="relative instead of absolute errors",
+    ),
+    "double_backward": Student(
+        {Q2: '''
+def gradient(fn, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x)
+    y.backward(retain_graph=True)
+    print("first look:", x.grad)
+    y.backward()
+    return x.grad
+'''},
+        lost={"q2-gradient"},
+        diagnoses={"q2-gradient": "accumulated"},
+        about="calls backward twice; .grad accumulates to 2x",
+    ),
+    "detached_input": Student(
+        {Q2: '''
+def gradient(fn, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x.detach())
+    y.backward()
+    return x.grad
+'''},
+        lost={"q2-gradient"},
+        diagnoses={"q2-gradient": "no_grad_fn"},
+        about="computes on a detached copy: backward raises 'does not require grad'",
+    ),
+    "missing_chain_factor": Student(
+        {Q3: '''
+def f_prime(x):
+    return 2 * x + torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(gradient=y)
+    return x.grad
+'''},
+        lost={"q3-1-analytic", "q3-2-autograd"},
+        diagnoses={"q3-1-analytic": "missing_chain_factor", "q3-2-autograd": "gradient_is_y"},
+        about="forgets the inner derivative 2x; passes gradient=y",
+    ),
+    "analytic_uses_autograd": Student(
+        {Q3: '''
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(torch.ones_like(y))
+    return x.grad
+
+
+def f_prime(x):
+    return f_prime_autograd(x)
+'''},
+        lost={"q3-1-analytic"},
+        diagnoses={"q3-1-analytic": "used_autograd"},
+        about="the 'analytic' derivative calls autograd",
+    ),
+    "nonscalar_backward": Student(
+        {Q3: '''
+def f_prime(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward()
+    return x.grad
+'''},
+        lost={"q3-2-autograd"},
+        diagnoses={"q3-2-autograd": "nonscalar_backward"},
+        about="backward() on a vector without the gradient argument",
+    ),
+    "exact_equality": Student(
+        {Q4: '''
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return a.grad
+
+
+def matches_ratio(grad, a, fa):
+    return bool((grad == fa / a).all())
+'''},
+        lost={"q4-2-ratio"},
+        diagnoses={"q4-2-ratio": "exact_equality"},
+        about="compares with == instead of allclose",
+    ),
+    "swapped_sin_outputs": Student(
+        {Q5: _q5("torch.autograd.grad(y.sum(), x)[0]").replace(
+            "return y.detach(), dydx", "return dydx, y.detach()")},
+        lost={"q5-1-values"},
+        about="returns (dydx, y) instead of (y, dydx)",
+    ),
+    "unlabelled_plot": Student(
+        {Q5: _q5("torch.autograd.grad(y.sum(), x)[0]").replace('label="sin"', "").replace(
+            'label="derivative"', "").replace("ax.legend()", "")},
+        lost={"q5-3-plot"},
+        about="plot without labels or legend",
+    ),
+    # --- cos in disguise: each loses the no-cos point only -----------------------------
+    "cos_torch": _cos_cheat("torch.cos(x).detach()", about="torch.cos"),
+    "cos_method": _cos_cheat("x.detach().cos()", about="Tensor.cos"),
+    "cos_alias_import": _cos_cheat("c(x.detach())", "from torch import cos as c",
+                                   about="from torch import cos as c"),
+    "cos_getattr": _cos_cheat('getattr(torch, "co" + "s")(x.detach())',
+                              about='getattr(torch, "co" + "s")'),
+    "cos_numpy": _cos_cheat("torch.from_numpy(np.cos(x.detach().numpy()))", "import numpy as np",
+                            about="numpy.cos"),
+    "cos_math": _cos_cheat("torch.tensor([math.cos(v) for v in x.tolist()])",
+                           about="math.cos element by element"),
+    "cos_prebound_getattr": _cos_cheat("_d(x.detach())", '_d = getattr(torch, "c" + "os")',
+                                       about="getattr bound before the check runs"),
+}
