@@ -252,11 +252,18 @@ def _topological(nodes: dict[str, Node]) -> dict[str, Node]:
 # --- reading the graph torch recorded -----------------------------------------------------
 
 
-def recorded(output: torch.Tensor, names: Mapping[str, torch.Tensor] | None = None) -> Graph:
+def recorded(
+    output: torch.Tensor,
+    names: Mapping[str, torch.Tensor] | None = None,
+    *,
+    normalised: bool = False,
+) -> Graph:
     """The graph torch recorded for `output`, read from `grad_fn.next_functions`.
 
     Leaves are named from `names` ({"x": x}) by identity, else "x" (one leaf) or "x0", "x1"...
-    Other nodes are named after their operation ("log", "mul", "mul_2", ...).
+    Other nodes are named after their operation ("log", "mul", "mul_2", ...). With
+    `normalised=True` the graph is brought to the normal form of `normalise` and its nodes
+    renamed after their operations in that form.
     """
     by_id = {id(t): n for n, t in (names or {}).items()}
     if output.grad_fn is None:
@@ -283,8 +290,7 @@ def recorded(output: torch.Tensor, names: Mapping[str, torch.Tensor] | None = No
         op, inputs = _torch_node(
             fn, [None if f is None else visit(f) for f, _ in fn.next_functions]
         )
-        count = sum(1 for n in nodes if n == op or n.startswith(op + "_"))
-        name = op if count == 0 else f"{op}_{count + 1}"
+        name = _fresh(op, nodes)
         seen[id(fn)] = name
         nodes[name] = Node(op, inputs)
         return name
@@ -295,7 +301,23 @@ def recorded(output: torch.Tensor, names: Mapping[str, torch.Tensor] | None = No
     for k, var in enumerate(leaf_vars):
         default = "x" if len(leaf_vars) == 1 else f"x{k}"
         rename[f"\0leaf{k}"] = by_id.get(id(var), default)
-    return _renamed(Graph(nodes), rename)
+    graph = _renamed(Graph(nodes), rename)
+    if not normalised:
+        return graph
+    graph = normalise(graph)
+    names_by_op: dict[str, Node] = {}
+    for n, node in graph.nodes.items():
+        names_by_op[n if node.op == "input" else _fresh(node.op, names_by_op)] = node
+    return _renamed(graph, dict(zip(graph.nodes, names_by_op, strict=True)))
+
+
+def _fresh(op: str, taken: Mapping[str, Any]) -> str:
+    """`op`, or `op_2`, `op_3`, ... whichever is not taken yet."""
+    name, k = op, 1
+    while name in taken:
+        k += 1
+        name = f"{op}_{k}"
+    return name
 
 
 def _torch_node(fn, inputs: list[str | None]) -> tuple[str, tuple[Input, ...]]:
@@ -355,8 +377,6 @@ def _rewrite(name: str, node: Node) -> Input | Node | list[tuple[str, Node]]:
     if op in _IDENTITY and len(ins) == 1:
         return ins[0]
     if op == "const" and ins:
-        return ins[0]
-    if op in ("add", "mul") and len(ins) == 1:
         return ins[0]
     if op == "pow" and len(ins) == 2:
         base, e = ins
@@ -476,6 +496,11 @@ def _inputs_match(op: str, a: tuple[Input, ...], b: tuple[Input, ...]) -> bool:
     return True
 
 
+def _mapped(node: Node, m: Mapping[str, str]) -> tuple[Input, ...]:
+    """A node's inputs under a pairing (unpaired nodes stay unequal to everything)."""
+    return tuple(m.get(i, "\0unpaired") if isinstance(i, str) else i for i in node.inputs)
+
+
 def _pair(exp: Graph, got: Graph) -> dict[str, str]:
     """Pair expected nodes with the student's: leaves by name (or the only one), then
     identical structure bottom-up, then same operation with the most edges in common."""
@@ -489,7 +514,7 @@ def _pair(exp: Graph, got: Graph) -> dict[str, str]:
         m[free_exp[0]] = free_got[0]
 
     def mapped(node: Node) -> tuple[Input, ...]:
-        return tuple(m.get(i, "\0unpaired") if isinstance(i, str) else i for i in node.inputs)
+        return _mapped(node, m)
 
     changed = True
     while changed:
@@ -579,26 +604,18 @@ def compare(expected: Graph | Mapping[str, Any], got: Graph | Mapping[str, Any])
         have = Counter(i for i in sn.inputs if isinstance(i, str) and i in back)
         missing += [(i, s) for i in (want - have).elements()]
         extra += [(i, s) for i in (have - want).elements()]
-        if rn.op not in COMMUTATIVE and not (want - have) and not (have - want):
-            order = [m.get(i, str(i)) if isinstance(i, str) else str(i) for i in rn.inputs]
-            if not _inputs_match(rn.op, tuple(m.get(i, i) for i in rn.inputs), sn.inputs):
-                items.append(
-                    (
-                        "input_order",
-                        f"node '{s}' ({sn.op}): inputs in the wrong order or a wrong constant; "
-                        f"expected {sn.op}({', '.join(order)})",
-                    )
+        complete = all(i in m for i in rn.inputs if isinstance(i, str)) and all(
+            i in back for i in sn.inputs if isinstance(i, str)
+        )
+        if want == have and complete and not _inputs_match(rn.op, _mapped(rn, m), sn.inputs):
+            wanted = ", ".join(str(i) for i in _mapped(rn, m))
+            items.append(
+                (
+                    "wrong_inputs",
+                    f"node '{s}': {sn.op}({', '.join(str(i) for i in sn.inputs)}) should be "
+                    f"{sn.op}({wanted}) (order of inputs or a constant)",
                 )
-        elif rn.op in COMMUTATIVE and not (want - have) and not (have - want):
-            rc = sorted(str(i) for i in rn.inputs if isinstance(i, Const))
-            sc = sorted(str(i) for i in sn.inputs if isinstance(i, Const))
-            if not _inputs_match(rn.op, tuple(m.get(i, i) for i in rn.inputs), sn.inputs):
-                items.append(
-                    (
-                        "constant",
-                        f"node '{s}' ({sn.op}): constant inputs {_list(sc)}, expected {_list(rc)}",
-                    )
-                )
+            )
     for a, b in list(missing):
         if (b, a) in extra:
             missing.remove((a, b))
@@ -653,8 +670,8 @@ def evaluate(
 
 
 def _layout(g: Graph) -> dict[str, tuple[float, float]]:
-    """Layers left to right by longest path from an input; in a layer, nodes ordered by the
-    mean height of their inputs (fewer crossings)."""
+    """Layers left to right by longest path from an input. In a layer each node sits at the
+    mean height of its inputs, pushed apart to one unit between nodes (fewer crossings)."""
     layer: dict[str, int] = {}
     for n, node in g.nodes.items():  # inputs come first
         ins = [i for i in node.inputs if isinstance(i, str)]
@@ -662,14 +679,17 @@ def _layout(g: Graph) -> dict[str, tuple[float, float]]:
     pos: dict[str, tuple[float, float]] = {}
     for k in range(max(layer.values(), default=-1) + 1):
         col = [n for n in g.nodes if layer[n] == k]
-
-        def height(n: str) -> float:
-            ys = [pos[i][1] for i in g.nodes[n].inputs if isinstance(i, str)]
-            return -sum(ys) / len(ys) if ys else 0.0
-
-        col.sort(key=height)  # stable: ties keep graph order
+        want = {}
         for row, n in enumerate(col):
-            pos[n] = (float(k), (len(col) - 1) / 2 - row)
+            ys = [pos[i][1] for i in g.nodes[n].inputs if isinstance(i, str)]
+            want[n] = sum(ys) / len(ys) if ys else (len(col) - 1) / 2 - row
+        col.sort(key=lambda n: -want[n])  # top to bottom; ties keep graph order
+        ys = []
+        for n in col:
+            ys.append(min(want[n], ys[-1] - 1) if ys else want[n])
+        shift = sum(want[n] - y for n, y in zip(col, ys, strict=True)) / len(col)
+        for n, y in zip(col, ys, strict=True):
+            pos[n] = (float(k), y + shift)
     return pos
 
 
@@ -697,7 +717,9 @@ def draw(
     g = from_spec(graph)
     pos = _layout(g)
     width = max(x for x, _ in pos.values()) + 1
-    height = max((sum(1 for p in pos.values() if p[0] == k) for k in range(int(width))), default=1)
+    top = max(y for _, y in pos.values())
+    bottom = min(y for _, y in pos.values())
+    height = top - bottom + 1
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.9 * width + 0.6, 0.9 * height + 0.9))
     else:
@@ -735,7 +757,7 @@ def draw(
             zorder=2,
         )
     ax.set_xlim(-0.6, width - 0.4)
-    ax.set_ylim(-height / 2, height / 2)
+    ax.set_ylim(bottom - 0.5, top + 0.5)
     ax.set_axis_off()
     if title:
         ax.set_title(title)
