@@ -1,0 +1,219 @@
+"""The checking library on its own: comparisons, diagnoses, forbidden calls, plots."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autograder.checks import call
+from autograder.compare import check_close
+from autograder.diagnose import Context
+from autograder.feedback import CheckFailed
+from autograder.forbid import autograd_calls, bound_references, recording, source_mentions
+from autograder.plots import check_curves
+from autograder.sampling import generator, uniform
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+finite = st.floats(-50, 50, allow_nan=False).filter(lambda v: abs(v) > 1e-2)
+vectors = st.lists(finite, min_size=1, max_size=8).map(
+    lambda v: torch.tensor(v, dtype=torch.float64)
+)
+
+
+def _fail(*args, **kwargs) -> CheckFailed:
+    with pytest.raises(CheckFailed) as info:
+        check_close("Q9 demo", "the gradient", *args, **kwargs)
+    return info.value
+
+
+@given(vectors)
+def test_correct_float32_answer_passes_against_float64_reference(x):
+    """Is a correct answer computed in float32 accepted against a float64 reference?"""
+    xr = x.clone().requires_grad_(True)
+    (torch.sin(xr) * xr**2).sum().backward()
+    x32 = x.float().requires_grad_(True)
+    (torch.sin(x32) * x32**2).sum().backward()
+    check_close("Q", "grad", x32.grad, xr.grad)
+
+
+@given(vectors, st.integers(2, 5))
+def test_k_times_reference_is_diagnosed_as_accumulation(x, k):
+    """Is a gradient k times the reference named as accumulated over k backward calls?"""
+    err = _fail(k * 2 * x, 2 * x)
+    assert "accumulated" in err.codes
+    assert f"exactly {k}×" in err.render(color=False)
+
+
+@given(vectors)
+def test_sign_flip_is_diagnosed(x):
+    """Is a negated gradient named as a sign flip?"""
+    assert "sign_flipped" in _fail(-3 * x, 3 * x).codes
+
+
+def test_message_shows_worst_element_index_and_tolerance():
+    """Does a failure name the question, the worst element with its index, and the tolerance?"""
+    text = _fail(
+        torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64),
+        torch.tensor([1.0, 4.0, 3.5], dtype=torch.float64),
+    ).render(color=False)
+    assert text.startswith("✗ Q9 demo: the gradient differs from the reference")
+    assert "Mismatched elements: 2 / 3 (66.7%)" in text
+    assert "Greatest absolute difference: 2 at index (1,)" in text
+    assert "allowed" in text and "rtol 1e-07" in text
+
+
+def test_structure_is_checked_before_values():
+    """Are None, wrong type, integer dtype and wrong shape reported before any value?"""
+    ref = torch.ones(3, dtype=torch.float64)
+    assert "none_grad" in _fail(None, ref).codes
+    assert "wrong type" in _fail("abc", ref).summary
+    assert "integer_dtype" in _fail(torch.ones(3, dtype=torch.int64), ref).codes
+    assert "wrong shape" in _fail(torch.ones(4), ref).summary
+
+
+def test_jacobian_layout_diagnoses():
+    """Are a transposed, a block-diagonal and a batch-summed Jacobian told apart?"""
+    g = generator("jac")
+    J = uniform(g, (5, 3, 2), -1, 1)
+    assert "transposed" in _fail(J.transpose(-1, -2), J, context=Context(jacobian=True)).codes
+    full = torch.zeros(5, 3, 5, 2, dtype=torch.float64)
+    for i in range(5):
+        full[i, :, i, :] = J[i]
+    assert "block_diagonal" in _fail(full, J, context=Context(jacobian=True, batch=5)).codes
+    assert "summed_over_batch" in _fail(J.sum(0), J).codes
+    rows = J.cumsum(dim=-2)
+    assert "accumulated_rows" in _fail(rows, J, context=Context(jacobian=True)).codes
+
+
+def test_missing_chain_rule_factor_is_named():
+    """Is an answer missing a known inner derivative named with that factor?"""
+    x = torch.linspace(0.5, 2, 7, dtype=torch.float64)
+    err = _fail(torch.cos(x**2), 2 * x * torch.cos(x**2), context=Context(factors={"2x": 2 * x}))
+    assert "missing_chain_factor" in err.codes and "2x" in err.render(color=False)
+
+
+@pytest.mark.parametrize(
+    "code, body",
+    [
+        ("nonscalar_backward", "y = x * 2; y.backward()"),
+        ("graph_freed", "y = (x * x).sum(); y.backward(); y.backward()"),
+        ("numpy_requires_grad", "x.numpy()"),
+        ("no_grad_fn", "y = (x.detach() * 2).sum(); y.backward()"),
+        ("integer_requires_grad", "torch.tensor([1, 2], requires_grad=True)"),
+        ("inplace_modified", "y = x.sin(); z = y.cos(); y += 1; z.sum().backward()"),
+    ],
+)
+def test_torch_errors_become_plain_hints(code, body):
+    """Does each common torch error raised by student code get its plain-language hint?"""
+
+    def student(x):
+        exec(body, {"torch": torch, "x": x})
+
+    with pytest.raises(CheckFailed) as info:
+        call("Q", student, torch.ones(2, requires_grad=True))
+    assert code in info.value.codes, info.value.render(color=False)
+
+
+def test_stub_reports_not_answered():
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckFailed) as info:
+        call("Q1", stub, 1)
+    assert "not answered yet" in info.value.render(color=False)
+
+
+def test_autograd_backward_of_sin_is_not_a_use_of_cos():
+    """Does autograd's own backward of sin pass the no-cos recorder?"""
+    with recording({"cos"}) as hits:
+        x = torch.linspace(0, 1, 5, requires_grad=True)
+        torch.sin(x).sum().backward()
+    assert hits == []
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "torch.cos(x)",
+        "x.cos()",
+        'getattr(torch, "co" + "s")(x)',
+        "np.cos(x.numpy())",
+        "[math.cos(v) for v in x.tolist()]",
+        "torch.Tensor.cos(x)",
+    ],
+)
+def test_cos_is_seen_at_run_time(expr):
+    """Is every spelling of cos recorded while the answer runs?"""
+    with recording({"cos"}) as hits:
+        eval(expr, {"torch": torch, "np": np, "math": math, "x": torch.linspace(0, 1, 3)})
+    assert hits
+
+
+def test_cos_bound_before_the_check_and_in_source_is_found():
+    """Are aliases bound earlier, and imports in the source, reported?"""
+    scope = {"torch": torch, "_c": getattr(torch, "c" + "os")}
+    exec("def f(x):\n    return _c(x)", scope)
+    assert bound_references(scope["f"], {"cos"}) == ["`_c` is torch.cos"]
+    assert source_mentions("from torch import cos as c\ny = c(x)", {"cos"})
+    assert source_mentions("y = np.cos(x)", {"cos"})
+    assert not source_mentions("# cos is forbidden\ny = 'cos'", {"cos"})
+
+
+def test_autograd_engine_runs_are_recorded_however_imported():
+    """Are backward, autograd.grad, functional.jacobian and torch.func all seen?"""
+    from torch.autograd import grad as imported_grad
+
+    x = torch.ones(2, requires_grad=True)
+    with autograd_calls() as runs:
+        imported_grad((x * x).sum(), x)
+        torch.func.jacrev(torch.sin)(torch.ones(2))
+        torch.autograd.functional.jacobian(torch.sin, torch.ones(2))
+    assert len(runs) >= 3
+    with autograd_calls() as runs:
+        2 * torch.ones(2) + torch.cos(torch.ones(2))
+    assert runs == []
+
+
+def test_plot_curves_identified_by_data_not_order():
+    """Are curves found by their data whatever their order, with labels required?"""
+    x = np.linspace(-3, 3, 50)
+    fig, ax = plt.subplots()
+    ax.plot(x, np.cos(x))
+    ax.plot(x, np.sin(x))
+    with pytest.raises(CheckFailed, match="not labelled"):
+        check_curves("Q5", fig, {"sin": np.sin, "cos": np.cos})
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    check_curves("Q5", fig, {"sin": np.sin, "cos": np.cos})
+    with pytest.raises(CheckFailed, match="missing"):
+        check_curves("Q5", fig, {"sin": np.sin, "tan": np.tan})
+    plt.close(fig)
+
+
+@settings(max_examples=30)
+@given(st.floats(-5, 5), st.floats(0.1, 5))
+def test_uniform_draws_avoid_the_excluded_interval(lo, width):
+    """Do fresh draws stay inside the domain and out of the avoided interval?"""
+    g = torch.Generator().manual_seed(0)
+    x = uniform(g, 200, lo, lo + width + 1, avoid=((lo + 0.2, lo + 0.4),))
+    assert bool(((x >= lo) & (x <= lo + width + 1)).all())
+    assert not bool(((x > lo + 0.2) & (x < lo + 0.4)).any())
+
+
+def test_draws_are_fresh_unless_seeded(monkeypatch):
+    """Are hidden-test inputs new on every run, and reproducible only with a seed?"""
+    monkeypatch.delenv("AUTOGRADER_SEED", raising=False)
+    a = uniform(generator("q"), 4, 0, 1)
+    b = uniform(generator("q"), 4, 0, 1)
+    assert not torch.equal(a, b)
+    monkeypatch.setenv("AUTOGRADER_SEED", "7")
+    assert torch.equal(uniform(generator("q"), 4, 0, 1), uniform(generator("q"), 4, 0, 1))
+    assert not torch.equal(uniform(generator("q"), 4, 0, 1), uniform(generator("r"), 4, 0, 1))
