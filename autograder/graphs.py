@@ -261,7 +261,9 @@ def recorded(
     """The graph torch recorded for `output`, read from `grad_fn.next_functions`.
 
     Leaves are named from `names` ({"x": x}) by identity, else "x" (one leaf) or "x0", "x1"...
-    Other nodes are named after their operation ("log", "mul", "mul_2", ...). With
+    Other nodes are named after their operation ("log", "mul", "mul_2", ...). Read the
+    graph before `backward()` frees it (or backward with retain_graph=True): afterwards
+    the constants torch saved on nodes, such as the 1 of 1/x, are unknown (None). With
     `normalised=True` the graph is brought to the normal form of `normalise` and its nodes
     renamed after their operations in that form.
     """
