@@ -238,25 +238,59 @@ def explain_error(text: str) -> list[Finding]:
     ]
 
 
+# A specific finding makes a generic one misleading: "100× the reference" reads as 100
+# accumulated backward calls when the answer was multiplied by v = 100.
+_SUPERSEDES = {
+    "batch_axis": {"wrong_layout"},
+    "flattened": {"wrong_layout"},
+    "v_and_j_swapped": {"accumulated", "constant_factor", "sign_flipped", "matmul_order"},
+    "ignored_v": {"accumulated", "constant_factor", "sign_flipped"},
+    "v_applied_twice": {"accumulated", "constant_factor", "sign_flipped"},
+}
+
+
 def _merged(exc: CheckFailed, extra: list[Finding]) -> CheckFailed:
-    """A copy of `exc` with `extra` findings added (the core's generic 'wrong_layout'
-    dropped when a more specific layout finding exists)."""
-    codes = set(exc.codes)
-    new = [f for f in extra if f.code not in codes]
-    if not new:
+    """A copy of `exc` with `extra` findings added, generic findings dropped where a
+    specific one explains the same answer."""
+    findings = list(exc.diagnoses)
+    for f in extra:
+        if f.code not in {d.code for d in findings}:
+            findings.append(f)
+    drop = set().union(*(_SUPERSEDES.get(d.code, set()) for d in findings))
+    findings = [d for d in findings if d.code not in drop]
+    if [d.code for d in findings] == exc.codes:
         return exc
-    keep = exc.diagnoses
-    if any(f.code in ("batch_axis", "flattened") for f in new):
-        keep = [f for f in keep if f.code != "wrong_layout"]
-    return CheckFailed(exc.question, exc.summary, exc.details, keep + new)
+    return CheckFailed(exc.question, exc.summary, exc.details, findings)
 
 
-def call_student(question: str, fn: Any, *args: Any, name: str | None = None) -> Any:
-    """`checks.call` plus the Jacobian/VJP error hints; returns the result only."""
+def call_student(
+    question: str,
+    fn: Any,
+    *args: Any,
+    name: str | None = None,
+    jacobian_shape: tuple[int, int] | None = None,
+) -> Any:
+    """`checks.call` plus the Jacobian/VJP error hints; returns the result only.
+
+    With `jacobian_shape` = (m, n) of a VJP question whose J is not square, a failed matrix
+    product is named as v and J swapped: J @ v is exactly the product that fails there.
+    """
     try:
         result, _ = call(question, fn, *args, name=name)
     except CheckFailed as exc:
-        raise _merged(exc, explain_error("\n".join(exc.details))) from None
+        extra = explain_error("\n".join(exc.details))
+        if jacobian_shape and any(f.code == "matmul_order" for f in extra):
+            m, n = jacobian_shape
+            if m != n:
+                extra.append(
+                    Finding(
+                        "v_and_j_swapped",
+                        f"v and J look swapped: J has shape ({m}, {n}) and v has {m} entries, one "
+                        f"per output, so J @ v cannot be formed. The vector-Jacobian product "
+                        "multiplies v from the left: v @ J (or J.T @ v), one entry per input.",
+                    )
+                )
+        raise _merged(exc, extra) from None
     return result
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
+from .. import jacobians as jac
 from ..checks import passed, require
 from ..compare import as_tensor, check_close
 from ..diagnose import Context
@@ -23,7 +23,6 @@ from ..jacobians import (
     batched_jacobian,
     call_student,
     check_jacobian,
-    check_vjp,
     jacobian_matrix,
     reference_vjp,
     reference_vjps,
@@ -168,7 +167,7 @@ def check_vjp_y3x2(vjp_y3x2, *, hidden: bool = False) -> None:
     for x, v, expected in cases:
         got = call_student(q, vjp_y3x2, x.clone(), v.clone())
         J = jacobian_matrix(y3x2, x)
-        check_vjp(q, f"vᵀJ for y = 3x² with v = {_short(v)}", got, J=J, v=v, expected=expected)
+        jac.check_vjp(q, f"vᵀJ for y = 3x² with v = {_short(v)}", got, J=J, v=v, expected=expected)
     passed(q, note)
 
 
@@ -224,9 +223,15 @@ def check_vjp_from_jacobian(vjp_from_jacobian, *, hidden: bool = False) -> None:
         cases = [(_t(EXAMPLE_J), _t(EXAMPLE_V))]
         note = "J = [[6, 0], [2, 24], [0, 10]], v = (1, 10, 100) gives (26, 1240)"
     for J, v in cases:
-        got = call_student(q, vjp_from_jacobian, J.numpy().copy(), v.numpy().copy())
+        got = call_student(
+            q,
+            vjp_from_jacobian,
+            J.numpy().copy(),
+            v.numpy().copy(),
+            jacobian_shape=tuple(J.shape),
+        )
         expected = _t(EXAMPLE_VJP) if not hidden else v @ J
-        check_vjp(
+        jac.check_vjp(
             q,
             f"vjp_from_jacobian(J of shape {tuple(J.shape)}, v)",
             got,
@@ -242,21 +247,15 @@ def check_vjp(vjp, *, hidden: bool = False) -> None:
     cases, note = _vjp_cases(q, hidden)
     for name, fn, x, v, expected in cases:
         got = call_student(q, vjp, fn, x.clone(), v.clone())
-        check_vjp_value(q, f"vᵀJ for {name}, v = {_short(v)}", got, fn, x, v, expected)
+        jac.check_vjp(
+            q,
+            f"vᵀJ for {name}, v = {_short(v)}",
+            got,
+            J=jacobian_matrix(fn, x),
+            v=v,
+            expected=expected,
+        )
     passed(q, note)
-
-
-def check_vjp_value(q, what, got, fn, x, v, expected) -> None:
-    check_vjp(q, what, got, J=jacobian_matrix(fn, x), v=v, expected=expected)
-
-
-# The assignment's `check_vjp` (the question) shadows the generic one imported above:
-# keep the generic one reachable under its own name.
-from ..jacobians import check_vjp as _check_vjp_generic  # noqa: E402
-
-
-def check_vjp_value(q, what, got, fn, x, v, expected) -> None:  # noqa: F811
-    _check_vjp_generic(q, what, got, J=jacobian_matrix(fn, x), v=v, expected=expected)
 
 
 def check_jacobian_example(jacobian_example, *, hidden: bool = False) -> None:
@@ -397,8 +396,8 @@ def check_q_grads(q_grads, *, hidden: bool = False) -> None:
         )
         J_a = torch.diag(9 * a**2)
         J_b = torch.diag(-2 * b)
-        _check_vjp_generic(q, f"a.grad at a = {_short(a)}", result[0], J=J_a, v=v, expected=a_grad)
-        _check_vjp_generic(q, f"b.grad at b = {_short(b)}", result[1], J=J_b, v=v, expected=b_grad)
+        jac.check_vjp(q, f"a.grad at a = {_short(a)}", result[0], J=J_a, v=v, expected=a_grad)
+        jac.check_vjp(q, f"b.grad at b = {_short(b)}", result[1], J=J_b, v=v, expected=b_grad)
     passed(q, note)
 
 
@@ -550,14 +549,3 @@ def _short(t: torch.Tensor) -> str:
     if t.dim() == 0:
         return values[0]
     return "(" + ", ".join(values) + more + ")"
-
-
-__all__ = [name for name in dir() if name.startswith("check_")] + [
-    "f",
-    "g",
-    "example",
-    "jacobian_f",
-    "grad_g",
-    "large_batch",
-    "np",
-]
