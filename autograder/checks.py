@@ -24,6 +24,8 @@ NONLEAF_GRAD_WARNING = "is not a leaf Tensor is being accessed"
 
 def _where(exc: BaseException) -> str:
     """The last frame of the student's own code (a notebook cell), if any."""
+    if isinstance(getattr(exc, "where", None), str):  # raised in the student's kernel
+        return exc.where
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if "autograder" not in frame.filename.replace("\\", "/").split("/")[-2:-1] and (
             "ipykernel" in frame.filename or frame.filename.startswith("<")
@@ -66,10 +68,11 @@ def call(question: str, fn: Any, *args: Any, name: str | None = None, **kwargs: 
             raise
         except Exception as exc:  # the student's error, reported as a failed check
             findings = explain_exception(exc) + warning_findings(caught)
+            kind = getattr(exc, "type_name", None) or type(exc).__name__
             raise CheckFailed(
                 question,
-                f"`{name}` raised {type(exc).__name__}",
-                [f"{type(exc).__name__}: {_first_line(exc)}{_where(exc)}"],
+                f"`{name}` raised {kind}",
+                [f"{kind}: {_first_line(exc)}{_where(exc)}"],
                 findings,
             ) from None
     return result, list(caught)

@@ -29,12 +29,25 @@ def _quadratic(x):
     return 3 * x**2 - 4 * x
 
 
-# Smooth test functions for the difference and derivative helpers: (name, f).
+def _sin(x):
+    return torch.sin(x)
+
+
+def _exp_half(x):
+    return torch.exp(x / 2)
+
+
+def _cubic(x):
+    return x**3 - x
+
+
+# Smooth test functions for the difference and derivative helpers: (name, f). Named
+# module-level functions, so a grader in another process can name them to the kernel.
 _FUNCTIONS: list[tuple[str, Callable]] = [
     ("3x² − 4x", _quadratic),
-    ("sin(x)", torch.sin),
-    ("exp(x/2)", lambda x: torch.exp(x / 2)),
-    ("x³ − x", lambda x: x**3 - x),
+    ("sin(x)", _sin),
+    ("exp(x/2)", _exp_half),
+    ("x³ − x", _cubic),
 ]
 
 
@@ -174,11 +187,28 @@ def check_difference_errors(difference_errors, *, hidden: bool = False) -> None:
 
 # --- Q2 gradient of a scalar function of a vector ---------------------------------------
 
+
+def _two_xtx(x):
+    return 2 * x @ x
+
+
+def _xtx(x):
+    return x @ x
+
+
+def _sum(x):
+    return x.sum()
+
+
+def _sin_x_squared(x):
+    return (torch.sin(x) * x**2).sum()
+
+
 _SCALAR_FUNCTIONS: list[tuple[str, Callable]] = [
-    ("y = 2·xᵀx", lambda x: 2 * x @ x),
-    ("y = xᵀx", lambda x: x @ x),
-    ("y = Σ xᵢ", lambda x: x.sum()),
-    ("y = Σ sin(xᵢ)·xᵢ²", lambda x: (torch.sin(x) * x**2).sum()),
+    ("y = 2·xᵀx", _two_xtx),
+    ("y = xᵀx", _xtx),
+    ("y = Σ xᵢ", _sum),
+    ("y = Σ sin(xᵢ)·xᵢ²", _sin_x_squared),
 ]
 
 

@@ -1,0 +1,127 @@
+"""Kernel side of trusted grading: evaluate what the grader asks, hand back plain data.
+
+The grader sends `serve(request)` into the student's kernel: call a named object with
+given arguments (or read an attribute, or inspect a function) and display the reply
+under a private MIME type. Nothing here decides anything: the grader compares the values
+with references it computed itself, in a process that never ran student code. Code in
+this kernel can patch this module, but that only changes the values handed back, which
+are then judged like any answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import traceback
+import warnings
+from typing import Any
+
+from . import wire
+
+# Objects returned by the student's code that are not plain data stay here; the grader
+# holds a reference `__autograder_objects__[i]` to them.
+_OBJECTS: list[Any] = []
+
+
+def _namespace() -> dict:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else {}
+
+
+def _resolve(expr: str) -> Any:
+    if expr.startswith("__autograder_objects__["):
+        return _OBJECTS[int(expr[len("__autograder_objects__[") : -1])]
+    head, *attrs = expr.split(".")
+    ns = _namespace()
+    if head not in ns:
+        raise NameError(f"name '{head}' is not defined")
+    obj = ns[head]
+    for attr in attrs:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _encode_result(value: Any) -> Any:
+    try:
+        return wire.encode(value)
+    except wire.WireError:
+        pass
+    if isinstance(value, tuple | list):
+        items = [_encode_result(v) for v in value]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    _OBJECTS.append(value)
+    return {"__ref__": f"__autograder_objects__[{len(_OBJECTS) - 1}]"}
+
+
+def _where(exc: BaseException) -> str:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename
+        if "autograder" not in name and ("ipykernel" in name or name.startswith("<")):
+            return f" (in `{frame.name}`, line {frame.lineno}: {frame.line})"
+    return ""
+
+
+def _mro(exc: BaseException) -> list[str]:
+    return [c.__name__ for c in type(exc).__mro__]
+
+
+@contextlib.contextmanager
+def _watching(watch: list) -> Any:
+    from . import forbid
+
+    hits: list[list[str]] = []
+    with contextlib.ExitStack() as stack:
+        for kind, names in watch:
+            if kind == "autograd":
+                hits.append(stack.enter_context(forbid.autograd_calls()))
+            else:
+                hits.append(stack.enter_context(forbid.recording(set(names))))
+        yield hits
+
+
+def _reply(message: dict) -> None:
+    from IPython.display import display
+
+    display({wire.MIME: message}, raw=True)
+
+
+def serve(request_json: str) -> None:
+    """Carry out one request from the grader and display the reply."""
+    try:
+        req = json.loads(request_json)
+        target = _resolve(req["target"])
+        op = req.get("op", "call")
+        if op == "getattr":
+            _reply({"ok": _encode_result(target)})
+            return
+        if op == "inspect":
+            from . import forbid
+
+            names = set(req.get("names", []))
+            _reply({"ok": {"bound": forbid.bound_references(target, names)}})
+            return
+        args = wire.decode(req.get("args", []), refs=_resolve)
+        kwargs = wire.decode(req.get("kwargs", {"__dict__": []}), refs=_resolve)
+    except Exception as exc:  # a malformed request or a name the student never defined
+        _reply({"raised": {"mro": _mro(exc), "message": str(exc)[:2000], "where": ""}})
+        return
+    sink = io.StringIO()
+    reply: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
+        warnings.simplefilter("always")
+        with _watching(req.get("watch", [])) as hits:
+            try:
+                result = target(*args, **kwargs)
+                reply["ok"] = _encode_result(result)
+            except BaseException as exc:  # the student's error, reported as data
+                reply["raised"] = {
+                    "mro": _mro(exc),
+                    "message": str(exc)[:2000],
+                    "where": _where(exc),
+                }
+        reply["hits"] = [list(h)[:20] for h in hits]
+    reply["warnings"] = [str(w.message)[:500] for w in caught][:20]
+    _reply(reply)

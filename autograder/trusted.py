@@ -1,0 +1,410 @@
+"""Trusted grading: scores decided in the grader's process, not in the student's kernel.
+
+`TrustedExecute` is nbgrader's Execute preprocessor with one step added: after the
+notebook has run (so the student's functions exist in the kernel), each test cell's
+checks are run again *here*, in the grading process, which never executes student code.
+The checks draw fresh inputs and compute references with this process's own torch; the
+student's functions are reached through :class:`RemoteObject` stand-ins that ask the
+kernel to evaluate them and hand back plain data (:mod:`autograder.wire`). The test
+cell's outputs are replaced by this verdict, so nbgrader's own scoring
+(SaveAutoGrades) records what the trusted side decided. Nothing the student's code does
+to torch, numpy, this package, builtins, IPython hooks or stdout in the kernel can
+change a comparison.
+
+If the in-kernel run of a test cell passed but the trusted run failed, the submission
+changed how checks behave in its kernel: the cell says so and carries a tamper mark.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_output
+from nbgrader.preprocessors import Execute
+
+from . import forbid, wire
+from .feedback import CheckFailed, Finding
+
+TAMPER_MIME = "application/vnd.autograder.tamper+json"
+
+
+class RemoteError(Exception):
+    """An exception raised by the student's code in the kernel, carried back as data."""
+
+    def __init__(self, type_name: str, message: str, where: str = ""):
+        super().__init__(f"{message}")
+        self.type_name = type_name
+        self.where = where
+
+
+class RemoteNotImplemented(NotImplementedError):
+    pass
+
+
+@dataclass
+class Session:
+    """How the trusted side reaches the kernel: `run(code) -> list of outputs`."""
+
+    run: Any
+    sources: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+
+    def request(self, req: dict) -> dict:
+        self.calls += 1
+        code = (
+            "__import__('autograder.remote', fromlist=['serve']).serve("
+            + repr(json.dumps(req))
+            + ")"
+        )
+        outputs = self.run(code)
+        replies = [
+            o
+            for o in outputs
+            if o.get("output_type") == "display_data" and wire.MIME in o.get("data", {})
+        ]
+        if not replies:
+            errors = [o for o in outputs if o.get("output_type") == "error"]
+            if errors and errors[-1].get("ename") == "CellTimeoutError":
+                raise RemoteError("TimeoutError", "timed out: the kernel did not answer in time")
+            detail = errors[-1].get("ename", "") if errors else "no reply"
+            raise RemoteError("KernelError", f"the kernel gave no result ({detail})")
+        reply = replies[-1]["data"][wire.MIME]
+        if isinstance(reply, str):
+            reply = json.loads(reply)
+        if not isinstance(reply, dict):
+            raise wire.WireError("malformed reply")
+        return reply
+
+
+class RemoteObject:
+    """Stand-in for an object in the student's kernel (usually one of their functions)."""
+
+    def __init__(self, session: Session, expr: str):
+        self._session = session
+        self._expr = expr
+        self.__name__ = expr.split(".")[-1]
+
+    def __repr__(self) -> str:
+        return f"<student's {self._expr}>"
+
+    @property
+    def source(self) -> str:
+        return self._session.sources.get(self._expr, "")
+
+    def _decode(self, data: Any) -> Any:
+        return wire.decode(data, refs=lambda e: RemoteObject(self._session, e))
+
+    def __call__(self, *args, **kwargs):
+        watches = list(forbid.WATCHES)
+        req = {
+            "op": "call",
+            "target": self._expr,
+            "args": wire.encode(list(args)),
+            "kwargs": wire.encode(dict(kwargs)),
+            "watch": [[kind, sorted(names)] for kind, names, _ in watches],
+        }
+        reply = self._session.request(req)
+        for (_, _, hits), got in zip(watches, reply.get("hits", []), strict=False):
+            if isinstance(got, list):
+                hits.extend(str(h) for h in got[:20])
+        for message in reply.get("warnings", [])[:20]:
+            warnings.warn(str(message), UserWarning, stacklevel=2)
+        if "raised" in reply:
+            raised = reply["raised"]
+            mro = [str(m) for m in raised.get("mro", [])]
+            message = str(raised.get("message", ""))
+            if "NotImplementedError" in mro:
+                raise RemoteNotImplemented(message)
+            raise RemoteError(mro[0] if mro else "Exception", message, str(raised.get("where", "")))
+        return self._decode(reply.get("ok"))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        reply = self._session.request({"op": "getattr", "target": f"{self._expr}.{name}"})
+        if "raised" in reply:
+            raise AttributeError(reply["raised"].get("message", name))
+        return self._decode(reply.get("ok"))
+
+    def bound_references(self, names: set[str]) -> list[str]:
+        reply = self._session.request(
+            {"op": "inspect", "target": self._expr, "names": sorted(names)}
+        )
+        bound = (
+            (reply.get("ok") or {}).get("bound", []) if isinstance(reply.get("ok"), dict) else []
+        )
+        return [str(b) for b in bound][:20]
+
+
+# --- reading a test cell -------------------------------------------------------------------
+
+
+def check_modules(nb: NotebookNode) -> dict[str, Any]:
+    """alias -> trusted module, from `import`s of autograder modules in locked cells.
+
+    Only locked cells count (nbgrader restores them from the gradebook before execution),
+    so a student cannot rebind an alias to a module of their choosing.
+    """
+    aliases: dict[str, Any] = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+        if cell.cell_type != "code" or not (meta.get("locked") or meta.get("grade")):
+            continue
+        try:
+            tree = ast.parse(_python_only(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("autograder"):
+                for a in node.names:
+                    name = f"{node.module}.{a.name}"
+                    with contextlib.suppress(ImportError):
+                        aliases[a.asname or a.name] = importlib.import_module(name)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("autograder") and a.asname:
+                        aliases[a.asname] = importlib.import_module(a.name)
+    return aliases
+
+
+def _python_only(source: str) -> str:
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
+    )
+
+
+@dataclass
+class PlannedCall:
+    function: Any
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def plan(source: str, modules: dict[str, Any], session: Session) -> list[PlannedCall] | None:
+    """The check calls of a test cell, or None if it holds anything else.
+
+    Accepted statements: `alias.check_name(arg, ..., key=const)` where arguments are
+    names of objects in the kernel or literals.
+    """
+    try:
+        tree = ast.parse(_python_only(source))
+    except SyntaxError:
+        return None
+    calls = []
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+            return None
+        call = stmt.value
+        func = call.func
+        if not (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in modules
+            and not func.attr.startswith("_")
+        ):
+            return None
+        fn = getattr(modules[func.value.id], func.attr, None)
+        if not callable(fn):
+            return None
+        args = []
+        for a in call.args:
+            value = _argument(a, session)
+            if value is _NOT_ALLOWED:
+                return None
+            args.append(value)
+        kwargs = {}
+        for kw in call.keywords:
+            value = _argument(kw.value, session)
+            if kw.arg is None or value is _NOT_ALLOWED:
+                return None
+            kwargs[kw.arg] = value
+        calls.append(PlannedCall(fn, args, kwargs))
+    return calls
+
+
+_NOT_ALLOWED = object()
+
+
+def _argument(node: ast.AST, session: Session) -> Any:
+    if isinstance(node, ast.Name):
+        return RemoteObject(session, node.id)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return _NOT_ALLOWED
+
+
+def defined_sources(nb: NotebookNode) -> dict[str, str]:
+    """name -> source of the code cell(s) that define it at top level (for static checks)."""
+    out: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_python_only(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in names:
+                out[name] = out.get(name, "") + "\n" + cell.source
+    return out
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    stdout: str
+    failure: CheckFailed | None = None
+
+
+def judge(calls: list[PlannedCall], question_hint: str = "") -> Verdict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for pc in calls:
+            try:
+                pc.function(*pc.args, **pc.kwargs)
+            except CheckFailed as exc:
+                return Verdict(False, out.getvalue(), exc)
+            except RemoteNotImplemented:
+                return Verdict(
+                    False,
+                    out.getvalue(),
+                    CheckFailed(
+                        question_hint or "this question",
+                        "not answered yet",
+                        ["your function still raises NotImplementedError"],
+                    ),
+                )
+            except (DeadKernelError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # anything else: the answer could not be checked
+                return Verdict(
+                    False,
+                    out.getvalue(),
+                    CheckFailed(
+                        question_hint or "this question",
+                        "could not be checked",
+                        [f"{type(exc).__name__}: {str(exc)[:300]}"],
+                    ),
+                )
+    return Verdict(True, out.getvalue())
+
+
+def _in_kernel_passed(cell: NotebookNode) -> bool:
+    return not any(
+        o.get("output_type") == "error"
+        or (o.get("output_type") == "stream" and o.get("name") == "stderr")
+        for o in cell.outputs
+    )
+
+
+def verdict_outputs(verdict: Verdict, tamper: list[str]) -> list[NotebookNode]:
+    outputs = []
+    if verdict.stdout:
+        outputs.append(new_output("stream", name="stdout", text=verdict.stdout))
+    if tamper:
+        outputs.append(
+            new_output(
+                "display_data",
+                data={
+                    TAMPER_MIME: {"flags": tamper},
+                    "text/plain": "⚠ " + "; ".join(tamper),
+                },
+            )
+        )
+    if verdict.failure is not None:
+        text = verdict.failure.render(color=True)
+        outputs.append(
+            new_output(
+                "error",
+                ename="CheckFailed",
+                evalue=verdict.failure.summary,
+                traceback=text.splitlines(),
+            )
+        )
+    return outputs
+
+
+class TrustedExecute(Execute):
+    """nbgrader's Execute, then every test cell judged again in this (trusted) process."""
+
+    def preprocess(self, nb, resources=None, km=None):
+        from nbclient import NotebookClient
+
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        with self.setup_kernel():
+            assert self.kc
+            info_msg = self.wait_for_reply(self.kc.kernel_info())
+            assert info_msg
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            for index, cell in enumerate(self.nb.cells):
+                self.preprocess_cell(cell, resources, index)
+            self.judge_test_cells()
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    def _run_in_kernel(self, code: str) -> list[NotebookNode]:
+        # nbclient writes the executed cell back into the notebook at its index: run the
+        # request as a scratch cell appended at the end, then take it out again.
+        cell = new_code_cell(code)
+        self.nb.cells.append(cell)
+        index = len(self.nb.cells) - 1
+        try:
+            self.execute_cell(cell, index, store_history=False)
+        except CellTimeoutError:
+            pass
+        finally:
+            done = self.nb.cells.pop(index)
+        return done.outputs
+
+    def judge_test_cells(self) -> None:
+        session = Session(self._run_in_kernel, defined_sources(self.nb))
+        modules = check_modules(self.nb)
+        for cell in self.nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            calls = plan(cell.source, modules, session)
+            if calls is None:
+                self.log.warning(
+                    "test cell %s is not made of autograder check calls: it is scored from "
+                    "the kernel's own output",
+                    meta.get("grade_id"),
+                )
+                continue
+            in_kernel_passed = _in_kernel_passed(cell)
+            verdict = judge(calls, str(meta.get("grade_id", "")))
+            tamper = []
+            if in_kernel_passed and not verdict.passed:
+                tamper.append(
+                    "the checks inside the notebook passed but the grader's own re-check "
+                    "failed: code in this submission changed how checks behave"
+                )
+                verdict.failure.diagnoses.insert(
+                    0,
+                    Finding(
+                        "tampered",
+                        "the checks in your notebook were changed at run time; only "
+                        "the grader's independent re-check counts.",
+                    ),
+                )
+            cell.outputs = verdict_outputs(verdict, tamper)
