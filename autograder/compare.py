@@ -45,10 +45,11 @@ class Tolerance:
 
 # Base tolerances per student dtype. float64 follows torch.testing; float32 is looser
 # than torch.testing's 1.3e-6 because a float32 autograd result compared with a float64
-# analytic derivative differs by ~1e-4 relative near zeros of the derivative.
+# analytic derivative differs by ~1e-4 relative near zeros of the derivative (cancellation
+# of large float32 terms), so float32 also gets atol 1e-4 times the reference scale.
 _BASE = {
     torch.float64: Tolerance(1e-7, 1e-7),
-    torch.float32: Tolerance(1e-4, 1e-5),
+    torch.float32: Tolerance(1e-4, 1e-4),
     torch.float16: Tolerance(1e-2, 1e-3),
     torch.bfloat16: Tolerance(2e-2, 1e-2),
 }

@@ -34,9 +34,11 @@ def _fail(*args, **kwargs) -> CheckFailed:
     return info.value
 
 
-@given(vectors)
-def test_correct_float32_answer_passes_against_float64_reference(x):
-    """Is a correct answer computed in float32 accepted against a float64 reference?"""
+@given(st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=8))
+def test_correct_float32_answer_passes_against_float64_reference(values):
+    """Is a correct answer computed in float32 accepted against a float64 reference, even
+    near zeros of the derivative (where float32 cancellation is largest)?"""
+    x = torch.tensor(values, dtype=torch.float64)
     xr = x.clone().requires_grad_(True)
     (torch.sin(xr) * xr**2).sum().backward()
     x32 = x.float().requires_grad_(True)
