@@ -16,10 +16,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .diagnose import explain_exception
+from .diagnose import copy_then_requires_grad, explain_exception
 from .feedback import CheckFailed, Finding, NotAnswered, Passed
 
 NONLEAF_GRAD_WARNING = "is not a leaf Tensor is being accessed"
+
+# question -> (function, warnings) of its last student call, so that a comparison that
+# finds None can say why (see diagnose.none_causes).
+LAST_CALL: dict[str, tuple[Any, list]] = {}
 
 
 def _where(exc: BaseException) -> str:
@@ -68,6 +72,8 @@ def call(question: str, fn: Any, *args: Any, name: str | None = None, **kwargs: 
             raise
         except Exception as exc:  # the student's error, reported as a failed check
             findings = explain_exception(exc) + warning_findings(caught)
+            if any(f.code == "no_grad_fn" for f in findings):
+                findings = copy_then_requires_grad(fn) + findings
             kind = getattr(exc, "type_name", None) or type(exc).__name__
             raise CheckFailed(
                 question,
@@ -75,6 +81,7 @@ def call(question: str, fn: Any, *args: Any, name: str | None = None, **kwargs: 
                 [f"{kind}: {_first_line(exc)}{_where(exc)}"],
                 findings,
             ) from None
+    LAST_CALL[question] = (fn, list(caught))
     return result, list(caught)
 
 

@@ -107,7 +107,7 @@ def check_close(
             question,
             f"{what} is None",
             [f"expected a tensor of shape {tuple(expected.shape)}"],
-            context.none_findings(),
+            context.none_findings(question),
         )
     if isinstance(got, torch.Tensor) and got.requires_grad:
         got = got.detach()

@@ -8,6 +8,7 @@ error messages are matched on stable substrings, not whole strings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -36,8 +37,11 @@ class Context:
     # student's value matches one, its finding names the mistake.
     mistakes: list[tuple[Finding, torch.Tensor]] = field(default_factory=list)
 
-    def none_findings(self) -> list[Finding]:
-        return self.none_hints or [
+    def none_findings(self, question: str = "") -> list[Finding]:
+        if self.none_hints:
+            return self.none_hints
+        specific = none_causes(question)
+        return specific or [
             Finding(
                 "none_grad",
                 "the gradient is None: either backward() was never called on a result that "
@@ -334,3 +338,77 @@ def explain_exception(exc: BaseException) -> list[Finding]:
             seen.add(code)
             found.append(Finding(code, hint))
     return found
+
+
+_DETACHING = [
+    (re.compile(r"\.detach\(\)"), ".detach()"),
+    (re.compile(r"\.data\b"), ".data"),
+    (re.compile(r"\.numpy\(\)"), ".numpy()"),
+    (re.compile(r"\.item\(\)"), ".item()"),
+    (re.compile(r"\.tolist\(\)"), ".tolist()"),
+    (re.compile(r"torch\.(tensor|as_tensor)\(\s*\["), "torch.tensor([...]) of tensors"),
+]
+_BACKWARD = re.compile(r"\.backward\(|autograd\.grad\b|torch\.func\.|\bgrad\(|jacrev|jacobian|vjp")
+_COPY_THEN_GRAD = re.compile(
+    r"(\w+)\s*=\s*(\w+)\.(clone|to|float|double|detach)\([^)]*\)[\s\S]*\b\2\.requires_grad_\("
+)
+
+
+def copy_then_requires_grad(fn) -> list[Finding]:
+    """requires_grad switched on for a tensor after the copy used in the computation was made."""
+    from . import forbid
+
+    code = forbid.function_source(fn) if fn is not None else ""
+    if code and _COPY_THEN_GRAD.search(code):
+        return [
+            Finding(
+                "requires_grad_after_copy",
+                "requires_grad was switched on after a copy was made: the copy used in the "
+                "computation does not track gradients of the tensor you read .grad from. Set "
+                "requires_grad on the tensor you compute with, before computing.",
+            )
+        ]
+    return []
+
+
+def none_causes(question: str) -> list[Finding]:
+    """Why the student's last call in `question` may have produced a None gradient,
+    from the warnings it raised and the source of the function."""
+    from . import checks, forbid
+
+    fn, caught = checks.LAST_CALL.get(question, (None, []))
+    findings = checks.warning_findings(caught)
+    if findings:  # torch said it: .grad of a non-leaf
+        return findings
+    source = forbid.function_source(fn) if fn is not None else ""
+    code = "\n".join(line.split("#")[0] for line in source.splitlines())
+    if not code:
+        return []
+    if not _BACKWARD.search(code):
+        return [
+            Finding(
+                "no_backward",
+                "nothing in your function runs autograd: call .backward() on the result (or use "
+                "torch.autograd.grad) before reading .grad.",
+            )
+        ]
+    if _COPY_THEN_GRAD.search(code):
+        return [
+            Finding(
+                "requires_grad_after_copy",
+                "requires_grad was switched on after a copy was made: the copy used in the "
+                "computation does not track gradients of the tensor you read .grad from. Set "
+                "requires_grad on the tensor you compute with, before computing.",
+            )
+        ]
+    used = [label for pattern, label in _DETACHING if pattern.search(code)]
+    if used:
+        return [
+            Finding(
+                "detached",
+                f"your code uses {', '.join(used)}, which makes a tensor with no history: the "
+                "gradient cannot flow back through it. Keep the computation in tensors that "
+                "require grad, and detach only the final value.",
+            )
+        ]
+    return []

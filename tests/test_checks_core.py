@@ -219,3 +219,53 @@ def test_draws_are_fresh_unless_seeded(monkeypatch):
     monkeypatch.setenv("AUTOGRADER_SEED", "7")
     assert torch.equal(uniform(generator("q"), 4, 0, 1), uniform(generator("q"), 4, 0, 1))
     assert not torch.equal(uniform(generator("q"), 4, 0, 1), uniform(generator("r"), 4, 0, 1))
+
+
+NONE_CASES = {
+    "no_backward": """
+def student(x):
+    x = x.clone().requires_grad_(True)
+    y = (x * x).sum()
+    return x.grad
+""",
+    "nonleaf_grad": """
+def student(x):
+    x = torch.tensor(x.tolist(), requires_grad=True) * 1.0
+    (x * x).sum().backward()
+    return x.grad
+""",
+    "detached": """
+def student(x):
+    x = x.clone().requires_grad_(True)
+    y = torch.tensor((x * x).sum().item(), requires_grad=True)
+    y.backward()
+    return x.grad
+""",
+    "requires_grad_after_copy": """
+def student(x):
+    leaf = x.clone()
+    work = leaf.float()
+    leaf.requires_grad_(True)
+    y = (work * work).sum()
+    y.backward()
+    return leaf.grad
+""",
+}
+
+
+@pytest.mark.parametrize("code", sorted(NONE_CASES))
+def test_none_gradient_causes_are_told_apart(tmp_path, code):
+    """Is a None gradient explained by its cause: no backward, a non-leaf read, a detached
+    computation, requires_grad switched on after a copy?"""
+    import importlib.util
+
+    path = tmp_path / f"student_{code}.py"
+    path.write_text("import torch\n" + NONE_CASES[code])
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    with pytest.raises(CheckFailed) as info:
+        got, _ = call(f"Q none {code}", module.student, x)
+        check_close(f"Q none {code}", "the gradient", got, 2 * x)
+    assert info.value.codes[0] == code, info.value.render(color=False)
