@@ -10,6 +10,7 @@ parameter, so every message names the parameter (`a`, `b`, `weight`, `bias`, `t`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -18,8 +19,8 @@ from torch.func import hessian, jacrev, vmap
 from torch.nn.utils import skip_init
 
 from ..checks import call, passed, require
-from ..compare import as_tensor, check_close
-from ..diagnose import Context
+from ..compare import as_tensor, check_close, tolerance_for
+from ..diagnose import Context, diagnose_values
 from ..feedback import CheckFailed, Finding
 from ..forbid import autograd_calls
 from ..params import (
@@ -152,14 +153,18 @@ def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> 
         tensor = as_tensor(got) if got is not None else None
         if tensor is not None and tensor.shape == expected.shape:
             # Right layout: compare column by column, so the message names the parameter.
-            for col, p in enumerate(("a", "b")):
-                check_close(
-                    question,
-                    f"column {col} of {what}, ∂fᵢ/∂{p}, for `{p}`",
-                    tensor[:, col],
-                    expected[:, col],
-                    context=Context(inputs_note=f"batch of {n} points"),
-                )
+            try:
+                for col, p in enumerate(("a", "b")):
+                    check_close(
+                        question,
+                        f"column {col} of {what}, ∂fᵢ/∂{p}, for `{p}`",
+                        tensor[:, col],
+                        expected[:, col],
+                        context=Context(inputs_note=f"batch of {n} points"),
+                    )
+            except CheckFailed as exc:
+                exc.diagnoses += _matrix_findings(tensor, expected, exc.codes)
+                raise exc from None
         else:
             check_close(
                 question,
@@ -170,6 +175,14 @@ def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> 
             )
         requirement(question, name, n, len(engine), used)
     passed(question, note)
+
+
+def _matrix_findings(got: torch.Tensor, expected: torch.Tensor, known: list[str]) -> list:
+    """Mistakes only the whole matrix shows: rows accumulated (.grad not cleared between
+    samples), or a layout mix-up."""
+    tol = tolerance_for(got.dtype, float(expected.abs().max()))
+    found = diagnose_values(got.detach().to(F64), expected.to(F64), tol, Context(jacobian=True))
+    return [f for f in found if f.code in {"accumulated_rows", "transposed"} - set(known)]
 
 
 def _one_backward_per_sample(question: str, name: str, n: int, runs: int, used) -> None:
@@ -392,7 +405,11 @@ def _first_reference(u, x, t, hidden: bool) -> tuple[torch.Tensor, torch.Tensor]
 def _second_reference(u, x, t, hidden: bool) -> torch.Tensor:
     if not hidden:
         return -t[0] * t[1] ** 2 * torch.sin(t[1] * x) + 2 * t[2]
-    return vmap(hessian(u), in_dims=(0, None))(x, t)
+    # torch.func.hessian is forward-over-reverse: its first use loads torch's forward-mode
+    # decompositions, which warn about torch.jit. Nothing may reach stderr in a test cell.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vmap(hessian(u), in_dims=(0, None))(x, t)
 
 
 def check_first_derivatives(first_derivatives, *, hidden: bool = False) -> None:
