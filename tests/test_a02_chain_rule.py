@@ -12,9 +12,12 @@ import filecmp
 import shutil
 
 import pytest
+import torch
 
 from autograder import course as course_mod
-from autograder import notebooks
+from autograder import graphs, notebooks
+from autograder.assignments import a02
+from autograder.feedback import CheckFailed
 
 try:  # the fixtures module, whether tests/ is a package or not
     from tests.conftest import ROOT, Course
@@ -22,7 +25,6 @@ except ImportError:  # pragma: no cover
     from conftest import ROOT, Course
 
 A = "02_chain_rule"
-pytestmark = pytest.mark.slow
 
 # --- answers ------------------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ def _auto_cells(nb) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    """One course with every student submitted, graded once by nbgrader."""
     course = Course.create(tmp_path_factory.mktemp("a02"), [A])
     course.submit("blank", A, course.release_nb(A))
     for name, answers in STUDENTS.items():
@@ -141,6 +144,129 @@ def graded(tmp_path_factory):
 def cells(graded):
     course, _ = graded
     return _auto_cells(course.source_nb(A))
+
+
+# --- the checks on the instructor's solutions, without nbgrader (fast) -------------------
+
+
+@pytest.fixture(scope="module")
+def solution():
+    """The source notebook's setup and solution cells run in one namespace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    dtype = torch.get_default_dtype()  # the setup cell sets float64 for the whole process
+    source = notebooks.read(ROOT / "source" / A / f"{A}.ipynb")
+    ns: dict = {}
+    for cell in source.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and (
+            meta.get("solution")
+            or meta.get("grade_id")
+            in (
+                "setup",
+                "f-definition",
+            )
+        ):
+            code = "\n".join(
+                line
+                for line in notebooks.strip_markers(cell.source).splitlines()
+                if not line.startswith("%")
+            )
+            exec(compile(code, f"<{meta['grade_id']}>", "exec"), ns)
+    yield ns
+    torch.set_default_dtype(dtype)
+
+
+def _float32(fn):
+    """The same answer computed in float32."""
+
+    def to32(v):
+        if isinstance(v, torch.Tensor):
+            return v.float()
+        if isinstance(v, dict):
+            return {k: to32(t) for k, t in v.items()}
+        if isinstance(v, tuple):
+            return tuple(to32(t) for t in v)
+        return v
+
+    def wrapped(x, *args):
+        return to32(fn(x.float(), *args))
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+CHECKS = [
+    ("check_dz_dx", "dz_dx"),
+    ("check_retained", "dz_dy_and_dz_dx"),
+    ("check_f_prime", "f_prime"),
+    ("check_adjoints", "adjoints"),
+    ("check_f_prime_autograd", "f_prime_autograd"),
+    ("check_plot", "plot_derivatives"),
+    ("check_tangents", "forward_tangents"),
+]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_solutions_pass_hidden_checks_on_many_draws_in_float64_and_float32(
+    solution, monkeypatch, seed, capsys
+):
+    """Do the instructor's answers pass every hidden check, whatever the draw, also when
+    computed in float32 (a correct float32 answer must not fail)?"""
+    monkeypatch.setenv("AUTOGRADER_SEED", str(seed))
+    for check, name in CHECKS:
+        getattr(a02, check)(solution[name], hidden=True)
+        getattr(a02, check)(_float32(solution[name]), hidden=True)
+    a02.check_graph(solution["f_graph"], hidden=True)
+    assert "✗" not in capsys.readouterr().out
+
+
+def test_graph_copied_from_torch_is_refused(solution):
+    """Is a graph read from torch instead of written by hand refused?"""
+
+    def f_graph():
+        x = torch.tensor(1.5, requires_grad=True)
+        return graphs.recorded(solution["f"](x), normalised=True).to_spec()
+
+    assert graphs.compare(a02.recorded_f(), f_graph()).ok  # it would pass otherwise
+    with pytest.raises(CheckFailed) as info:
+        a02.check_graph(f_graph)
+    assert info.value.codes == ["graph_not_by_hand"]
+
+
+def test_adjoint_of_x_missing_a_path_is_named(solution):
+    def adjoints(x):
+        out = solution["adjoints"](x)
+        out["x"] = out["a"] * 2 * x + out["c"] * torch.cos(x)  # the path through e is lost
+        return out
+
+    with pytest.raises(CheckFailed) as info:
+        a02.check_adjoints(adjoints)
+    assert info.value.codes == ["missing_path"]
+    assert "path through e" in str(info.value)
+
+
+def test_forgotten_log_chain_factor_in_f_prime_is_named():
+    def f_prime(x):
+        return torch.sin(x) / x**2 + torch.log(x**2) * torch.cos(x) - 1 / x**2
+
+    with pytest.raises(CheckFailed) as info:
+        a02.check_f_prime(f_prime)
+    assert info.value.codes[0] == "log_chain_factor"
+
+
+def test_plot_with_one_curve_is_refused(solution):
+    import matplotlib.pyplot as plt
+
+    def plot_derivatives(x):
+        fig, ax = plt.subplots()
+        ax.plot(x, solution["f_prime"](x), label="f'")
+        ax.legend()
+        return fig
+
+    with pytest.raises(CheckFailed, match="two overlapping curves"):
+        a02.check_plot(plot_derivatives)
 
 
 # --- the release --------------------------------------------------------------------------
@@ -173,6 +299,7 @@ def test_release_has_no_solution_or_hidden_test_code():
     assert "=== BEGIN MARK SCHEME ===" not in "".join(c.source for c in release.cells)
 
 
+@pytest.mark.slow
 def test_regenerating_the_release_gives_no_diff(tmp_path):
     """Does releasing the source again reproduce the committed release byte for byte?"""
     root = tmp_path / "course"
@@ -188,6 +315,7 @@ def test_regenerating_the_release_gives_no_diff(tmp_path):
 # --- grading ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_submission_is_graded(graded):
     _, outcomes = graded
     assert set(outcomes) == set(STUDENTS) | {"blank"}
@@ -196,6 +324,7 @@ def test_every_submission_is_graded(graded):
     }
 
 
+@pytest.mark.slow
 def test_solved_source_scores_every_automatic_point(graded, cells):
     """Does the instructor's solution, graded by nbgrader, score full automatic marks?"""
     _, outcomes = graded
@@ -204,6 +333,7 @@ def test_solved_source_scores_every_automatic_point(graded, cells):
     assert perfect.max_score == 13 and perfect.needs_manual == 1
 
 
+@pytest.mark.slow
 def test_unmodified_release_scores_zero(graded, cells):
     """Does the blank release score zero, every test saying 'not answered yet'?"""
     course, outcomes = graded
@@ -213,6 +343,7 @@ def test_unmodified_release_scores_zero(graded, cells):
         assert "not answered yet" in messages[gid], (gid, messages[gid])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STUDENTS))
 def test_each_student_loses_exactly_the_wrong_cells(graded, cells, name):
     _, outcomes = graded
@@ -221,6 +352,7 @@ def test_each_student_loses_exactly_the_wrong_cells(graded, cells, name):
     assert got == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["graph_pow", "graph_div"])
 def test_equivalent_graph_encodings_get_full_marks(graded, name):
     """Reciprocal or negative power, square or self-multiply, own names and order: all pass."""
@@ -229,6 +361,7 @@ def test_equivalent_graph_encodings_get_full_marks(graded, name):
     assert "✓ Q2 graph of f: passed" in course.messages(name, A)["q2-graph"]
 
 
+@pytest.mark.slow
 def test_graph_missing_the_reciprocal_branch_names_it(graded):
     course, _ = graded
     text = course.messages("no_reciprocal", A)["q2-graph"]
@@ -237,18 +370,21 @@ def test_graph_missing_the_reciprocal_branch_names_it(graded):
     assert "extra edge: x → f" in text
 
 
+@pytest.mark.slow
 def test_graph_with_a_reversed_edge_names_it(graded):
     course, _ = graded
     text = course.messages("reversed", A)["q2-graph"]
     assert "reversed edge: you have b → a, torch records a → b" in text
 
 
+@pytest.mark.slow
 def test_graph_with_an_extra_node_names_it(graded):
     course, _ = graded
     text = course.messages("extra_node", A)["q2-graph"]
     assert "extra node: 'g' = cos(x)" in text
 
 
+@pytest.mark.slow
 def test_adjoint_without_its_chain_rule_factor_names_the_node(graded):
     course, _ = graded
     text = course.messages("no_reciprocal", A)["q3-2-adjoints"]
@@ -257,6 +393,7 @@ def test_adjoint_without_its_chain_rule_factor_names_the_node(graded):
     assert "1/a" in text
 
 
+@pytest.mark.slow
 def test_analytic_derivative_that_calls_autograd_loses_its_points(graded):
     course, _ = graded
     text = course.messages("reversed", A)["q3-1-analytic"]
@@ -264,6 +401,7 @@ def test_analytic_derivative_that_calls_autograd_loses_its_points(graded):
     assert "without autograd" in text
 
 
+@pytest.mark.slow
 def test_reading_grad_of_a_non_leaf_is_explained_and_stderr_stays_clean(graded):
     """Is the student told they read .grad of a non-leaf, with torch's warning kept off
     stderr in every test cell (stderr would zero the cell whatever the check decided)?"""
@@ -281,6 +419,7 @@ def test_reading_grad_of_a_non_leaf_is_explained_and_stderr_stays_clean(graded):
                 assert not stderr, (name, meta["grade_id"], stderr)
 
 
+@pytest.mark.slow
 def test_feedback_shows_the_graph_differences(graded):
     course, _ = graded
     html = notebooks.plain(course.feedback_html("no_reciprocal", A))

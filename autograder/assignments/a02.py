@@ -142,7 +142,7 @@ def check_graph(f_graph, *, hidden: bool = False) -> None:
         q,
         not computed,
         "write the graph by hand",
-        ["f_graph computed f with torch (" + ", ".join(sorted(set(computed))) + " was called)"],
+        ["f_graph computed f with torch (it called " + ", ".join(sorted(set(computed))) + ")"],
         [Finding("graph_not_by_hand", "return the dict you wrote, without running f")],
     )
     try:
