@@ -163,8 +163,7 @@ def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> 
                         context=Context(inputs_note=f"batch of {n} points"),
                     )
             except CheckFailed as exc:
-                exc.diagnoses += _matrix_findings(tensor, expected, exc.codes)
-                raise exc from None
+                raise _with(exc, _matrix_findings(tensor, expected, exc.codes)) from None
         else:
             check_close(
                 question,
@@ -175,6 +174,11 @@ def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> 
             )
         requirement(question, name, n, len(engine), used)
     passed(question, note)
+
+
+def _with(exc: CheckFailed, findings: list[Finding]) -> CheckFailed:
+    """The same failure with more findings (a new exception: its text is fixed at creation)."""
+    return CheckFailed(exc.question, exc.summary, exc.details, exc.diagnoses + findings)
 
 
 def _matrix_findings(got: torch.Tensor, expected: torch.Tensor, known: list[str]) -> list:
@@ -341,8 +345,8 @@ def _check_module_grads(question: str, fn, model, hidden: bool, requirement) -> 
             try:
                 require_untouched(question, module, before)
             except CheckFailed as touched:
-                exc.diagnoses += touched.diagnoses
-            raise exc from None
+                raise _with(exc, touched.diagnoses) from None
+            raise
         require_untouched(question, module, before)
         requirement(question, name, n, len(engine), [])
     passed(question, note)
