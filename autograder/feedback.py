@@ -42,7 +42,14 @@ class CheckFailed(AssertionError):
         self.summary = summary
         self.details = list(details or [])
         self.diagnoses = list(diagnoses or [])
-        super().__init__(self.render(color=False))
+        super().__init__(summary)
+        # The short display must be registered in the shell that will catch this; a kernel
+        # forked from a process that imported this package before IPython started has none.
+        install_notebook_display()
+
+    def __str__(self) -> str:
+        # Rendered when asked, so findings added after construction are never lost.
+        return self.render(color=False)
 
     @property
     def codes(self) -> list[str]:
@@ -95,13 +102,14 @@ def _short_traceback(shell, etype, value, tb, tb_offset=None):
 
 
 def install_notebook_display() -> bool:
-    """Register the short display for failed checks in the running IPython, if any."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency of nbgrader
-        return False
-    shell = get_ipython()
+    """Register the short display for failed checks in the running IPython, if any.
+
+    Idempotent and cheap: called on import and again whenever a check fails.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return False
-    shell.set_custom_exc((CheckFailed,), _short_traceback)
+    if CheckFailed not in getattr(shell, "custom_exceptions", ()):
+        shell.set_custom_exc((CheckFailed,), _short_traceback)
     return True
