@@ -174,21 +174,36 @@ def check_vjp_y3x2(vjp_y3x2, *, hidden: bool = False) -> None:
 # --- Q2 worked cases ---------------------------------------------------------------------
 
 # Hidden-test functions for `vjp`: (name, f, shape of x). Square non-symmetric Jacobians
-# make a swapped J·v visible.
+# make a swapped J·v visible. Named module-level functions, so a grader in another
+# process can name them to the student's kernel.
+
+
+def x_sin_x(x):
+    return x * torch.sin(x)
+
+
+def x_powers(x):
+    return torch.stack([x, x**2, torch.exp(x)])
+
+
+def sum_cubes(x):
+    return (x**3).sum()
+
+
+def mix_2_to_2(x):
+    return torch.stack([x[0] + 2 * x[1], x[0] * x[1]])
+
+
+def mix_3_to_2(x):
+    return torch.stack([x[0] * x[1], x[1] + torch.sin(x[2])])
+
+
 _VJP_FUNCTIONS: list[tuple[str, Callable, tuple[int, ...]]] = [
-    ("scalar → scalar, y = x·sin(x)", lambda x: x * torch.sin(x), ()),
-    ("scalar → vector, y = (x, x², eˣ)", lambda x: torch.stack([x, x**2, torch.exp(x)]), ()),
-    ("vector → scalar, y = Σ xᵢ³", lambda x: (x**3).sum(), (3,)),
-    (
-        "R² → R², y = (x₀ + 2x₁, x₀x₁)",
-        lambda x: torch.stack([x[0] + 2 * x[1], x[0] * x[1]]),
-        (2,),
-    ),
-    (
-        "R³ → R², y = (x₀x₁, x₁ + sin x₂)",
-        lambda x: torch.stack([x[0] * x[1], x[1] + torch.sin(x[2])]),
-        (3,),
-    ),
+    ("scalar → scalar, y = x·sin(x)", x_sin_x, ()),
+    ("scalar → vector, y = (x, x², eˣ)", x_powers, ()),
+    ("vector → scalar, y = Σ xᵢ³", sum_cubes, (3,)),
+    ("R² → R², y = (x₀ + 2x₁, x₀x₁)", mix_2_to_2, (2,)),
+    ("R³ → R², y = (x₀x₁, x₁ + sin x₂)", mix_3_to_2, (3,)),
     ("R² → R³, y = (3x₁², x₁² + 2x₂³, 10x₂)", example, (2,)),
 ]
 
@@ -353,9 +368,13 @@ def check_predicted_grads(predicted_grads, *, hidden: bool = False) -> None:
     passed(q, note)
 
 
+def mix_3_to_2_sin(x):
+    return torch.stack([x[0] * x[1], torch.sin(x[2])])
+
+
 _ACCUMULATION_FUNCTIONS: list[tuple[str, Callable, int]] = [
     ("y = x²", square, 3),
-    ("y = (x₀x₁, sin x₂)", lambda x: torch.stack([x[0] * x[1], torch.sin(x[2])]), 2),
+    ("y = (x₀x₁, sin x₂)", mix_3_to_2_sin, 2),
 ]
 
 
@@ -403,10 +422,19 @@ def check_q_grads(q_grads, *, hidden: bool = False) -> None:
 
 # --- Q5 a batch of points, a scalar function ---------------------------------------------
 
+
+def quadratic_form(x):
+    return x[..., 0] ** 2 + 3 * x[..., 0] * x[..., 1]
+
+
+def exp_sin(x):
+    return torch.exp(x[..., 0]) * torch.sin(x[..., 1])
+
+
 _BATCH_SCALAR_FUNCTIONS: list[tuple[str, Callable]] = [
     ("g(x) = x₀x₁ + sin(x₀x₁²)", g),
-    ("x₀² + 3x₀x₁", lambda x: x[..., 0] ** 2 + 3 * x[..., 0] * x[..., 1]),
-    ("exp(x₀)·sin(x₁)", lambda x: torch.exp(x[..., 0]) * torch.sin(x[..., 1])),
+    ("x₀² + 3x₀x₁", quadratic_form),
+    ("exp(x₀)·sin(x₁)", exp_sin),
 ]
 
 
@@ -453,30 +481,22 @@ def check_batched_gradient(batched_gradient, *, hidden: bool = False) -> None:
 # --- Q6 batched Jacobian of f: R² → R³ ---------------------------------------------------
 
 # Hidden-test functions R² → R³, row by row on a batch (and on one point, for vmap).
+
+
+def exp_tanh(x):
+    x1, x2 = x[..., 0], x[..., 1]
+    return torch.stack([torch.exp(x1) * x2, x1 - x2**2, torch.tanh(x1 * x2)], dim=-1)
+
+
+def cos_ratio(x):
+    x1, x2 = x[..., 0], x[..., 1]
+    return torch.stack([x1**2 * x2, torch.cos(x2) + x1, x1 / (1 + x2**2)], dim=-1)
+
+
 _JACOBIAN_FUNCTIONS: list[tuple[str, Callable]] = [
     ("f(x) = (x₁x₂, sin(x₁ + x₂²), x₁² − 3x₂)", f),
-    (
-        "(e^x₁·x₂, x₁ − x₂², tanh(x₁x₂))",
-        lambda x: torch.stack(
-            [
-                torch.exp(x[..., 0]) * x[..., 1],
-                x[..., 0] - x[..., 1] ** 2,
-                torch.tanh(x[..., 0] * x[..., 1]),
-            ],
-            dim=-1,
-        ),
-    ),
-    (
-        "(x₁²x₂, cos(x₂) + x₁, x₁ / (1 + x₂²))",
-        lambda x: torch.stack(
-            [
-                x[..., 0] ** 2 * x[..., 1],
-                torch.cos(x[..., 1]) + x[..., 0],
-                x[..., 0] / (1 + x[..., 1] ** 2),
-            ],
-            dim=-1,
-        ),
-    ),
+    ("(e^x₁·x₂, x₁ − x₂², tanh(x₁x₂))", exp_tanh),
+    ("(x₁²x₂, cos(x₂) + x₁, x₁ / (1 + x₂²))", cos_ratio),
 ]
 
 
