@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from . import forbid
 from .compare import as_tensor, check_close
 from .diagnose import Context
 from .feedback import CheckFailed, Finding
@@ -335,7 +336,9 @@ def autograd_apis(*functions: Callable) -> Iterator[list[str]]:
                 saved.append((scope, key, value))
                 scope[key] = wrappers[id(value)]
     try:
-        yield hits
+        # A student's function in another process (trusted grading) records there too.
+        with forbid._watch("apis", frozenset(), hits):
+            yield hits
     finally:
         for owner, attr, value in reversed(saved):
             if isinstance(owner, dict):

@@ -69,14 +69,16 @@ def _mro(exc: BaseException) -> list[str]:
 
 
 @contextlib.contextmanager
-def _watching(watch: list) -> Any:
-    from . import forbid
+def _watching(watch: list, target: Any) -> Any:
+    from . import forbid, params
 
     hits: list[list[str]] = []
     with contextlib.ExitStack() as stack:
         for kind, names in watch:
             if kind == "autograd":
                 hits.append(stack.enter_context(forbid.autograd_calls()))
+            elif kind == "apis":
+                hits.append(stack.enter_context(params.autograd_apis(target)))
             else:
                 hits.append(stack.enter_context(forbid.recording(set(names))))
         yield hits
@@ -112,7 +114,7 @@ def serve(request_json: str) -> None:
     reply: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
         warnings.simplefilter("always")
-        with _watching(req.get("watch", [])) as hits:
+        with _watching(req.get("watch", []), target) as hits:
             try:
                 result = target(*args, **kwargs)
                 reply["ok"] = _encode_result(result)

@@ -236,11 +236,29 @@ _NOT_ALLOWED = object()
 
 def _argument(node: ast.AST, session: Session) -> Any:
     if isinstance(node, ast.Name):
-        return RemoteObject(session, node.id)
+        return fetch(session, node.id)
     try:
         return ast.literal_eval(node)
     except ValueError:
         return _NOT_ALLOWED
+
+
+def fetch(session: Session, name: str) -> Any:
+    """A name in the kernel: its value if it is plain data (a tensor, a small module, …),
+    else a stand-in that reaches it there (the student's functions)."""
+    try:
+        reply = session.request({"op": "getattr", "target": name})
+    except wire.WireError:
+        return RemoteObject(session, name)
+    if "raised" in reply or not isinstance(reply.get("ok"), dict | list | str | int | float):
+        return RemoteObject(session, name)
+    data = reply["ok"]
+    if isinstance(data, dict) and "__ref__" in data:
+        return RemoteObject(session, name)
+    try:
+        return wire.decode(data, refs=lambda e: RemoteObject(session, e))
+    except wire.WireError:
+        return RemoteObject(session, name)
 
 
 def defined_sources(nb: NotebookNode) -> dict[str, str]:

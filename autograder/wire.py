@@ -130,6 +130,8 @@ def encode(value: Any, depth: int = 0) -> Any:
         }
     if _is_figure(value):
         return {"__figure__": figure_data(value)}
+    if isinstance(value, torch.nn.Module):
+        return {"__module__": module_spec(value, depth)}
     if callable(value):
         name = _callable_name(value)
         if name is None:
@@ -177,6 +179,48 @@ def figure_data(fig) -> dict:
             }
         )
     return {"axes": out}
+
+
+_ACTIVATIONS = {"Tanh", "ReLU", "Sigmoid", "Identity", "Softplus", "GELU"}
+
+
+def module_spec(module: torch.nn.Module, depth: int = 0) -> dict:
+    """A small nn.Module (Linear, Sequential of those and activations) as plain data."""
+    kind = type(module).__name__
+    if type(module).__module__.split(".")[:2] != ["torch", "nn"]:
+        raise WireError(f"cannot send a {kind} module")
+    if kind == "Linear":
+        return {
+            "type": kind, "in": module.in_features, "out": module.out_features,
+            "params": {k: encode(v, depth + 1) for k, v in module.named_parameters()},
+        }
+    if kind == "Sequential":
+        return {"type": kind, "children": [module_spec(m, depth + 1) for m in module]}
+    if kind in _ACTIVATIONS:
+        return {"type": kind}
+    raise WireError(f"cannot send a {kind} module")
+
+
+def build_module(spec: Any, depth: int = 0) -> torch.nn.Module:
+    if depth > MAX_DEPTH or not isinstance(spec, dict):
+        raise WireError("malformed module")
+    kind = spec.get("type")
+    if kind == "Linear":
+        params = {k: decode(v, depth + 1) for k, v in dict(spec.get("params", {})).items()}
+        weight = params.get("weight")
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise WireError("malformed Linear module")
+        m = torch.nn.Linear(int(spec["in"]), int(spec["out"]), bias="bias" in params,
+                            dtype=weight.dtype)
+        with torch.no_grad():
+            for k, v in params.items():
+                getattr(m, k).copy_(v.detach())
+        return m
+    if kind == "Sequential":
+        return torch.nn.Sequential(*[build_module(c, depth + 1) for c in spec.get("children", [])[:50]])
+    if kind in _ACTIVATIONS:
+        return getattr(torch.nn, kind)()
+    raise WireError(f"unknown module type {kind!r}")
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -249,6 +293,8 @@ def decode(data: Any, depth: int = 0, *, refs=None) -> Any:
         return _DTYPES[body]
     if tag == "__figure__":
         return rebuild_figure(body)
+    if tag == "__module__":
+        return build_module(body, depth + 1)
     if tag == "__callable__":
         return resolve_callable(body)
     if tag == "__ref__":

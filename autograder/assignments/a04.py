@@ -45,12 +45,25 @@ def linear(x, a, b):
     return a * x + b
 
 
-# Functions of an input x and two scalar parameters a, b: (name, f).
+def _sin_mix(x, a, b):
+    return a * torch.sin(x) + b * x
+
+
+def _tanh_affine(x, a, b):
+    return torch.tanh(a * x + b)
+
+
+def _square_a(x, a, b):
+    return a**2 * x - 3 * b
+
+
+# Functions of an input x and two scalar parameters a, b: (name, f). Named module-level
+# functions, so a grader in another process can name them to the student's kernel.
 _FUNCTIONS: list[tuple[str, Callable]] = [
     ("a·x + b", linear),
-    ("a·sin(x) + b·x", lambda x, a, b: a * torch.sin(x) + b * x),
-    ("tanh(a·x + b)", lambda x, a, b: torch.tanh(a * x + b)),
-    ("a²·x − 3b", lambda x, a, b: a**2 * x - 3 * b),
+    ("a·sin(x) + b·x", _sin_mix),
+    ("tanh(a·x + b)", _tanh_affine),
+    ("a²·x − 3b", _square_a),
 ]
 
 
@@ -371,10 +384,18 @@ def u_notebook(x, t):
 
 
 # Functions of a batch x and a parameter vector t of length 3, element-wise in x.
+def u_gauss(x, t):
+    return t[0] * torch.exp(-t[1] * x**2) + t[2] * x
+
+
+def u_tanh(x, t):
+    return t[2] * torch.tanh(t[0] * x + t[1])
+
+
 _U: list[tuple[str, Callable]] = [
     ("t₀·sin(t₁·x) + t₂·x²", u_notebook),
-    ("t₀·exp(−t₁·x²) + t₂·x", lambda x, t: t[0] * torch.exp(-t[1] * x**2) + t[2] * x),
-    ("t₂·tanh(t₀·x + t₁)", lambda x, t: t[2] * torch.tanh(t[0] * x + t[1])),
+    ("t₀·exp(−t₁·x²) + t₂·x", u_gauss),
+    ("t₂·tanh(t₀·x + t₁)", u_tanh),
 ]
 
 VISIBLE_T = torch.tensor([1.0, 2.0, 0.5], dtype=F64)
