@@ -115,7 +115,7 @@ class RemoteObject:
         reply = self._session.request(req)
         for (_, _, hits), got in zip(watches, reply.get("hits", []), strict=False):
             if isinstance(got, list):
-                hits.extend(str(h) for h in got[:20])
+                hits.extend(str(h) for h in got[:100_000])
         for message in reply.get("warnings", [])[:20]:
             warnings.warn(str(message), UserWarning, stacklevel=2)
         if "raised" in reply:
