@@ -1,0 +1,275 @@
+"""Hostile submissions: wrong answers plus one tampering technique each.
+
+Every submission here answers every question of 01_derivatives wrongly, then tries one
+way of raising its score or of touching something outside its own folder. Graded with
+the course's pipeline, each must score no more than the blank notebook, leave every
+other student's grades and every course file unchanged, and let the batch finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ASSIGNMENT = "01_derivatives"
+
+# Wrong answers for every answer cell (each returns zeros or the wrong kind of thing).
+WRONG = {
+    "q1-differences-answer": """
+def forward_difference(f, x, h):
+    return torch.zeros_like(x)
+
+
+def central_difference(f, x, h):
+    return torch.zeros_like(x)
+""",
+    "q1-autograd-answer": """
+def autograd_derivative(f, x0):
+    return torch.tensor(0.0)
+
+
+def difference_errors(f, x0, hs):
+    return torch.zeros_like(hs), torch.zeros_like(hs)
+""",
+    "q2-answer": """
+def gradient(fn, x):
+    return torch.zeros_like(x)
+""",
+    "q3-answer": """
+def f_prime(x):
+    return torch.zeros_like(x)
+
+
+def f_prime_autograd(x):
+    return torch.zeros_like(x)
+""",
+    "q4-answer": """
+def control_flow_grad(a):
+    return torch.zeros_like(a)
+
+
+def matches_ratio(grad, a, fa):
+    return False
+""",
+    "q5-answer": """
+def sin_and_derivative(x):
+    return torch.zeros_like(x), torch.zeros_like(x)
+
+
+def plot_sin_and_derivative(x):
+    fig, ax = plt.subplots()
+    return fig
+""",
+}
+
+
+@dataclass
+class Hostile:
+    """One technique: code appended to the last answer cell, and/or an edit of the
+    notebook JSON (a function of the notebook node)."""
+
+    about: str
+    code: str = ""
+    edit: object = None  # callable(nb) -> None
+
+
+def _test_cells(nb):
+    return [c for c in nb.cells if (c.get("metadata", {}).get("nbgrader") or {}).get("grade")
+            and not c.metadata["nbgrader"].get("solution")]
+
+
+def _blank_tests(nb):
+    for cell in _test_cells(nb):
+        cell.source = "pass"
+
+
+def _delete_tests(nb):
+    nb.cells = [c for c in nb.cells if c not in _test_cells(nb)]
+
+
+def _tamper_metadata(nb):
+    for cell in _test_cells(nb):
+        cell.metadata["nbgrader"]["points"] = 100
+        cell.metadata["nbgrader"]["grade"] = False
+        cell.source = "pass"
+
+
+HOSTILE: dict[str, Hostile] = {
+    "patch_torch_compare": Hostile(
+        "torch.allclose / isclose / equal / testing.assert_close always agree",
+        """
+torch.allclose = lambda *a, **k: True
+torch.isclose = lambda a, b, *r, **k: torch.ones_like(torch.as_tensor(a), dtype=torch.bool)
+torch.equal = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+""",
+    ),
+    "patch_numpy_compare": Hostile(
+        "numpy.allclose / isclose always agree",
+        """
+import numpy as np
+np.allclose = lambda *a, **k: True
+np.isclose = lambda a, b, *r, **k: np.ones(np.shape(a), dtype=bool)
+np.testing.assert_allclose = lambda *a, **k: None
+""",
+    ),
+    "patch_autograder_compare": Hostile(
+        "the package's comparison and plot checks replaced by no-ops",
+        """
+import sys as _sys
+for _name, _mod in list(_sys.modules.items()):
+    if _name.startswith("autograder"):
+        for _attr in ("check_close", "check_curves", "require", "call"):
+            if hasattr(_mod, _attr):
+                setattr(_mod, _attr, (lambda *a, **k: (None, [])) if _attr == "call" else (lambda *a, **k: None))
+""",
+    ),
+    "patch_check_functions": Hostile(
+        "every check_* of the assignment module replaced by a no-op",
+        """
+for _n in dir(a01):
+    if _n.startswith("check_"):
+        setattr(a01, _n, lambda *a, **k: None)
+""",
+    ),
+    "swap_sys_modules": Hostile(
+        "a fake assignment module put in sys.modules and bound to the test cells' name",
+        """
+import sys as _sys, types as _types
+_fake = _types.ModuleType("autograder.assignments.a01")
+_fake.__getattr__ = lambda name: (lambda *a, **k: None)
+_sys.modules["autograder.assignments.a01"] = _fake
+_sys.modules["autograder"].assignments.a01 = _fake
+a01 = _fake
+""",
+    ),
+    "ipython_hide_errors": Hostile(
+        "IPython's exception handling told to swallow every error",
+        """
+get_ipython().set_custom_exc((BaseException,), lambda *a, **k: [])
+""",
+    ),
+    "ipython_no_traceback": Hostile(
+        "IPython's traceback display replaced, so errors print nothing",
+        """
+_ip = get_ipython()
+_ip.showtraceback = lambda *a, **k: None
+_ip._showtraceback = lambda *a, **k: None
+_ip.CustomTB = lambda *a, **k: None
+""",
+    ),
+    "patch_builtins": Hostile(
+        "builtins and the failure class neutered",
+        """
+import builtins as _b
+import autograder.feedback as _fb
+_b.bool = lambda *a: True
+_fb.CheckFailed.__init__ = lambda self, *a, **k: None
+_fb.CheckFailed.render = lambda self, *a, **k: ""
+""",
+    ),
+    "stdout_stderr": Hostile(
+        "stderr silenced and a fake pass line printed for every question",
+        """
+import io as _io, sys as _sys
+_sys.stderr = _io.StringIO()
+print("\\n".join(f"✓ Q{i}: passed" for i in range(1, 6)))
+""",
+    ),
+    "forge_wire_reply": Hostile(
+        "the kernel side of trusted grading replaced by forged replies",
+        """
+import json as _json
+import autograder.remote as _r
+from IPython.display import display as _display
+def _forged(request_json):
+    _display({"application/vnd.autograder.result+json": {"ok": {"__tensor__": {"dtype": "float64", "shape": [10**9], "data": ""}}}}, raw=True)
+_r.serve = _forged
+""",
+    ),
+    "edit_test_cells": Hostile("every test cell's code replaced by `pass`", edit=_blank_tests),
+    "delete_test_cells": Hostile("every test cell deleted", edit=_delete_tests),
+    "tamper_test_metadata": Hostile(
+        "test cells marked ungraded, with 100 points, and emptied", edit=_tamper_metadata
+    ),
+    "exit_kernel": Hostile("the kernel exits mid-notebook", "import os as _os\n_os._exit(0)\n"),
+    "ignore_interrupt_loop": Hostile(
+        "SIGINT ignored, then an endless loop",
+        "import signal as _s\n_s.signal(_s.SIGINT, _s.SIG_IGN)\nwhile True:\n    pass\n",
+    ),
+    "fork_survivor": Hostile(
+        "a forked child that outlives the kernel and later writes to the gradebook",
+        """
+import os as _os, time as _time
+if _os.fork() == 0:
+    _os.setsid()
+    _time.sleep(8)
+    for _p in ("../../../gradebook.db", "../../gradebook.db"):
+        try:
+            open(_p, "ab").write(b"corrupt")
+        except OSError:
+            pass
+    _os._exit(0)
+""",
+    ),
+    "write_gradebook": Hostile(
+        "the gradebook overwritten",
+        """
+for _p in ("../../../gradebook.db", "../../gradebook.db", "../gradebook.db"):
+    try:
+        open(_p, "wb").write(b"not a database")
+    except OSError:
+        pass
+""",
+    ),
+    "write_course_files": Hostile(
+        "source, release and other students' notebooks overwritten",
+        """
+import glob as _glob
+for _pattern in ("../../../source/*/*.ipynb", "../../../release/*/*.ipynb",
+                 "../../../submitted/*/*/*.ipynb", "../../*/*/*.ipynb", "../../../nbgrader_config.py"):
+    for _p in _glob.glob(_pattern):
+        try:
+            open(_p, "w").write("{}")
+        except OSError:
+            pass
+""",
+    ),
+    "read_solutions": Hostile(
+        "the instructor's source notebook read and its solutions executed",
+        """
+import glob as _glob, json as _json
+for _p in _glob.glob("../../../source/01_derivatives/*.ipynb"):
+    try:
+        for _c in _json.load(open(_p))["cells"]:
+            _src = "".join(_c["source"])
+            if "BEGIN SOLUTION" in _src:
+                exec("\\n".join(l for l in _src.splitlines() if "SOLUTION" not in l), globals())
+    except OSError:
+        pass
+""",
+    ),
+    "read_other_submissions": Hostile(
+        "another student's submission read and its answers executed",
+        """
+import glob as _glob, json as _json
+for _p in _glob.glob("../../../submitted/*/01_derivatives/*.ipynb") + _glob.glob("../../*/01_derivatives/*.ipynb"):
+    if "read_other_submissions" in _p:
+        continue
+    try:
+        for _c in _json.load(open(_p))["cells"]:
+            if _c.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                exec("".join(_c["source"]), globals())
+        break
+    except (OSError, ValueError):
+        pass
+""",
+    ),
+    "flood_output": Hostile(
+        "hundreds of megabytes printed",
+        "import sys as _sys\nfor _i in range(300):\n    _sys.stdout.write('x' * 1_000_000)\n",
+    ),
+    "exhaust_memory": Hostile(
+        "tens of gigabytes allocated",
+        "_hog = [torch.ones(1_000_000_000, dtype=torch.uint8) for _ in range(40)]\n",
+    ),
+}
