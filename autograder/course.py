@@ -191,7 +191,13 @@ def _zip_collect(course_dir: Path, assignment: str, archive: Path) -> list[str]:
 
 @dataclass
 class Outcome:
-    """What happened to one student's submission of one assignment."""
+    """What happened to one student's submission of one assignment.
+
+    `status` is "graded" or "ungradable"; `code` says what went wrong in a word
+    ("" when nothing did; e.g. "invalid_json", "wrong_assignment", "kernel_died",
+    "timed_out" — a graded submission can carry "timed_out" when a cell was interrupted
+    and the rest graded) and `reason` in a sentence.
+    """
 
     student: str
     assignment: str
@@ -201,29 +207,104 @@ class Outcome:
     max_score: float = 0.0
     needs_manual: float = 0.0
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    code: str = ""
+    seconds: float = 0.0  # wall time spent grading it
+    kernel_cpu: float = 0.0  # CPU time its kernel used
+    reused: bool = False  # unchanged since an earlier run, which graded it
+
+
+def _notebook_problem(nb_path: Path) -> tuple[str, str] | None:
+    raw = nb_path.read_bytes()
+    if not raw.strip():
+        return "empty_file", f"{nb_path.name}: empty file"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return "invalid_json", f"{nb_path.name}: invalid JSON ({exc})"
+    if not isinstance(data, dict) or "cells" not in data:
+        return "not_a_notebook", f"{nb_path.name}: not a notebook"
+    try:
+        nb = nbformat.from_dict(data)
+        nbformat.validate(nb)
+    except Exception as exc:
+        return (
+            "invalid_notebook",
+            f"{nb_path.name}: not a valid notebook ({str(exc).splitlines()[0]})",
+        )
+    return None
 
 
 def check_submission(path: Path, assignment: str) -> str | None:
-    """Why a submission cannot be graded, or None if it looks like a notebook."""
-    folder = path
-    notebooks = sorted(folder.glob("*.ipynb"))
+    """Why a submission folder cannot be graded, or None if it holds valid notebooks."""
+    notebooks = sorted(Path(path).glob("*.ipynb"))
     if not notebooks:
         return "missing notebook: no .ipynb file submitted"
     for nb_path in notebooks:
-        raw = nb_path.read_bytes()
-        if not raw.strip():
-            return f"{nb_path.name}: empty file"
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"{nb_path.name}: invalid JSON ({exc})"
-        if not isinstance(data, dict) or "cells" not in data:
-            return f"{nb_path.name}: not a notebook"
-        try:
-            nb = nbformat.from_dict(data)
-            nbformat.validate(nb)
-        except Exception as exc:
-            return f"{nb_path.name}: not a valid notebook ({str(exc).splitlines()[0]})"
+        problem = _notebook_problem(nb_path)
+        if problem:
+            return problem[1]
+    return None
+
+
+def _grade_ids(path: Path) -> set[str]:
+    try:
+        nb = json.loads(path.read_bytes())
+        return {
+            gid
+            for c in nb.get("cells", [])
+            if (gid := ((c.get("metadata") or {}).get("nbgrader") or {}).get("grade_id"))
+        }
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _owner(course_dir: Path, assignment: str, *, name: str | None = None, ids=()) -> str | None:
+    """The other assignment a notebook (by file name, or by its cells) belongs to."""
+    source = course_dir / "source"
+    if not source.is_dir():
+        return None
+    for other in sorted(p for p in source.iterdir() if p.is_dir() and p.name != assignment):
+        for nb_path in other.glob("*.ipynb"):
+            if name is not None and nb_path.name == name:
+                return other.name
+            if ids and set(ids) & _grade_ids(nb_path):
+                return other.name
+    return None
+
+
+def submission_problem(course_dir: Path, assignment: str, student: str) -> tuple[str, str] | None:
+    """(code, reason) when a submission cannot be graded at all, before running anything:
+    nothing submitted, no notebook, an empty / non-JSON / non-notebook file, or another
+    assignment's notebook (by file name, or by its graded cells)."""
+    course_dir = Path(course_dir)
+    folder = course_dir / "submitted" / student / assignment
+    if not folder.is_dir():
+        return "not_submitted", "missing: nothing submitted"
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if not notebooks:
+        return "missing_notebook", "missing notebook: no .ipynb file submitted"
+    for nb_path in notebooks:
+        problem = _notebook_problem(nb_path)
+        if problem:
+            return problem
+    sources = {p.name: p for p in (course_dir / "source" / assignment).glob("*.ipynb")}
+    matching = [p for p in notebooks if p.name in sources]
+    if sources and not matching:
+        names = ", ".join(p.name for p in notebooks)
+        owner = next(
+            (o for p in notebooks if (o := _owner(course_dir, assignment, name=p.name))), None
+        )
+        hint = f" (that is {owner})" if owner else ""
+        return (
+            "wrong_assignment",
+            f"wrong assignment: expected {', '.join(sorted(sources))}, got {names}{hint}",
+        )
+    for nb_path in matching:
+        ids = _grade_ids(nb_path)
+        if ids and not ids & _grade_ids(sources[nb_path.name]):
+            owner = _owner(course_dir, assignment, ids=ids)
+            hint = f"{owner}'s cells" if owner else "cells of another assignment"
+            return "wrong_assignment", f"wrong assignment: {nb_path.name} holds {hint}"
     return None
 
 
@@ -235,27 +316,38 @@ def grade(
     students: list[str] | None = None,
     feedback: bool = True,
     csv_path: Path | None = None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    wall_timeout: float | None = None,
+    force: bool = False,
+    progress: bool | None = None,
 ) -> list[Outcome]:
     """Autograde every submission of `assignment` with nbgrader; record an outcome each.
 
-    One bad submission never stops the others: it is recorded as ungradable with the
-    reason. Writes feedback HTML for every graded student and a grades CSV.
+    Submissions are graded in parallel (`jobs` workers, default one per core) by nbgrader's
+    own autograde pipeline, in kernels forked from a warm interpreter. One bad submission
+    never stops the others: it is recorded as ungradable with the reason. A cell may use
+    `timeout` CPU seconds (default: the course's Execute.timeout) and take `wall_timeout`
+    wall seconds (default: five times that). Submissions graded by an earlier run and
+    unchanged since are not graded again unless `force`. Writes feedback HTML for every
+    graded student and a grades CSV; shows a progress bar on a terminal (`progress`).
     """
+    from .batch.coordinator import grade_class
+
     course_dir = Path(course_dir).resolve()
     if submissions is not None:
         import_submissions(course_dir=course_dir, assignment=assignment, submissions=submissions)
-    api = nbgrader_api(course_dir)
-    with _in_dir(course_dir):
-        _ensure_assignment(api, course_dir, assignment)
-        submitted = course_dir / "submitted"
-        found = (
-            sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
-            if submitted.exists()
-            else []
-        )
-        outcomes: list[Outcome] = []
-        for student in students or found:
-            outcomes.append(_grade_one(api, course_dir, assignment, student, feedback))
+    outcomes = grade_class(
+        course_dir=course_dir,
+        assignment=assignment,
+        students=students,
+        jobs=jobs,
+        timeout=timeout,
+        wall_timeout=wall_timeout,
+        feedback=feedback,
+        force=force,
+        progress=progress,
+    )
     write_csv(course_dir=course_dir, outcomes=outcomes, path=csv_path)
     return outcomes
 
@@ -274,28 +366,21 @@ def _ensure_assignment(api, course_dir: Path, assignment: str) -> None:
 
 
 def _grade_one(api, course_dir: Path, assignment: str, student: str, feedback: bool) -> Outcome:
-    folder = course_dir / "submitted" / student / assignment
-    if not folder.is_dir():
-        return Outcome(student, assignment, "ungradable", "missing: nothing submitted")
-    source_names = {p.name for p in (course_dir / "source" / assignment).glob("*.ipynb")}
-    submitted_names = {p.name for p in folder.glob("*.ipynb")}
-    problem = check_submission(folder, assignment)
-    if problem is None and source_names and not (submitted_names & source_names):
-        problem = (
-            f"wrong assignment: expected {', '.join(sorted(source_names))}, "
-            f"got {', '.join(sorted(submitted_names))}"
-        )
+    """Grade one submission in this process, with ordinary kernels (no parallelism)."""
+    problem = submission_problem(course_dir, assignment, student)
     if problem:
-        return Outcome(student, assignment, "ungradable", problem)
+        return Outcome(student, assignment, "ungradable", problem[1], code=problem[0])
     result = api.autograde(assignment, student, force=True, create=True)
     if not result.get("success"):
-        reason = _failure_reason(result)
-        return Outcome(student, assignment, "ungradable", reason)
+        return Outcome(
+            student, assignment, "ungradable", _failure_reason(result), code="autograde_failed"
+        )
     outcome = _read_scores(api, assignment, student)
     if feedback:
         fb = api.generate_feedback(assignment, student, force=True)
         if not fb.get("success"):
             outcome.reason = "graded; feedback failed: " + _failure_reason(fb)
+            outcome.code = "feedback_failed"
     return outcome
 
 

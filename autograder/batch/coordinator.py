@@ -1,0 +1,210 @@
+"""Grading a whole class: plan, dispatch to an executor, record every outcome.
+
+The coordinator never executes student code. It prepares the gradebook, sorts out the
+submissions that cannot be graded at all (no file, invalid JSON, another assignment's
+notebook, ...), skips the ones already graded by an earlier run and unchanged since, hands
+the rest to an executor and records each outcome as it arrives. The grading workers write
+the gradebook themselves through nbgrader, one transaction at a time machine-wide
+(:mod:`.gradebook`); the coordinator's own outcome store (:mod:`.store`) is what makes a
+re-run skip finished work and a killed run resume.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from .. import course
+from . import gradebook, store
+from .executor import Executor, LocalExecutor
+from .progress import GradingProgress
+from .worker import Settings, forget
+
+DEFAULT_CPU_LIMIT = 120.0
+# Failures of the grading machinery rather than of the submission: never reused.
+RETRY_CODES = {"worker_crashed", "worker_hung", "grader_error", "lost"}
+
+
+def limits(course_dir: Path, timeout: float | None, wall_timeout: float | None):
+    """(cpu, wall) seconds per cell: `timeout` defaults to the course's Execute.timeout,
+    measured in CPU time; the wall limit to five times that (at least a minute)."""
+    if timeout is None:
+        cfg = course.load_config(course_dir)
+        configured = cfg.Execute.get("timeout")
+        timeout = float(configured) if configured and configured > 0 else DEFAULT_CPU_LIMIT
+    wall = wall_timeout if wall_timeout is not None else max(60.0, 5.0 * timeout)
+    return float(timeout), float(wall)
+
+
+def _code_cells(course_dir: Path, assignment: str) -> int:
+    import nbformat
+
+    n = 0
+    for path in (course_dir / "source" / assignment).glob("*.ipynb"):
+        nb = nbformat.read(str(path), as_version=4)
+        n += sum(c.cell_type == "code" for c in nb.cells)
+    return max(n, 1)
+
+
+def _submitted(course_dir: Path, assignment: str) -> list[str]:
+    sub = course_dir / "submitted"
+    if not sub.exists():
+        return []
+    return sorted(p.name for p in sub.iterdir() if (p / assignment).is_dir())
+
+
+def grade_class(
+    *,
+    course_dir: Path,
+    assignment: str,
+    students: list[str] | None = None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    wall_timeout: float | None = None,
+    feedback: bool = True,
+    force: bool = False,
+    progress: bool | None = None,
+    console: Console | None = None,
+    executor: Executor | None = None,
+) -> list[course.Outcome]:
+    """Grade every submission of `assignment`; one Outcome per student, in roster order.
+
+    `jobs`: parallel workers (default: one per core). `timeout`: CPU seconds a cell may
+    use (default: the course's Execute.timeout); `wall_timeout`: wall seconds a cell may
+    take. `force`: grade again even what an earlier run graded and has not changed since.
+    `progress`: show a progress bar (default: only on a terminal).
+    """
+    course_dir = Path(course_dir).resolve()
+    cpu_limit, wall_limit = limits(course_dir, timeout, wall_timeout)
+    settings = Settings(
+        course_dir=str(course_dir),
+        assignment=assignment,
+        feedback=feedback,
+        cpu_limit=cpu_limit,
+        wall_limit=wall_limit,
+    )
+    key = f"feedback={feedback};cpu={cpu_limit:g};wall={wall_limit:g}"
+    roster = list(dict.fromkeys(students or _submitted(course_dir, assignment)))
+    own_executor = executor is None
+    if executor is None:
+        log_dir = store.state_dir(course_dir) / "logs" / assignment
+        shutil.rmtree(log_dir, ignore_errors=True)
+        per_job = _code_cells(course_dir, assignment) * (
+            wall_limit + settings.interrupt_grace_wall + 10
+        )
+        executor = LocalExecutor(jobs, log_dir=log_dir, job_timeout=per_job + 600)
+    try:
+        if _likely_work(course_dir, assignment, roster, key, force):
+            # Warm up (kernels' imports, workers' imports) while the gradebook is prepared
+            # and the submissions checked; stopped unused if nothing needs grading.
+            executor.start(settings, len(roster))
+        return _grade(
+            course_dir, assignment, roster, settings, key, force, progress, console, executor
+        )
+    finally:
+        if own_executor:
+            executor.close()
+
+
+def _likely_work(course_dir: Path, assignment: str, roster, key: str, force: bool) -> bool:
+    """Whether some submission has no recorded outcome for its current files."""
+    if not roster:
+        return False
+    if force:
+        return True
+    outcome_store = store.OutcomeStore.for_course(course_dir)
+    try:
+        for student in roster:
+            earlier = outcome_store.get(assignment, student)
+            fp = store.fingerprint(course_dir, assignment, student, key)
+            if earlier is None or earlier[0] != fp or earlier[1].code in RETRY_CODES:
+                return True
+        return False
+    finally:
+        outcome_store.close()
+
+
+def _grade(course_dir, assignment, roster, settings, key, force, progress, console, executor):
+    gradebook.serialize_sqlite()
+    api = course.nbgrader_api(course_dir)
+    with course._in_dir(course_dir):
+        course._ensure_assignment(api, course_dir, assignment)
+        with api.gradebook as gb:
+            in_gradebook = {s.student.id for s in gb.find_assignment(assignment).submissions}
+    feedback = settings.feedback
+    outcomes: dict[str, course.Outcome] = {}
+    fingerprints: dict[str, str] = {}
+    todo: list[str] = []
+    outcome_store = store.OutcomeStore.for_course(course_dir)
+    try:
+        with course._in_dir(course_dir):
+            for student in roster:
+                fp = store.fingerprint(course_dir, assignment, student, key)
+                fingerprints[student] = fp
+                problem = course.submission_problem(course_dir, assignment, student)
+                if problem is not None:
+                    code, reason = problem
+                    if student in in_gradebook:
+                        forget(api, course_dir, assignment, student)
+                    outcome = course.Outcome(student, assignment, "ungradable", reason, code=code)
+                    outcome_store.put(outcome, fp)
+                    outcomes[student] = outcome
+                    continue
+                earlier = None if force else outcome_store.get(assignment, student)
+                if earlier is not None and earlier[0] == fp:
+                    reused = _reuse(api, course_dir, earlier[1], in_gradebook, feedback)
+                    if reused is not None:
+                        outcomes[student] = reused
+                        continue
+                todo.append(student)
+
+        with GradingProgress(
+            assignment,
+            len(todo),
+            reused=len(outcomes),
+            enabled=progress,
+            console=console,
+        ) as bar:
+            for outcome in executor.run(settings, todo):
+                outcome_store.put(outcome, fingerprints[outcome.student])
+                outcomes[outcome.student] = outcome
+                bar.advance(outcome)
+    finally:
+        outcome_store.close()
+    missing = [s for s in roster if s not in outcomes]
+    for student in missing:  # an executor must answer for every student; be sure anyway
+        outcomes[student] = course.Outcome(
+            student, assignment, "ungradable", "no outcome from the executor", code="lost"
+        )
+    return [outcomes[s] for s in roster]
+
+
+def _reuse(
+    api, course_dir: Path, earlier: course.Outcome, in_gradebook: set[str], feedback: bool
+) -> course.Outcome | None:
+    """The earlier outcome if its results are all still in place, else None."""
+    student, assignment = earlier.student, earlier.assignment
+    if earlier.code in RETRY_CODES:
+        return None
+    if earlier.status == "graded":
+        autograded = course_dir / "autograded" / student / assignment
+        fb = course_dir / "feedback" / student / assignment
+        if student not in in_gradebook or not autograded.is_dir():
+            return None
+        if feedback and not any(fb.glob("*.html")):
+            return None
+        # The gradebook is the truth (an instructor may have graded by hand since).
+        fresh = course._read_scores(api, assignment, student)
+        fresh.code, fresh.reason = earlier.code, earlier.reason
+        fresh.seconds, fresh.kernel_cpu = earlier.seconds, earlier.kernel_cpu
+    else:
+        if student in in_gradebook:
+            return None
+        fresh = earlier
+    fresh.reused = True
+    if math.isnan(fresh.score):  # pragma: no cover - defensive
+        return None
+    return fresh

@@ -1,0 +1,268 @@
+"""nbgrader's Execute preprocessor, with each cell's time limit measured in kernel CPU time.
+
+nbclient's own per-cell timeout is wall-clock: on a busy machine a correct cell can run out
+of it, and the student loses the points. Here a watch thread samples the CPU time of the
+kernel process (and of children it has waited for) while a cell runs. A cell that uses more
+than ``cpu_limit`` CPU seconds is interrupted (SIGINT, as nbclient would); one that keeps
+running for ``interrupt_grace_*`` more is killed with its whole process group, so a loop that
+ignores interrupts still ends. A generous ``wall_limit`` catches cells that wait without
+computing (``time.sleep`` in a loop). nbclient's own timeout stays as a last resort, set
+above all of these.
+
+What happened is recorded per notebook in :data:`RUNS` (read with :func:`take_runs`), so the
+grader can tell "interrupted, rest graded" from "killed" from "kernel died".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from nbclient.exceptions import DeadKernelError
+from nbgrader.preprocessors import Execute
+from traitlets import Float
+
+
+@dataclass
+class CellEvent:
+    """A cell that ran out of time: what was done to it and how much it had used."""
+
+    index: int
+    label: str
+    action: str  # "interrupted" or "killed"
+    cpu: float
+    wall: float
+    limit: str  # "cpu" or "wall"
+
+
+@dataclass
+class NotebookRun:
+    """One notebook's execution: time used, cells stopped, and how the kernel ended."""
+
+    cpu: float = 0.0
+    wall: float = 0.0
+    cells: int = 0
+    events: list[CellEvent] = field(default_factory=list)
+    died_in: str | None = None  # label of the cell the kernel died in
+    exit_status: int | None = None  # the kernel's exit status when it died
+
+
+RUNS: list[NotebookRun] = []
+
+
+def take_runs() -> list[NotebookRun]:
+    """The runs recorded since the last call (one per notebook executed)."""
+    runs = list(RUNS)
+    RUNS.clear()
+    return runs
+
+
+def cell_label(cell, index: int) -> str:
+    grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+    return grade_id or f"cell {index + 1}"
+
+
+class KernelClock:
+    """CPU seconds used by a process, its reaped children and (sampled) live children."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self._psutil = psutil
+        self.proc = psutil.Process(pid)
+        self._children = 0.0
+        self._n = 0
+
+    def cpu(self) -> float:
+        try:
+            t = self.proc.cpu_times()
+        except self._psutil.Error:
+            return float("nan")
+        own = t.user + t.system + t.children_user + t.children_system
+        self._n += 1
+        if self._n % 10 == 1:  # live children: a /proc scan, so only now and then
+            total = 0.0
+            with contextlib.suppress(self._psutil.Error):
+                for child in self.proc.children(recursive=True):
+                    with contextlib.suppress(self._psutil.Error):
+                        ct = child.cpu_times()
+                        total += ct.user + ct.system
+            self._children = total
+        return own + self._children
+
+
+class CellWatch:
+    """Watches one kernel; a thread checks the running cell against the limits."""
+
+    def __init__(
+        self,
+        pid: int,
+        pgid: int | None,
+        *,
+        cpu_limit: float,
+        wall_limit: float,
+        grace_cpu: float,
+        grace_wall: float,
+        run: NotebookRun,
+        interval: float = 0.1,
+    ):
+        self.pid = pid
+        self.pgid = pgid or pid
+        self.clock = KernelClock(pid)
+        self.cpu_limit = cpu_limit
+        self.wall_limit = wall_limit
+        self.grace_cpu = grace_cpu
+        self.grace_wall = grace_wall
+        self.run = run
+        self.interval = interval
+        self.start_cpu = self.clock.cpu()
+        self.last_cpu = self.start_cpu
+        self._lock = threading.Lock()
+        self._cell: dict | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cell-watch", daemon=True)
+        self._thread.start()
+
+    def start_cell(self, index: int, label: str) -> None:
+        with self._lock:
+            self._cell = {
+                "index": index,
+                "label": label,
+                "cpu0": self.clock.cpu(),
+                "wall0": time.monotonic(),
+                "state": "running",
+            }
+
+    def end_cell(self) -> None:
+        with self._lock:
+            self._cell = None
+
+    def current_label(self) -> str | None:
+        with self._lock:
+            return self._cell["label"] if self._cell else None
+
+    def stop(self) -> float:
+        """Stop watching; return the kernel CPU time used while watched."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        cpu = self.clock.cpu()
+        if cpu == cpu:  # not NaN: the kernel is still there
+            self.last_cpu = cpu
+        return max(0.0, self.last_cpu - self.start_cpu)
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pgid, sig)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                cell = self._cell
+                if cell is None:
+                    continue
+                cpu_now = self.clock.cpu()
+                if cpu_now != cpu_now:  # NaN: the kernel is gone
+                    continue
+                self.last_cpu = cpu_now
+                cpu = cpu_now - cell["cpu0"]
+                wall = time.monotonic() - cell["wall0"]
+                if cell["state"] == "running":
+                    over = (
+                        "cpu" if cpu > self.cpu_limit else "wall" if wall > self.wall_limit else ""
+                    )
+                    if over:
+                        cell.update(state="interrupted", cpu1=cpu, wall1=wall)
+                        self._record(cell, "interrupted", cpu, wall, over)
+                        self._signal(signal.SIGINT)
+                elif cell["state"] == "interrupted":
+                    if (
+                        cpu - cell["cpu1"] > self.grace_cpu
+                        or wall - cell["wall1"] > self.grace_wall
+                    ):
+                        cell["state"] = "killed"
+                        self._record(cell, "killed", cpu, wall, self.run.events[-1].limit)
+                        self._signal(signal.SIGKILL)
+
+    def _record(self, cell: dict, action: str, cpu: float, wall: float, limit: str) -> None:
+        self.run.events.append(
+            CellEvent(cell["index"], cell["label"], action, round(cpu, 2), round(wall, 2), limit)
+        )
+
+
+class WatchedExecute(Execute):
+    """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc)."""
+
+    cpu_limit = Float(120.0, help="CPU seconds a cell may use before it is interrupted.").tag(
+        config=True
+    )
+    wall_limit = Float(600.0, help="Wall seconds a cell may take before it is interrupted.").tag(
+        config=True
+    )
+    interrupt_grace_cpu = Float(
+        2.0, help="CPU seconds an interrupted cell may still use before the kernel is killed."
+    ).tag(config=True)
+    interrupt_grace_wall = Float(
+        20.0, help="Wall seconds an interrupted cell may still take before the kernel is killed."
+    ).tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._run = NotebookRun()
+        RUNS.append(self._run)
+        self._watch: CellWatch | None = None
+        started = time.monotonic()
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            if self._watch is not None:
+                self._run.cpu = round(self._watch.stop(), 3)
+            self._run.wall = round(time.monotonic() - started, 3)
+
+    def _watch_kernel(self) -> CellWatch | None:
+        if self._watch is None:
+            provisioner = getattr(self.km, "provisioner", None)
+            pid = getattr(provisioner, "pid", None)
+            if pid:
+                self._watch = CellWatch(
+                    pid,
+                    getattr(provisioner, "pgid", None),
+                    cpu_limit=self.cpu_limit,
+                    wall_limit=self.wall_limit,
+                    grace_cpu=self.interrupt_grace_cpu,
+                    grace_wall=self.interrupt_grace_wall,
+                    run=self._run,
+                )
+        return self._watch
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return super().preprocess_cell(cell, resources, index)
+        watch = self._watch_kernel()
+        label = cell_label(cell, index)
+        if watch is not None:
+            watch.start_cell(index, label)
+        self._run.cells += 1
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._run.died_in = label
+            self._run.exit_status = self._exit_status()
+            raise
+        finally:
+            if watch is not None:
+                watch.end_cell()
+
+    def _exit_status(self) -> int | None:
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is None:
+            return None
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            status = process.poll()
+            if status is not None:
+                return status
+            time.sleep(0.05)
+        return None

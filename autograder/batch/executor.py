@@ -1,0 +1,358 @@
+"""Where submissions are executed: the executor interface and the local executor.
+
+The coordinator hands an :class:`Executor` the run's :class:`~.worker.Settings` and the
+students to grade, and reads outcomes back as they finish, in any order. It never learns
+how: :class:`LocalExecutor` runs one worker process per core on this machine with kernels
+forked from a warm fork server; a distributed engine would implement the same two methods
+and run :class:`~.worker.Grader` wherever the course directory is visible.
+
+An executor must yield exactly one outcome per student it was given, whatever happens to
+the worker that graded it (crash, hang): the batch always finishes.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import course
+from . import provisioner
+from .worker import Settings, outcome_from_json
+
+
+class Executor(abc.ABC):
+    """Runs grading jobs and yields their outcomes as they finish."""
+
+    jobs: int = 1
+
+    def start(self, settings: Settings, expected: int) -> None:  # noqa: B027 - optional hook
+        """Begin warming up for about `expected` jobs before they are known (optional)."""
+
+    @abc.abstractmethod
+    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
+        """Grade each student's submission; yield one Outcome per student, in any order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release whatever the executor holds (processes, servers)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def default_jobs() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _quiet_threads(environ) -> dict[str, str]:
+    """One intra-op thread per process: one worker (and kernel) per core already uses the
+    cores, and a process that imported torch with its thread pool running cannot fork."""
+    env = dict(environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["MKL_NUM_THREADS"] = "1"
+    return env
+
+
+# --- fork server process ----------------------------------------------------------------
+
+
+class ForkServerProcess:
+    """The fork server as a child process; `socket` is None if it could not start."""
+
+    def __init__(self, run_dir: Path, log_dir: Path, *, startup_timeout: float = 180.0):
+        self.run_dir = run_dir
+        self.socket: str | None = str(run_dir / "forkserver.sock")
+        self.log = log_dir / "forkserver.log"
+        self.kernel_log = log_dir / "kernels.log"
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.warmup_seconds: float | None = None
+        self.problem: str | None = None
+        self.ready: bool | None = None
+
+    def start(self, learn: list[str] | None = None) -> None:
+        """Start warming up; `learn`: instructor notebooks whose imports to preload."""
+        env = _quiet_threads(os.environ)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "autograder.batch.forkserver",
+                    self.socket,
+                    "--kernel-log",
+                    str(self.kernel_log),
+                    *(["--learn", *learn] if learn is not None else []),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                cwd=self.run_dir,
+                start_new_session=True,  # a Ctrl-C at the terminal is the coordinator's
+            )
+
+    def wait_ready(self) -> bool:
+        """Block until warm; False (and `problem` set) if it failed to start."""
+        if self.ready is not None:
+            return self.ready
+        assert self.proc is not None and self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        ok = bool(sel.select(timeout=self.startup_timeout))
+        line = self.proc.stdout.readline().decode().strip() if ok else ""
+        sel.close()
+        if line.startswith("ready"):
+            with contextlib.suppress(ValueError, IndexError):
+                self.warmup_seconds = float(line.split()[1])
+            self.ready = True
+            return True
+        tail = self.log.read_text(errors="replace")[-500:] if self.log.exists() else ""
+        self.problem = f"fork server did not start: {line or 'no answer'} {tail}".strip()
+        self.stop()
+        self.ready = False
+        return False
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+# --- local executor ---------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: subprocess.Popen | None  # None for a worker forked by a sibling
+    sock: socket.socket
+    buf: bytes = b""
+    ready: bool = False
+    student: str | None = None
+    started: float = 0.0
+    pid: int | None = None
+
+
+class LocalExecutor(Executor):
+    """Worker processes on this machine (one per core) fed from a queue of students.
+
+    Kernels are forked from a warm fork server (``fork=True``), so no worker pays the
+    torch/matplotlib import; without it, each kernel is an ordinary ``ipykernel`` process.
+    A worker that dies or hangs past ``job_timeout`` is replaced; its student is recorded
+    as ungradable with the reason.
+    """
+
+    def __init__(
+        self,
+        jobs: int | None = None,
+        *,
+        fork: bool = True,
+        log_dir: Path | None = None,
+        job_timeout: float | None = None,
+    ):
+        self.jobs = max(1, jobs or default_jobs())
+        self.fork = fork
+        self.job_timeout = job_timeout
+        # Sockets and the kernelspec live in a short private temporary directory (a Unix
+        # socket path must stay under ~100 bytes); logs where the caller wants them.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="ag-"))
+        self.log_dir = Path(log_dir) if log_dir else self.run_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._startup_failures = 0
+        self.forkserver: ForkServerProcess | None = None
+        self.workers: dict[int, _Worker] = {}
+        self.sel = selectors.DefaultSelector()
+        self.notes: list[str] = []
+        self._next_index = 0
+
+    # -- lifecycle
+    def _start_forkserver(self, settings: Settings) -> None:
+        if self.fork and self.forkserver is None:
+            source = Path(settings.course_dir) / "source" / settings.assignment
+            self.forkserver = ForkServerProcess(self.run_dir, self.log_dir)
+            self.forkserver.start(learn=[str(p) for p in sorted(source.glob("*.ipynb"))])
+
+    def _settings_for_workers(self, settings: Settings) -> Settings:
+        if self.forkserver is None or self.forkserver.socket is None:
+            return replace(settings, forkserver=None, kernel_dir=None)
+        kernel_dir = self.run_dir / "jupyter"
+        provisioner.write_kernelspec(kernel_dir, self.forkserver.socket)
+        return replace(settings, forkserver=self.forkserver.socket, kernel_dir=str(kernel_dir))
+
+    def _spawn_workers(self, settings: Settings, n: int) -> None:
+        """Start `n` workers as one process that forks the others after its imports."""
+        pairs = [socket.socketpair() for _ in range(n)]
+        indexes = list(range(self._next_index, self._next_index + n))
+        self._next_index += n
+        slots = [
+            f"{theirs.fileno()}:{self.log_dir / f'worker-{i}.log'}"
+            for i, (_, theirs) in zip(indexes, pairs, strict=True)
+        ]
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "autograder.batch.worker"]
+                + [arg for slot in slots for arg in ("--slot", slot)],
+                pass_fds=[theirs.fileno() for _, theirs in pairs],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=settings.course_dir,
+                env=_quiet_threads(os.environ),
+                start_new_session=True,
+            )
+        finally:
+            for _, theirs in pairs:
+                theirs.close()
+        for k, (index, (mine, _)) in enumerate(zip(indexes, pairs, strict=True)):
+            mine.sendall(json.dumps(settings.to_json()).encode() + b"\n")
+            worker = _Worker(index, proc if k == 0 else None, mine)
+            self.workers[index] = worker
+            self.sel.register(mine, selectors.EVENT_READ, index)
+
+    def _spawn_worker(self, settings: Settings) -> None:
+        self._spawn_workers(settings, 1)
+
+    def _retire(self, worker: _Worker, *, kill: bool) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(worker.sock)
+        if not kill:
+            with contextlib.suppress(OSError):
+                worker.sock.sendall(b"null\n")
+        worker.sock.close()  # a worker reading its socket exits at end of file
+        if kill and worker.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(worker.pid, signal.SIGKILL)
+        if worker.proc is not None:
+            if kill and worker.proc.poll() is None:
+                worker.proc.kill()
+            try:
+                worker.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+        self.workers.pop(worker.index, None)
+
+    def close(self) -> None:
+        for worker in list(self.workers.values()):
+            self._retire(worker, kill=worker.student is not None)
+        if self.forkserver is not None:
+            self.forkserver.stop()
+            self.forkserver = None
+        self.sel.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # -- the run
+    def start(self, settings: Settings, expected: int) -> None:
+        """Start the fork server and the workers together: the workers import nbgrader
+        while the server imports torch."""
+        if self.workers or self.forkserver is not None:
+            return
+        self._start_forkserver(settings)
+        self._worker_settings = self._settings_for_workers(settings)
+        self._spawn_workers(self._worker_settings, min(self.jobs, max(1, expected)))
+
+    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
+        queue = list(students)
+        if not queue:
+            return
+        self.start(settings, len(queue))
+        # No job before the fork server is warm (or known to be absent): a job started
+        # earlier would fall back to an ordinary, slow kernel.
+        if self.forkserver is not None and self.forkserver.proc is not None:
+            if not self.forkserver.wait_ready():
+                self.notes.append(self.forkserver.problem or "fork server unavailable")
+        worker_settings = self._worker_settings
+        pending = len(queue)
+        while pending:
+            for worker in list(self.workers.values()):
+                if worker.ready and worker.student is None and queue:
+                    worker.student = queue.pop(0)
+                    worker.started = time.monotonic()
+                    worker.sock.sendall(json.dumps({"student": worker.student}).encode() + b"\n")
+            for outcome in self._collect(settings, worker_settings, queue):
+                pending -= 1
+                yield outcome
+
+    def _collect(self, settings: Settings, worker_settings: Settings, queue: list[str]):
+        """Wait for messages; yield finished outcomes; replace dead or hung workers."""
+        events = self.sel.select(timeout=1.0)
+        for key, _ in events:
+            worker = self.workers.get(key.data)
+            if worker is None:
+                continue
+            try:
+                data = worker.sock.recv(1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                yield from self._lost(worker, settings, worker_settings, queue, "crashed")
+                continue
+            worker.buf += data
+            while b"\n" in worker.buf:
+                line, worker.buf = worker.buf.split(b"\n", 1)
+                msg = json.loads(line)
+                if "ready" in msg:
+                    worker.ready = True
+                    worker.pid = int(msg["ready"])
+                elif "outcome" in msg:
+                    worker.student = None
+                    yield outcome_from_json(msg["outcome"])
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if (
+                worker.student is not None
+                and self.job_timeout
+                and now - worker.started > self.job_timeout
+            ):
+                yield from self._lost(worker, settings, worker_settings, queue, "hung")
+
+    def _lost(self, worker, settings, worker_settings, queue, how: str):
+        student = worker.student
+        log = self.log_dir / f"worker-{worker.index}.log"
+        self._retire(worker, kill=True)
+        if student is not None:
+            note = f"the grading worker {how} (log: {log})"
+            yield course.Outcome(
+                student, settings.assignment, "ungradable", note, code=f"worker_{how}"
+            )
+        if not worker.ready:
+            self._startup_failures += 1
+        if self._startup_failures >= 3:
+            # Workers cannot even start (broken install?): fail what is left, loudly.
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            note = "grading workers cannot start" + (f": {tail[0][:300]}" if tail else "")
+            while queue:
+                yield course.Outcome(
+                    queue.pop(0), settings.assignment, "ungradable", note, code="worker_crashed"
+                )
+            return
+        if queue:
+            self._spawn_worker(worker_settings)

@@ -1,0 +1,531 @@
+"""A warm interpreter that forks a fresh IPython kernel per request.
+
+Starting a kernel that imports torch and matplotlib costs seconds of CPU, almost all of
+it imports. The fork server pays that once: it imports the heavy libraries, never runs
+user code and never starts a thread, then forks one child per kernel. Each child starts
+from the same pristine state, so nothing flows from one student's kernel to another's
+(a child's changes die with it). A child gets its own session and process group (a
+timeout kills everything it started), the working directory and environment the kernel
+manager asked for, and then runs ipykernel exactly as ``python -m ipykernel_launcher``
+would.
+
+Protocol: one Unix-socket connection per kernel, JSON lines.
+  client -> {"argv": [...], "cwd": "...", "env": {...}, "rlimits": {"CPU": [soft, hard]}}
+  server -> {"pid": 1234}                      or {"error": "..."}
+  server -> {"exit": 1234, "status": -9}       when the kernel has ended
+              (status as in subprocess: exit code, or minus the signal number)
+Closing the connection kills the kernel's process group, so a kernel never outlives the
+worker that asked for it; the server's children die with the server (PR_SET_PDEATHSIG).
+
+Run as ``python -m autograder.batch.forkserver SOCKET``; it prints ``ready`` on stdout
+once warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+
+# Values a kernel would set itself; set before the imports so that library state read at
+# import time (matplotlib's backend, OpenMP's pool size) is what a fresh kernel would see.
+KERNEL_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+# Imported once in the server. Only libraries with no import-time side effect on a running
+# IPython shell: the course package itself (`autograder` hooks the shell when imported) and
+# matplotlib_inline.backend_inline (registers with the shell when imported) stay out.
+PRELOAD = (
+    "numpy",
+    "torch",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "matplotlib.backends.backend_agg",
+    "PIL.PngImagePlugin",
+    "IPython",
+    "IPython.core.interactiveshell",
+    "IPython.core.completer",
+    "IPython.core.pylabtools",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "jupyter_client.session",
+    "zmq.asyncio",
+    "tornado.ioloop",
+    "comm",
+    # imported while a kernel initialises
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "IPython.utils.wildcard",
+    "jupyter_client.localinterfaces",
+    "pdb",
+    "psutil",
+    "sqlite3",
+    "tornado.platform.asyncio",
+)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # pragma: no cover - not Linux
+        return 1
+
+
+def warm(preload=PRELOAD) -> list[str]:
+    """Import the heavy libraries and touch their lazy caches; return what failed."""
+    failed = []
+    for name in preload:
+        try:
+            __import__(name)
+        except Exception as exc:  # a missing optional library only costs speed
+            failed.append(f"{name}: {exc}")
+    return failed
+
+
+def touch() -> None:
+    """Fill caches that every kernel would otherwise fill for itself; run after all imports
+    (inspect's module-by-file map covers the modules loaded so far)."""
+    # The host's network interfaces, which every kernel looks up once.
+    with contextlib.suppress(Exception):
+        from jupyter_client import localinterfaces
+
+        localinterfaces.localhost()
+    # A first traceback: compiles pygments' lexers and styles that IPython formats with.
+    with contextlib.suppress(Exception):
+        from IPython.core import ultratb
+
+        try:
+            raise ValueError("warm-up")
+        except ValueError:
+            for theme in ("neutral", "linux"):
+                ultratb.AutoFormattedTB(mode="Context", theme_name=theme).structured_traceback(
+                    *sys.exc_info()
+                )
+    # First figure: loads the font cache, FreeType faces and the PNG writer. Object-oriented
+    # API only, so pyplot's state (current figure, chosen backend) stays untouched.
+    with contextlib.suppress(Exception):
+        import io
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2, 2))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], label="warm")
+        ax.set_xlabel("x")
+        ax.legend()
+        fig.savefig(io.BytesIO(), format="png")
+    with contextlib.suppress(Exception):
+        import inspect
+
+        inspect.getmodule(touch)
+
+
+# --- learning what kernels import ------------------------------------------------------
+
+# Work every kernel of this course does; run (in a throwaway child) with the instructor's
+# notebooks, to learn which modules torch and matplotlib import lazily on first use.
+PROBE = """
+import io
+import torch
+x = torch.linspace(0.5, 2.0, 5, requires_grad=True)
+y = x**2 + torch.sin(x)
+y.backward(torch.ones_like(y))
+torch.autograd.grad((x**3).sum(), x)
+torch.autograd.functional.jacobian(lambda v: v**2, x.detach())
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.plot([0, 1], [0, 1], label="a")
+ax.legend()
+fig.savefig(io.BytesIO(), format="png")
+plt.close("all")
+"""
+
+# Never imported in the server: the course's own package and the inline backend register
+# with the running shell when imported, which the server does not have.
+NEVER_PRELOAD = ("autograder", "matplotlib_inline", "__main__", "__mp_main__")
+
+
+def _run_probe(notebooks: list[str]) -> None:
+    import json as _json
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    sources = [PROBE]
+    for path in notebooks:
+        with contextlib.suppress(Exception), open(path, encoding="utf-8") as fh:
+            nb = _json.load(fh)
+            for cell in nb.get("cells", []):
+                if cell.get("cell_type") == "code":
+                    src = cell.get("source", "")
+                    sources.append("".join(src) if isinstance(src, list) else src)
+    for src in sources:
+        with contextlib.suppress(BaseException):
+            shell.run_cell(src, store_history=False, silent=True)
+
+
+def learn(notebooks: list[str], timeout: float = 120.0) -> list[str]:
+    """Modules that the probe and `notebooks` (trusted: the instructor's) import, found in
+    a throwaway child so that nothing they run touches the server itself."""
+    import select
+    import tempfile
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.chdir(tempfile.mkdtemp(prefix="ag-probe-"))
+            before = set(sys.modules)
+            _run_probe(notebooks)
+            names = sorted(set(sys.modules) - before)
+            data = json.dumps(names).encode()
+            while data:
+                data = data[os.write(write_fd, data) :]
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            break
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_fd)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    try:
+        names = json.loads(b"".join(chunks) or b"[]")
+    except ValueError:
+        return []
+    return [n for n in names if n.split(".")[0] not in NEVER_PRELOAD]
+
+
+def preload_learned(names: list[str]) -> list[str]:
+    """Import what `learn` found, stopping before anything that starts a thread."""
+    failed = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            __import__(name)
+        except BaseException as exc:
+            failed.append(f"{name}: {exc!r}"[:200])
+        if _threads() != 1:
+            raise RuntimeError(f"importing {name} started a thread")
+    return failed
+
+
+# --- the kernel child ------------------------------------------------------------------
+
+
+def _launcher_args(argv: list[str]) -> list[str]:
+    """The arguments after `-m ipykernel_launcher` (or `-m ipykernel`), else ValueError."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-m" and argv[i + 1] in ("ipykernel_launcher", "ipykernel"):
+            return list(argv[i + 2 :])
+    raise ValueError(f"not an ipykernel command line: {argv!r}")
+
+
+def _become_kernel(request: dict, base_path: list[str], log_fd: int, close_fds: list[int]) -> None:
+    """Runs in the forked child; never returns."""
+    code = 1
+    try:
+        os.setsid()  # own session and process group: killpg reaches all it starts
+        _die_with_parent()
+        for fd in close_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        prepare_child(request)
+        args = _launcher_args(request["argv"])
+        if request.get("cwd"):
+            os.chdir(request["cwd"])
+        env = dict(request.get("env") or os.environ)
+        env.setdefault("MPLBACKEND", KERNEL_ENV["MPLBACKEND"])
+        os.environ.clear()
+        os.environ.update(env)
+        _follow_env()
+        import ipykernel_launcher
+
+        sys.argv = [ipykernel_launcher.__file__, *args]
+        sys.path[:] = base_path
+        from ipykernel import kernelapp
+
+        kernelapp.IPKernelApp.launch_instance(argv=args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            import atexit
+
+            atexit._run_exitfuncs()
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def prepare_child(request: dict) -> None:
+    """Limits applied in the child before the kernel starts (the place for sandboxing).
+
+    Core dumps are always off (a killed kernel must not litter the student's folder);
+    `rlimits` maps resource names (CPU, AS, NOFILE, ...) to [soft, hard].
+    """
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for name, (soft, hard) in (request.get("rlimits") or {}).items():
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (int(soft), int(hard)))
+
+
+def _follow_env() -> None:
+    """Per-kernel state a fresh interpreter would draw anew, or read from its environment."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()  # the legacy global generator was seeded once, in the server
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None:
+        wanted = os.environ.get("MPLBACKEND")
+        with contextlib.suppress(Exception):
+            if wanted and matplotlib.rcParams._get("backend") != wanted:
+                matplotlib.rcParams["backend"] = wanted
+    threads = os.environ.get("OMP_NUM_THREADS")
+    torch = sys.modules.get("torch")
+    if torch is not None and threads and threads.isdigit():
+        with contextlib.suppress(Exception):
+            torch.set_num_threads(int(threads))
+
+
+# --- the server loop -------------------------------------------------------------------
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+        self.done = False
+
+
+class ForkServer:
+    """Accepts spawn requests on a Unix socket and forks kernels; single-threaded."""
+
+    def __init__(self, path: str, kernel_log: str | None = None):
+        self.path = path
+        self.kernel_log = kernel_log or os.devnull
+        self.sel = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.listener.bind(path)
+        os.chmod(path, 0o600)
+        self.listener.listen(64)
+        self.sel.register(self.listener, selectors.EVENT_READ, "accept")
+        self.conns: dict[int, _Conn] = {}
+        self.orphans: dict[int, int] = {}  # pidfd -> pid of kernels whose client left
+        self.base_path = list(sys.path)
+        self.stopping = False
+
+    # fds a child must not keep: the listener, every client socket, the selector, pidfds
+    def _server_fds(self) -> list[int]:
+        fds = [self.listener.fileno()]
+        with contextlib.suppress(Exception):
+            fds.append(self.sel.fileno())
+        for c in self.conns.values():
+            fds.append(c.sock.fileno())
+            if c.pidfd is not None:
+                fds.append(c.pidfd)
+        fds.extend(self.orphans)
+        return fds
+
+    def serve_forever(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        signal.signal(signal.SIGINT, lambda *_: self._stop())
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=1.0):
+                kind = key.data
+                if kind == "accept":
+                    self._accept()
+                elif isinstance(kind, tuple) and kind[0] == "conn":
+                    self._read(kind[1])
+                elif isinstance(kind, tuple) and kind[0] == "pid":
+                    self._reap(key.fd)
+        self._shutdown()
+
+    def _stop(self) -> None:
+        self.stopping = True
+
+    def _accept(self) -> None:
+        sock, _ = self.listener.accept()
+        conn = _Conn(sock)
+        self.conns[sock.fileno()] = conn
+        self.sel.register(sock, selectors.EVENT_READ, ("conn", sock.fileno()))
+
+    def _read(self, fd: int) -> None:
+        conn = self.conns[fd]
+        try:
+            data = conn.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._client_gone(conn)
+            return
+        conn.buf += data
+        while b"\n" in conn.buf and conn.pid is None:
+            line, conn.buf = conn.buf.split(b"\n", 1)
+            self._spawn(conn, json.loads(line))
+
+    def _send(self, conn: _Conn, msg: dict) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def _spawn(self, conn: _Conn, request: dict) -> None:
+        try:
+            _launcher_args(request.get("argv") or [])
+        except ValueError as exc:
+            self._send(conn, {"error": str(exc)})
+            return
+        log_fd = os.open(self.kernel_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(log_fd)
+            self._send(conn, {"error": f"fork failed: {exc}"})
+            return
+        if pid == 0:
+            _become_kernel(request, self.base_path, log_fd, self._server_fds())
+        os.close(log_fd)
+        conn.pid = pid
+        conn.pidfd = os.pidfd_open(pid)
+        self.sel.register(conn.pidfd, selectors.EVENT_READ, ("pid", conn.pidfd))
+        self._send(conn, {"pid": pid})
+
+    def _reap(self, pidfd: int) -> None:
+        if pidfd in self.orphans:
+            pid = self.orphans.pop(pidfd)
+            conn = None
+        else:
+            conn = next((c for c in self.conns.values() if c.pidfd == pidfd), None)
+            pid = conn.pid if conn else None
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        status = None
+        if pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                _, raw = os.waitpid(pid, 0)
+                status = os.waitstatus_to_exitcode(raw)
+        if conn is not None:
+            conn.pidfd = None
+            conn.done = True
+            self._send(conn, {"exit": pid, "status": status})
+
+    def _client_gone(self, conn: _Conn) -> None:
+        self.sel.unregister(conn.sock)
+        del self.conns[conn.sock.fileno()]
+        conn.sock.close()
+        if conn.pid is not None and not conn.done:
+            with contextlib.suppress(OSError):
+                os.killpg(conn.pid, signal.SIGKILL)
+            if conn.pidfd is not None:
+                self.orphans[conn.pidfd] = conn.pid
+
+    def _shutdown(self) -> None:
+        for conn in list(self.conns.values()):
+            if conn.pid is not None and not conn.done:
+                with contextlib.suppress(OSError):
+                    os.killpg(conn.pid, signal.SIGKILL)
+        for pid in [c.pid for c in self.conns.values() if c.pid and not c.done]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("socket")
+    parser.add_argument("--kernel-log", default=None)
+    parser.add_argument(
+        "--learn", nargs="*", default=None, help="instructor notebooks to learn preloads from"
+    )
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    # As ipykernel_launcher does: the server's own directory is not the kernel's.
+    if sys.path and (sys.path[0] == "" or os.path.abspath(sys.path[0]) == os.getcwd()):
+        del sys.path[0]
+    for key, value in KERNEL_ENV.items():
+        os.environ.setdefault(key, value)
+    started = time.perf_counter()
+    failed = warm()
+    if args.learn is not None:
+        try:
+            failed += preload_learned(learn(args.learn))
+        except RuntimeError as exc:
+            print(f"forkserver: {exc}; refusing", file=sys.stderr)
+            return 2
+    touch()
+    if failed:
+        print(
+            f"forkserver: {len(failed)} module(s) not preloaded, e.g. {failed[:3]}", file=sys.stderr
+        )
+    if _threads() != 1:  # forking a threaded process is unsafe: refuse rather than hang
+        print(f"forkserver: {_threads()} threads after preload; refusing", file=sys.stderr)
+        return 2
+    server = ForkServer(args.socket, args.kernel_log)
+    print(f"ready {time.perf_counter() - started:.2f}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""A grading worker: nbgrader's own autograde and feedback, one submission at a time.
+
+An executor starts workers (``python -m autograder.batch.worker --fd N``) and talks to each
+over a socket in JSON lines: first the :class:`Settings`, then one ``{"student": ...}`` per
+submission, answered by ``{"student": ..., "outcome": {...}}``. Everything a worker needs is
+in the settings and the course directory, so workers can run wherever that directory is
+visible. The grading itself is :meth:`Grader.grade`: nbgrader's Autograde converter with its
+default preprocessors, except that Execute is :class:`~.execution.WatchedExecute` (CPU-time
+cell limits) and kernels come from the fork server when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import course
+from . import execution, gradebook, provisioner, speedups
+from .forkserver import _threads
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every job of one grading run shares."""
+
+    course_dir: str
+    assignment: str
+    feedback: bool = True
+    cpu_limit: float = 120.0  # CPU seconds per cell
+    wall_limit: float = 600.0  # wall seconds per cell (catches waiting without computing)
+    interrupt_grace_cpu: float = 2.0
+    interrupt_grace_wall: float = 20.0
+    forkserver: str | None = None  # fork server socket; None: ordinary kernels
+    kernel_dir: str | None = None  # holds kernels/<name>/kernel.json for the fork server
+    kernel_threads: int = 1  # intra-op threads per kernel (one kernel per core)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Settings:
+        return cls(**data)
+
+    @property
+    def nbclient_timeout(self) -> int:
+        """nbclient's own (wall-clock) cell timeout: a last resort above all our limits."""
+        return int(self.wall_limit + self.interrupt_grace_wall + 60)
+
+
+def outcome_to_json(o: course.Outcome) -> dict:
+    data = asdict(o)
+    data["cells"] = {k: list(v) for k, v in o.cells.items()}
+    return data
+
+
+def outcome_from_json(data: dict) -> course.Outcome:
+    data = dict(data)
+    data["cells"] = {k: tuple(v) for k, v in (data.get("cells") or {}).items()}
+    known = course.Outcome.__dataclass_fields__
+    return course.Outcome(**{k: v for k, v in data.items() if k in known})
+
+
+class Grader:
+    """Grades submissions of one assignment in this process (see the module doc)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.course_dir = Path(settings.course_dir)
+        course._tools_on_path()
+        gradebook.serialize_sqlite()
+        speedups.install()
+        os.environ["OMP_NUM_THREADS"] = str(settings.kernel_threads)
+        os.environ["MKL_NUM_THREADS"] = str(settings.kernel_threads)
+        if settings.forkserver and settings.kernel_dir:
+            os.environ[provisioner.SOCKET_ENV] = settings.forkserver
+            paths = [settings.kernel_dir, *filter(None, [os.environ.get("JUPYTER_PATH")])]
+            os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
+            provisioner.register_entry_point()
+        self.api = self._api()
+
+    def _api(self):
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.converters import Autograde
+        from nbgrader.coursedir import CourseDirectory
+        from nbgrader.preprocessors import Execute
+
+        s = self.settings
+        cfg = course.load_config(self.course_dir)
+        # nbgrader's pipeline as configured, with Execute swapped for the watched one.
+        pipeline = cfg.Autograde.get("autograde_preprocessors") or list(
+            Autograde.class_traits()["autograde_preprocessors"].default()
+        )
+        cfg.Autograde.autograde_preprocessors = [
+            execution.WatchedExecute if p in (Execute, "nbgrader.preprocessors.Execute") else p
+            for p in pipeline
+        ]
+        cfg.WatchedExecute.cpu_limit = float(s.cpu_limit)
+        cfg.WatchedExecute.wall_limit = float(s.wall_limit)
+        cfg.WatchedExecute.interrupt_grace_cpu = float(s.interrupt_grace_cpu)
+        cfg.WatchedExecute.interrupt_grace_wall = float(s.interrupt_grace_wall)
+        cfg.WatchedExecute.timeout = s.nbclient_timeout
+        cfg.WatchedExecute.interrupt_on_timeout = True
+        # Waiting for a kernel's last messages is not the student's time: make it load-proof.
+        cfg.WatchedExecute.iopub_timeout = 120
+        cfg.WatchedExecute.startup_timeout = max(120, int(cfg.Execute.get("startup_timeout", 0)))
+        cfg.WatchedExecute.shutdown_kernel = "immediate"  # the kernel's state is thrown away
+        if s.forkserver and s.kernel_dir:
+            cfg.WatchedExecute.kernel_name = provisioner.KERNEL_NAME
+            cfg.WatchedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+        cfg.GenerateFeedback.exporter_class = speedups.CachedHTMLExporter
+        coursedir = CourseDirectory(config=cfg)
+        return NbGraderAPI(coursedir=coursedir, config=cfg)
+
+    def grade(self, student: str) -> course.Outcome:
+        started = time.monotonic()
+        with course._in_dir(self.course_dir):
+            outcome = self._grade(student)
+        outcome.seconds = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _grade(self, student: str) -> course.Outcome:
+        a = self.settings.assignment
+        execution.take_runs()
+        result = self.api.autograde(a, student, force=True, create=True)
+        runs = execution.take_runs()
+        kernel_cpu = round(sum(r.cpu for r in runs), 3)
+        if not result.get("success"):
+            code, reason = failure(result, runs, self.settings)
+            forget(self.api, self.course_dir, a, student)
+            return course.Outcome(
+                student, a, "ungradable", reason, code=code, kernel_cpu=kernel_cpu
+            )
+        outcome = course._read_scores(self.api, a, student)
+        outcome.kernel_cpu = kernel_cpu
+        stopped = [e for r in runs for e in r.events if e.action == "interrupted"]
+        if stopped:
+            outcome.code = "timed_out"
+            outcome.reason = "timed out: " + "; ".join(describe(e, self.settings) for e in stopped)
+            outcome.reason += " (interrupted; the other cells were graded)"
+        if self.settings.feedback:
+            fb = self.api.generate_feedback(a, student, force=True)
+            if not fb.get("success"):
+                outcome.code = outcome.code or "feedback_failed"
+                note = "feedback failed: " + course._failure_reason(fb)
+                outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
+        return outcome
+
+
+def describe(event: execution.CellEvent, s: Settings) -> str:
+    if event.limit == "cpu":
+        return f"{event.label} used more than {s.cpu_limit:g} s of CPU"
+    return f"{event.label} ran for more than {s.wall_limit:g} s"
+
+
+def failure(result: dict, runs: list[execution.NotebookRun], s: Settings) -> tuple[str, str]:
+    """(code, reason) for a submission nbgrader could not grade."""
+    import signal
+
+    killed = [e for r in runs for e in r.events if e.action == "killed"]
+    if killed:
+        e = killed[-1]
+        return "timed_out", f"timed out: {describe(e, s)} and ignored the interrupt (kernel killed)"
+    died = next((r for r in runs if r.died_in), None)
+    if died is not None:
+        status = died.exit_status
+        if status is None:
+            how = ""
+        elif status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = f"signal {-status}"
+            how = f", killed by {name}" + (" (out of memory?)" if -status == 9 else "")
+        else:
+            how = f", exit status {status}"
+        return "kernel_died", f"kernel died in {died.died_in}{how}"
+    reason = course._failure_reason(result)
+    code = {
+        "kernel died": "kernel_died",
+        "timed out": "timed_out",
+        "locked or test cells changed": "changed_cells",
+        "wrong assignment": "wrong_assignment",
+    }.get(reason, "autograde_failed")
+    return code, reason
+
+
+def forget(api, course_dir: Path, assignment: str, student: str) -> None:
+    """Leave no grade behind for a submission that could not be graded: remove it from
+    the gradebook (an earlier run may have graded an older version) and drop its
+    autograded and feedback folders."""
+    from nbgrader.api import MissingEntry
+
+    with api.gradebook as gb:
+        with contextlib.suppress(MissingEntry):
+            gb.remove_submission(assignment, student)
+    for top in ("autograded", "feedback"):
+        folder = course_dir / top / student / assignment
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- process main ----------------------------------------------------------------------
+
+
+def _serve(sock: socket.socket) -> None:
+    rfile = sock.makefile("rb")
+
+    def send(msg: dict) -> None:
+        sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    log = logging.getLogger("autograder.batch")
+    settings = Settings.from_json(json.loads(rfile.readline()))
+    grader = Grader(settings)
+    send({"ready": os.getpid()})
+    for line in rfile:
+        job = json.loads(line)
+        if job is None:
+            break
+        student = job["student"]
+        cpu = time.process_time()
+        try:
+            outcome = grader.grade(student)
+        except Exception as exc:  # the batch goes on; the failure is this student's outcome
+            log.exception("grading %s failed", student)
+            outcome = course.Outcome(
+                student,
+                settings.assignment,
+                "ungradable",
+                f"grading failed: {type(exc).__name__}: {exc}",
+                code="grader_error",
+            )
+        send({"student": student, "outcome": outcome_to_json(outcome)})
+        log.info(
+            "%s: %s in %.2f s (worker CPU %.2f s, kernel CPU %.2f s)",
+            student,
+            outcome.status,
+            outcome.seconds,
+            time.process_time() - cpu,
+            outcome.kernel_cpu,
+        )
+    t = os.times()
+    log.info(
+        "worker %d done: %.2f s CPU (user %.2f, system %.2f)",
+        os.getpid(),
+        t.user + t.system,
+        t.user,
+        t.system,
+    )
+
+
+# Imported once, before a worker process forks its siblings (see `main`).
+HEAVY = (
+    "nbgrader.apps",
+    "nbgrader.converters",
+    "nbgrader.preprocessors",
+    "nbconvert.exporters.html",
+    "nbclient",
+    "jupyter_client.manager",
+    "jupyter_client.asynchronous",
+    "sqlalchemy.dialects.sqlite",
+    "bs4",
+    "psutil",
+)
+
+
+def _fork_siblings(slots: list[tuple[int, str]]) -> tuple[int, str]:
+    """Fork one worker per extra slot; return the slot this process serves.
+
+    Every worker pays nbgrader's imports once this way. Called before any thread,
+    event loop or database connection exists; forked workers are reaped here.
+    """
+    import signal
+
+    children: set[int] = set()
+
+    def reap(*_):
+        for pid in list(children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                children.discard(pid)
+
+    if _threads() != 1:  # forking a threaded process is unsafe: start them afresh instead
+        for fd, log in slots[1:]:
+            subprocess.Popen(
+                [sys.executable, "-m", "autograder.batch.worker", "--slot", f"{fd}:{log}"],
+                pass_fds=[fd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            os.close(fd)
+        return slots[0]
+    signal.signal(signal.SIGCHLD, reap)
+    mine = slots[0]
+    for slot in slots[1:]:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd, _ in slots:
+                if fd != slot[0]:
+                    os.close(fd)
+            return slot
+        children.add(pid)
+    for fd, _ in slots[1:]:
+        os.close(fd)
+    return mine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="autograder grading worker")
+    parser.add_argument(
+        "--slot",
+        action="append",
+        required=True,
+        help="FD:LOG, a socket to the executor and a log file; one worker per slot",
+    )
+    args = parser.parse_args(argv)
+    slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
+    if len(slots) > 1:
+        for name in HEAVY:
+            __import__(name)
+    fd, log = _fork_siblings(slots) if len(slots) > 1 else slots[0]
+    if log:
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("autograder.batch").setLevel(logging.INFO)
+    sock = socket.socket(fileno=fd)
+    try:
+        _serve(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
