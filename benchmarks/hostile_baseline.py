@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -24,23 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import notebooks  # noqa: E402
 from tests.conftest import Course  # noqa: E402
-from tests.hostile import ASSIGNMENT, HOSTILE, WRONG  # noqa: E402
+from tests.hostile import ASSIGNMENT, HOSTILE, notebook  # noqa: E402
 
 # Would take the whole machine down without a memory limit: not run against plain nbgrader.
 UNSAFE_WITHOUT_LIMITS = {"exhaust_memory"}
-
-
-def hostile_notebook(course: Course, name: str):
-    technique = HOSTILE[name]
-    answers = dict(WRONG)
-    if technique.code:
-        answers["q5-answer"] = answers["q5-answer"] + "\n\n" + technique.code
-    nb = course.solved(ASSIGNMENT, **answers)
-    if technique.edit is not None:
-        technique.edit(nb)
-    return nb
 
 
 def course_files(root: Path) -> dict[str, str]:
@@ -75,12 +64,16 @@ def scores_from_db(root: Path) -> dict[str, float]:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"}
 
 
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def run_one(name: str, mode: str, timeout: float) -> dict:
     base = Path(tempfile.mkdtemp(prefix=f"hostile-{mode}-"))
     course = Course.create(base, [ASSIGNMENT])
     course.submit("victim", ASSIGNMENT, course.solved(ASSIGNMENT))
     course.submit("blank", ASSIGNMENT, course.release_nb(ASSIGNMENT))
-    course.submit("hostile", ASSIGNMENT, hostile_notebook(course, name))
+    course.submit("hostile", ASSIGNMENT, notebook(course, name))
     root = course.root
     if mode == "plain":
         # nbgrader's defaults: drop this course's own pipeline from the config.
@@ -90,7 +83,7 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
         )
     subprocess.run(
         [str(Path(sys.executable).parent / "nbgrader"), "generate_assignment", ASSIGNMENT,
-         "--force"], cwd=root, capture_output=True, timeout=300,
+         "--force"], cwd=root, capture_output=True, timeout=300, env=ENV,
     )
     before = course_files(root)
     start = time.monotonic()
@@ -101,7 +94,8 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
         cmd = [sys.executable, "-m", "autograder.cli", "--course-dir", str(root), "grade",
                ASSIGNMENT, "--no-feedback"]
     try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                              env=ENV)
         finished, rc = True, proc.returncode
     except subprocess.TimeoutExpired:
         finished, rc = False, None

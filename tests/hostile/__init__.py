@@ -64,8 +64,8 @@ def plot_sin_and_derivative(x):
 
 @dataclass
 class Hostile:
-    """One technique: code appended to the last answer cell, and/or an edit of the
-    notebook JSON (a function of the notebook node)."""
+    """One technique: code put before the first answer (so every test runs after it),
+    and/or an edit of the notebook JSON (a function of the notebook node)."""
 
     about: str
     code: str = ""
@@ -273,3 +273,16 @@ for _p in _glob.glob("../../../submitted/*/01_derivatives/*.ipynb") + _glob.glob
         "_hog = [torch.ones(1_000_000_000, dtype=torch.uint8) for _ in range(40)]\n",
     ),
 }
+
+
+def notebook(course, name: str):
+    """The hostile submission `name`, built from the course's release notebook."""
+    technique = HOSTILE[name]
+    answers = dict(WRONG)
+    first = "q1-differences-answer"
+    if technique.code:
+        answers[first] = technique.code + "\n\n" + answers[first]
+    nb = course.solved(ASSIGNMENT, **answers)
+    if technique.edit is not None:
+        technique.edit(nb)
+    return nb
