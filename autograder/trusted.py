@@ -30,6 +30,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.preprocessors import Execute
+from traitlets import Integer
 
 from . import forbid, wire
 from .feedback import CheckFailed, Finding
@@ -361,12 +362,48 @@ def verdict_outputs(verdict: Verdict, tamper: list[str]) -> list[NotebookNode]:
 
 
 class TrustedExecute(Execute):
-    """nbgrader's Execute, then every test cell judged again in this (trusted) process."""
+    """nbgrader's Execute, then every test cell judged again in this (trusted) process.
+
+    Also caps what one cell may print (a flood of output would otherwise be held in the
+    grader's memory and written into the gradebook's notebooks)."""
+
+    max_output_bytes = Integer(
+        1_000_000, help="Output kept per cell; the rest is dropped with a note."
+    ).tag(config=True)
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(str(content.get("text", ""))) + sum(
+            len(str(v)) for v in (content.get("data") or {}).values()
+        )
+        used = getattr(self, "_output_used", {})
+        self._output_used = used
+        used[cell_index] = used.get(cell_index, 0) + size
+        if used[cell_index] > self.max_output_bytes and msg["msg_type"] in (
+            "stream",
+            "display_data",
+            "execute_result",
+            "update_display_data",
+        ):
+            cut = getattr(self, "_output_cut", set())
+            self._output_cut = cut
+            if cell_index not in cut:
+                cut.add(cell_index)
+                note = new_output(
+                    "stream",
+                    name="stdout",
+                    text=f"\n[output cut: this cell printed more than {self.max_output_bytes} "
+                    "bytes]\n",
+                )
+                outs.append(note)
+            return None
+        return super().output(outs, msg, display_id, cell_index)
 
     def preprocess(self, nb, resources=None, km=None):
         from nbclient import NotebookClient
 
         NotebookClient.__init__(self, nb, km)
+        self._output_used, self._output_cut = {}, set()
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         with self.setup_kernel():
