@@ -210,6 +210,7 @@ class Outcome:
     code: str = ""
     seconds: float = 0.0  # wall time spent grading it
     kernel_cpu: float = 0.0  # CPU time its kernel used
+    slowest_cell: float = 0.0  # wall time of its slowest cell
     reused: bool = False  # unchanged since an earlier run, which graded it
 
 

@@ -39,6 +39,28 @@ def limits(course_dir: Path, timeout: float | None, wall_timeout: float | None):
     return float(timeout), float(wall)
 
 
+def settings_for(
+    *,
+    course_dir: Path,
+    assignment: str,
+    feedback: bool = True,
+    timeout: float | None = None,
+    wall_timeout: float | None = None,
+) -> Settings:
+    """The settings every job of a run shares (see :func:`limits`)."""
+    cpu_limit, wall_limit = limits(course_dir, timeout, wall_timeout)
+    return Settings(
+        course_dir=str(Path(course_dir).resolve()),
+        assignment=assignment,
+        feedback=feedback,
+        cpu_limit=cpu_limit,
+        wall_limit=wall_limit,
+        # Time for an interrupted cell to stop by itself: generous, but short next to a
+        # short wall limit.
+        interrupt_grace_wall=min(20.0, max(5.0, wall_limit / 2)),
+    )
+
+
 def _code_cells(course_dir: Path, assignment: str) -> int:
     import nbformat
 
@@ -78,14 +100,14 @@ def grade_class(
     `progress`: show a progress bar (default: only on a terminal).
     """
     course_dir = Path(course_dir).resolve()
-    cpu_limit, wall_limit = limits(course_dir, timeout, wall_timeout)
-    settings = Settings(
-        course_dir=str(course_dir),
+    settings = settings_for(
+        course_dir=course_dir,
         assignment=assignment,
         feedback=feedback,
-        cpu_limit=cpu_limit,
-        wall_limit=wall_limit,
+        timeout=timeout,
+        wall_timeout=wall_timeout,
     )
+    cpu_limit, wall_limit = settings.cpu_limit, settings.wall_limit
     key = f"feedback={feedback};cpu={cpu_limit:g};wall={wall_limit:g}"
     roster = list(dict.fromkeys(students or _submitted(course_dir, assignment)))
     own_executor = executor is None
@@ -145,15 +167,20 @@ def _grade(course_dir, assignment, roster, settings, key, force, progress, conso
                 fp = store.fingerprint(course_dir, assignment, student, key)
                 fingerprints[student] = fp
                 problem = course.submission_problem(course_dir, assignment, student)
+                earlier = None if force else outcome_store.get(assignment, student)
                 if problem is not None:
                     code, reason = problem
                     if student in in_gradebook:
                         forget(api, course_dir, assignment, student)
                     outcome = course.Outcome(student, assignment, "ungradable", reason, code=code)
+                    outcome.reused = (
+                        earlier is not None
+                        and earlier[0] == fp
+                        and ((earlier[1].code, earlier[1].reason) == (code, reason))
+                    )
                     outcome_store.put(outcome, fp)
                     outcomes[student] = outcome
                     continue
-                earlier = None if force else outcome_store.get(assignment, student)
                 if earlier is not None and earlier[0] == fp:
                     reused = _reuse(api, course_dir, earlier[1], in_gradebook, feedback)
                     if reused is not None:

@@ -47,6 +47,7 @@ class NotebookRun:
     wall: float = 0.0
     cells: int = 0
     events: list[CellEvent] = field(default_factory=list)
+    slowest_cell: float = 0.0  # wall seconds of the slowest cell
     died_in: str | None = None  # label of the cell the kernel died in
     exit_status: int | None = None  # the kernel's exit status when it died
 
@@ -139,6 +140,9 @@ class CellWatch:
 
     def end_cell(self) -> None:
         with self._lock:
+            if self._cell is not None:
+                wall = time.monotonic() - self._cell["wall0"]
+                self.run.slowest_cell = max(self.run.slowest_cell, round(wall, 3))
             self._cell = None
 
     def current_label(self) -> str | None:

@@ -152,7 +152,6 @@ class ForkServerProcess:
 @dataclass
 class _Worker:
     index: int
-    proc: subprocess.Popen | None  # None for a worker forked by a sibling
     sock: socket.socket
     buf: bytes = b""
     ready: bool = False
@@ -167,7 +166,8 @@ class LocalExecutor(Executor):
     Kernels are forked from a warm fork server (``fork=True``), so no worker pays the
     torch/matplotlib import; without it, each kernel is an ordinary ``ipykernel`` process.
     A worker that dies or hangs past ``job_timeout`` is replaced; its student is recorded
-    as ungradable with the reason.
+    as ungradable with the reason. ``kernel_nice`` lowers the kernels' scheduling priority
+    below the workers' (0: same).
     """
 
     def __init__(
@@ -177,10 +177,12 @@ class LocalExecutor(Executor):
         fork: bool = True,
         log_dir: Path | None = None,
         job_timeout: float | None = None,
+        kernel_nice: int = 0,
     ):
         self.jobs = max(1, jobs or default_jobs())
         self.fork = fork
         self.job_timeout = job_timeout
+        self.kernel_nice = kernel_nice
         # Sockets and the kernelspec live in a short private temporary directory (a Unix
         # socket path must stay under ~100 bytes); logs where the caller wants them.
         self.run_dir = Path(tempfile.mkdtemp(prefix="ag-"))
@@ -189,6 +191,7 @@ class LocalExecutor(Executor):
         self._startup_failures = 0
         self.forkserver: ForkServerProcess | None = None
         self.workers: dict[int, _Worker] = {}
+        self._procs: list[subprocess.Popen] = []
         self.sel = selectors.DefaultSelector()
         self.notes: list[str] = []
         self._next_index = 0
@@ -204,7 +207,7 @@ class LocalExecutor(Executor):
         if self.forkserver is None or self.forkserver.socket is None:
             return replace(settings, forkserver=None, kernel_dir=None)
         kernel_dir = self.run_dir / "jupyter"
-        provisioner.write_kernelspec(kernel_dir, self.forkserver.socket)
+        provisioner.write_kernelspec(kernel_dir, self.forkserver.socket, nice=self.kernel_nice)
         return replace(settings, forkserver=self.forkserver.socket, kernel_dir=str(kernel_dir))
 
     def _spawn_workers(self, settings: Settings, n: int) -> None:
@@ -231,9 +234,10 @@ class LocalExecutor(Executor):
         finally:
             for _, theirs in pairs:
                 theirs.close()
-        for k, (index, (mine, _)) in enumerate(zip(indexes, pairs, strict=True)):
+        self._procs.append(proc)
+        for index, (mine, _) in zip(indexes, pairs, strict=True):
             mine.sendall(json.dumps(settings.to_json()).encode() + b"\n")
-            worker = _Worker(index, proc if k == 0 else None, mine)
+            worker = _Worker(index, mine)
             self.workers[index] = worker
             self.sel.register(mine, selectors.EVENT_READ, index)
 
@@ -250,19 +254,18 @@ class LocalExecutor(Executor):
         if kill and worker.pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(worker.pid, signal.SIGKILL)
-        if worker.proc is not None:
-            if kill and worker.proc.poll() is None:
-                worker.proc.kill()
-            try:
-                worker.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.proc.kill()
-                worker.proc.wait()
         self.workers.pop(worker.index, None)
 
     def close(self) -> None:
         for worker in list(self.workers.values()):
             self._retire(worker, kill=worker.student is not None)
+        for proc in self._procs:  # each exits once its workers have
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
         if self.forkserver is not None:
             self.forkserver.stop()
             self.forkserver = None
@@ -278,6 +281,31 @@ class LocalExecutor(Executor):
         self._start_forkserver(settings)
         self._worker_settings = self._settings_for_workers(settings)
         self._spawn_workers(self._worker_settings, min(self.jobs, max(1, expected)))
+
+    def wait_ready(self, timeout: float = 300.0) -> bool:
+        """Block until the fork server is warm and every worker has said it is ready."""
+        deadline = time.monotonic() + timeout
+        if self.forkserver is not None and self.forkserver.proc is not None:
+            self.forkserver.wait_ready()
+        while any(not w.ready for w in self.workers.values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in self.sel.select(timeout=min(left, 1.0)):
+                worker = self.workers.get(key.data)
+                if worker is not None and not worker.ready:
+                    self._read_ready(worker)
+        return True
+
+    def _read_ready(self, worker: _Worker) -> None:
+        data = worker.sock.recv(1 << 16)
+        worker.buf += data
+        while b"\n" in worker.buf and not worker.ready:
+            line, worker.buf = worker.buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "ready" in msg:
+                worker.ready = True
+                worker.pid = int(msg["ready"])
 
     def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
         queue = list(students)

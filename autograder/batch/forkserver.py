@@ -318,13 +318,16 @@ def prepare_child(request: dict) -> None:
     """Limits applied in the child before the kernel starts (the place for sandboxing).
 
     Core dumps are always off (a killed kernel must not litter the student's folder);
-    `rlimits` maps resource names (CPU, AS, NOFILE, ...) to [soft, hard].
+    `rlimits` maps resource names (CPU, AS, NOFILE, ...) to [soft, hard]; `nice` lowers
+    the kernel's scheduling priority.
     """
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for name, (soft, hard) in (request.get("rlimits") or {}).items():
         resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (int(soft), int(hard)))
+    if int(request.get("nice") or 0) > 0:
+        os.nice(int(request["nice"]))
 
 
 def _follow_env() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
-from traitlets import Bool, Dict, Unicode
+from traitlets import Bool, Dict, Integer, Unicode
 
 PROVISIONER_NAME = "autograder-fork"
 KERNEL_NAME = "autograder-python3"
@@ -128,6 +128,7 @@ def spawn(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     rlimits: dict[str, list[int]] | None = None,
+    nice: int = 0,
     timeout: float = 60.0,
 ) -> ForkedKernel:
     """Ask the fork server at `socket_path` for a kernel running `argv`."""
@@ -137,7 +138,13 @@ def spawn(
     try:
         sock.settimeout(timeout)
         sock.connect(socket_path)
-        request = {"argv": list(argv), "cwd": cwd, "env": env, "rlimits": rlimits or {}}
+        request = {
+            "argv": list(argv),
+            "cwd": cwd,
+            "env": env,
+            "rlimits": rlimits or {},
+            "nice": nice,
+        }
         sock.sendall(json.dumps(request).encode() + b"\n")
         buf = b""
         while b"\n" not in buf:
@@ -163,6 +170,7 @@ class ForkProvisioner(LocalProvisioner):
 
     socket_path = Unicode("", config=True, help=f"Fork server socket (default: ${SOCKET_ENV}).")
     rlimits = Dict(config=True, help="Resource limits for the kernel: {name: [soft, hard]}.")
+    nice = Integer(0, config=True, help="How much to lower the kernel's scheduling priority.")
     fallback = Bool(
         True, config=True, help="Start an ordinary kernel when the fork server is unavailable."
     )
@@ -177,6 +185,7 @@ class ForkProvisioner(LocalProvisioner):
                 cwd=str(cwd) if cwd else None,
                 env=kwargs.get("env"),
                 rlimits=self.rlimits,
+                nice=self.nice,
             )
         except ForkUnavailable as exc:
             if not self.fallback:
@@ -205,7 +214,9 @@ def register_entry_point() -> None:
         )
 
 
-def write_kernelspec(data_dir: Path, socket_path: str, rlimits: dict | None = None) -> Path:
+def write_kernelspec(
+    data_dir: Path, socket_path: str, *, rlimits: dict | None = None, nice: int = 0
+) -> Path:
     """Write `kernels/<KERNEL_NAME>/kernel.json` under `data_dir` (put it on JUPYTER_PATH)."""
     spec_dir = Path(data_dir) / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +228,7 @@ def write_kernelspec(data_dir: Path, socket_path: str, rlimits: dict | None = No
             "debugger": True,
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
-                "config": {"socket_path": socket_path, "rlimits": rlimits or {}},
+                "config": {"socket_path": socket_path, "rlimits": rlimits or {}, "nice": nice},
             },
         },
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import course
 from . import execution, gradebook, provisioner, speedups
-from .forkserver import _threads
+from .forkserver import _die_with_parent, _threads
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,22 @@ class Grader:
         result = self.api.autograde(a, student, force=True, create=True)
         runs = execution.take_runs()
         kernel_cpu = round(sum(r.cpu for r in runs), 3)
+        slowest = max((r.slowest_cell for r in runs), default=0.0)
         if not result.get("success"):
             code, reason = failure(result, runs, self.settings)
             forget(self.api, self.course_dir, a, student)
             return course.Outcome(
-                student, a, "ungradable", reason, code=code, kernel_cpu=kernel_cpu
+                student,
+                a,
+                "ungradable",
+                reason,
+                code=code,
+                kernel_cpu=kernel_cpu,
+                slowest_cell=slowest,
             )
         outcome = course._read_scores(self.api, a, student)
         outcome.kernel_cpu = kernel_cpu
+        outcome.slowest_cell = slowest
         stopped = [e for r in runs for e in r.events if e.action == "interrupted"]
         if stopped:
             outcome.code = "timed_out"
@@ -273,66 +281,52 @@ HEAVY = (
 )
 
 
-def _fork_siblings(slots: list[tuple[int, str]]) -> tuple[int, str]:
-    """Fork one worker per extra slot; return the slot this process serves.
+def _start_workers(slots: list[tuple[int, str]]) -> int:
+    """Run one worker per slot as children of this process, then wait for them.
 
-    Every worker pays nbgrader's imports once this way. Called before any thread,
-    event loop or database connection exists; forked workers are reaped here.
+    The children are forked after the heavy imports, so each worker pays them once per
+    run instead of once per worker. Each child dies with this process, and this process
+    dies with the executor (PR_SET_PDEATHSIG), so killing a grading run leaves no worker
+    behind; a single worker killed for hanging takes no sibling with it.
     """
-    import signal
-
-    children: set[int] = set()
-
-    def reap(*_):
-        for pid in list(children):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                children.discard(pid)
-
-    if _threads() != 1:  # forking a threaded process is unsafe: start them afresh instead
-        for fd, log in slots[1:]:
-            subprocess.Popen(
+    for name in HEAVY:
+        __import__(name)
+    pids = []
+    for fd, log in slots:
+        if _threads() != 1:  # forking a threaded process is unsafe: start afresh instead
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "autograder.batch.worker", "--slot", f"{fd}:{log}"],
                 pass_fds=[fd],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            pids.append(proc.pid)
             os.close(fd)
-        return slots[0]
-    signal.signal(signal.SIGCHLD, reap)
-    mine = slots[0]
-    for slot in slots[1:]:
+            continue
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for fd, _ in slots:
-                if fd != slot[0]:
-                    os.close(fd)
-            return slot
-        children.add(pid)
-    for fd, _ in slots[1:]:
+            code = 1
+            try:
+                _die_with_parent()
+                for other, _ in slots:
+                    if other != fd:
+                        with contextlib.suppress(OSError):
+                            os.close(other)
+                code = _run_worker(fd, log)
+            finally:
+                os._exit(code)
+        pids.append(pid)
         os.close(fd)
-    return mine
+    status = 0
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            _, raw = os.waitpid(pid, 0)
+            status = status or os.waitstatus_to_exitcode(raw)
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="autograder grading worker")
-    parser.add_argument(
-        "--slot",
-        action="append",
-        required=True,
-        help="FD:LOG, a socket to the executor and a log file; one worker per slot",
-    )
-    args = parser.parse_args(argv)
-    slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
-    if len(slots) > 1:
-        for name in HEAVY:
-            __import__(name)
-    fd, log = _fork_siblings(slots) if len(slots) > 1 else slots[0]
+def _run_worker(fd: int, log: str) -> int:
     if log:
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(out, 1)
@@ -346,6 +340,22 @@ def main(argv: list[str] | None = None) -> int:
     except (BrokenPipeError, ConnectionResetError):
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="autograder grading worker")
+    parser.add_argument(
+        "--slot",
+        action="append",
+        required=True,
+        help="FD:LOG, a socket to the executor and a log file; one worker per slot",
+    )
+    args = parser.parse_args(argv)
+    slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
+    _die_with_parent()
+    if len(slots) == 1:
+        return _run_worker(*slots[0])
+    return _start_workers(slots)
 
 
 if __name__ == "__main__":

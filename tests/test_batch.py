@@ -1,0 +1,167 @@
+"""Grading a whole class: every submission gets an outcome, whatever it does, and grading
+it again changes nothing. Real nbgrader, real kernels, real gradebook."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import nbformat
+import pytest
+
+from tests import batch_support as bs
+from tests.conftest import Course
+
+A = bs.A
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 3.0  # CPU seconds per cell
+WALL = 8.0  # wall seconds per cell
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """One class with every kind of submission, graded once (two workers)."""
+    course = Course.create(tmp_path_factory.mktemp("mixed"), [A])
+    other = nbformat.read(str(bs.other_assignment_source(course)), as_version=4)
+    for name, nb in {
+        "correct": course.solved(A),
+        "wrong": bs.wrong(course),
+        "blank": course.release_nb(A),
+        "dying": bs.dying(course),
+        "looping": bs.looping(course),
+        "deaf_loop": bs.deaf_loop(course),
+        "deaf_sleep": bs.deaf_sleep(course),
+        "other_cells": other,
+    }.items():
+        course.submit(name, A, nb)
+    course.submit("invalid_json", A, raw=b'{"cells": [')
+    course.submit("empty", A, raw=b"")
+    course.submit("other_name", A, other, name="02_other.ipynb")
+    (course.root / "submitted" / "no_notebook" / A).mkdir(parents=True)
+    (course.root / "submitted" / "no_notebook" / A / "answers.txt").write_text("42")
+    started = time.monotonic()
+    outcomes = course.grade(A, jobs=2, timeout=TIMEOUT, wall_timeout=WALL, progress=False)
+    return course, outcomes, time.monotonic() - started
+
+
+def test_every_submission_gets_one_outcome(mixed):
+    """Does the batch finish with exactly one recorded outcome per submission?"""
+    course, outcomes, _ = mixed
+    submitted = {p.name for p in (course.root / "submitted").iterdir()}
+    assert set(outcomes) == submitted
+    assert all(o.status in {"graded", "ungradable"} for o in outcomes.values())
+    assert all(o.status == "graded" or o.code for o in outcomes.values())
+
+
+def test_correct_submission_gets_every_automatic_point(mixed):
+    """Does the instructor's solution score full marks through the forked kernels?"""
+    course, outcomes, _ = mixed
+    o = outcomes["correct"]
+    assert (o.status, o.code) == ("graded", "")
+    assert o.score == sum(bs.auto_points(course).values())
+    assert o.score + o.needs_manual == o.max_score
+
+
+def test_wrong_and_blank_submissions_lose_their_points(mixed):
+    """Does a wrong Q2 lose exactly Q2's points, and a blank notebook everything?"""
+    course, outcomes, _ = mixed
+    points = bs.auto_points(course)
+    wrong = outcomes["wrong"]
+    assert wrong.status == "graded"
+    assert {g: wrong.cells[g][0] for g in points} == {
+        g: 0.0 if g == "q2-gradient" else p for g, p in points.items()
+    }
+    assert outcomes["blank"].status == "graded" and outcomes["blank"].score == 0
+
+
+@pytest.mark.parametrize(
+    ("student", "code", "words"),
+    [
+        ("invalid_json", "invalid_json", "invalid JSON"),
+        ("empty", "empty_file", "empty file"),
+        ("other_name", "wrong_assignment", "02_other"),
+        ("other_cells", "wrong_assignment", "02_other's cells"),
+        ("no_notebook", "missing_notebook", "no .ipynb"),
+    ],
+)
+def test_malformed_submission_is_ungradable_with_the_reason(mixed, student, code, words):
+    """Is a file that is not this assignment's notebook recorded with what is wrong, and
+    kept out of the gradebook?"""
+    course, outcomes, _ = mixed
+    o = outcomes[student]
+    assert (o.status, o.code) == ("ungradable", code)
+    assert words in o.reason
+    assert student not in bs.gradebook_snapshot(course.root)["submissions"]
+
+
+def test_dying_kernel_is_recorded_with_where_it_died(mixed):
+    """Does os._exit in an answer cell give 'kernel died' naming the cell and status?"""
+    course, outcomes, _ = mixed
+    o = outcomes["dying"]
+    assert (o.status, o.code) == ("ungradable", "kernel_died")
+    assert "q2-answer" in o.reason and "exit status 3" in o.reason
+    assert "dying" not in bs.gradebook_snapshot(course.root)["submissions"]
+    assert not (course.root / "feedback" / "dying").exists()
+
+
+def test_interruptible_loop_is_stopped_and_the_rest_graded(mixed):
+    """Does an infinite loop cost only its own question, and say it timed out?"""
+    course, outcomes, _ = mixed
+    o = outcomes["looping"]
+    assert (o.status, o.code) == ("graded", "timed_out")
+    assert "q3-answer" in o.reason and f"{TIMEOUT:g} s of CPU" in o.reason
+    points = bs.auto_points(course)
+    assert {g: o.cells[g][0] for g in points} == {
+        g: 0.0 if g.startswith("q3-") else p for g, p in points.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("student", "words"),
+    [("deaf_loop", f"more than {TIMEOUT:g} s of CPU"), ("deaf_sleep", f"more than {WALL:g} s")],
+)
+def test_kernel_ignoring_interrupts_is_killed_and_recorded(mixed, student, words):
+    """Does a loop that ignores SIGINT (computing, or just waiting) still end, recorded as
+    timed out, with no grade left behind?"""
+    course, outcomes, _ = mixed
+    o = outcomes[student]
+    assert (o.status, o.code) == ("ungradable", "timed_out")
+    assert "q4-answer" in o.reason and words in o.reason and "killed" in o.reason
+    assert student not in bs.gradebook_snapshot(course.root)["submissions"]
+
+
+def test_feedback_and_csv_for_the_class(mixed):
+    """Is there feedback HTML for every graded student, and a CSV row for everyone?"""
+    course, outcomes, _ = mixed
+    for student, o in outcomes.items():
+        html = course.root / "feedback" / student / A / f"{A}.html"
+        assert html.exists() == (o.status == "graded"), student
+    with (course.root / "grades.csv").open() as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(outcomes)
+    assert {s: r["status"] for s, r in rows.items()} == {s: o.status for s, o in outcomes.items()}
+    assert rows["dying"]["reason"].startswith("kernel died")
+
+
+def test_no_process_outlives_the_run(mixed):
+    """Are the workers, the fork server and every kernel gone when grading returns?"""
+    course, _, _ = mixed
+    time.sleep(0.5)
+    assert bs.processes_mentioning(str(course.root)) == []
+
+
+def test_rerun_is_idempotent(mixed):
+    """Does grading the same class again change nothing, duplicate nothing, and reuse
+    every earlier outcome?"""
+    course, first, _ = mixed
+    before = bs.gradebook_snapshot(course.root)
+    started = time.monotonic()
+    again = course.grade(A, jobs=2, timeout=TIMEOUT, wall_timeout=WALL, progress=False)
+    elapsed = time.monotonic() - started
+    assert bs.gradebook_snapshot(course.root) == before
+    assert all(o.reused for o in again.values())
+    assert {s: (o.status, o.code, o.score) for s, o in again.items()} == {
+        s: (o.status, o.code, o.score) for s, o in first.items()
+    }
+    assert elapsed < 30, f"a re-run with nothing to grade took {elapsed:.0f} s"
