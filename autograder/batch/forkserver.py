@@ -335,6 +335,7 @@ def _follow_env() -> None:
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()  # the legacy global generator was seeded once, in the server
+    # (Python's `random` reseeds itself after a fork.)
     matplotlib = sys.modules.get("matplotlib")
     if matplotlib is not None:
         wanted = os.environ.get("MPLBACKEND")
@@ -343,6 +344,9 @@ def _follow_env() -> None:
                 matplotlib.rcParams["backend"] = wanted
     threads = os.environ.get("OMP_NUM_THREADS")
     torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            torch.seed()  # torch draws its default seed at import: draw anew, as a fresh one
     if torch is not None and threads and threads.isdigit():
         with contextlib.suppress(Exception):
             torch.set_num_threads(int(threads))

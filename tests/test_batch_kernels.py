@@ -1,0 +1,232 @@
+"""Kernels forked from the warm fork server: do they behave like fresh kernels, share
+nothing, and die when they should? And does the executor survive a stuck worker?"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import nbformat
+import psutil
+import pytest
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+from autograder import course as course_mod
+from autograder import notebooks
+from autograder.batch import execution, provisioner
+from autograder.batch.executor import ForkServerProcess, LocalExecutor
+from autograder.batch.worker import Settings
+from tests import batch_support as bs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def forkserver(tmp_path_factory):
+    """A warm fork server and the kernelspec that selects it, for the whole module."""
+    run_dir = tmp_path_factory.mktemp("fs")
+    server = ForkServerProcess(run_dir, run_dir)
+    server.start()
+    assert server.wait_ready(), server.problem
+    provisioner.write_kernelspec(run_dir / "jupyter", server.socket)
+    provisioner.register_entry_point()
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(run_dir / "jupyter")
+    yield server
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+    server.stop()
+
+
+def _run(kernel_name: str, sources: list[str], cwd, env=None) -> list[str]:
+    """Execute cells with nbclient; each cell's outputs as text (images by mime type)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    old = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        NotebookClient(
+            nb,
+            kernel_name=kernel_name,
+            resources={"metadata": {"path": str(cwd)}},
+            timeout=120,
+            allow_errors=True,
+        ).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    texts = []
+    for cell in nb.cells:
+        parts = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type == "error":
+                parts.append(notebooks.plain("\n".join(out.traceback)))
+            else:
+                parts.append(" ".join(sorted(out.get("data", {}))))
+        texts.append("".join(parts).strip())
+    return texts
+
+
+FIDELITY = [
+    "import os, sys\nprint(os.getcwd())\nprint(os.environ.get('AG_PROBE'))",
+    "print('' in sys.path, os.path.basename(sys.argv[0]))",
+    "print(type(get_ipython()).__name__, __name__)",
+    "import matplotlib\nprint(matplotlib.get_backend())",
+    # A figure without any %matplotlib magic is shown inline, as in a fresh kernel.
+    "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3]);",
+    "import torch\nprint(torch.get_default_dtype(), torch.get_num_threads() >= 1)",
+    "import autograder\nfrom autograder.feedback import CheckFailed\n"
+    "raise CheckFailed('Q1', 'wrong value', 'expected 2, got 3', [])",
+    "1/0",
+]
+
+
+def test_forked_kernel_behaves_like_a_fresh_kernel(forkserver, tmp_path):
+    """Does a notebook print the same things (working directory, environment, sys.path,
+    matplotlib backend and inline figures, torch's defaults, the course's short error
+    display) in a forked kernel as in an ordinary one?"""
+    env = {"AG_PROBE": "from-the-manager"}
+    fresh = _run("python3", FIDELITY, tmp_path, env)
+    forked = _run(provisioner.KERNEL_NAME, FIDELITY, tmp_path, env)
+    assert forked == fresh
+    assert forked[0].splitlines() == [str(tmp_path), "from-the-manager"]
+    assert "image/png" in forked[4]
+    assert "wrong value" in forked[6] and "Traceback" not in forked[6]
+
+
+def test_students_share_nothing(forkserver, tmp_path):
+    """Does what one kernel changes in torch, numpy or any module stay out of the next
+    kernel, and do unseeded random draws (numpy, torch) differ between kernels?"""
+    first = _run(
+        provisioner.KERNEL_NAME,
+        [
+            "import torch, numpy, json\ntorch.cheat = 1\njson.cheat = 1\n"
+            "torch.manual_seed(0)\nnumpy.random.seed(0)\nprint(numpy.random.rand())",
+        ],
+        tmp_path,
+    )
+    second = _run(
+        provisioner.KERNEL_NAME,
+        [
+            "import torch, numpy, json\nprint(hasattr(torch, 'cheat'), hasattr(json, 'cheat'))",
+            "print(numpy.random.rand(), torch.rand(1).item())",
+        ],
+        tmp_path,
+    )
+    third = _run(
+        provisioner.KERNEL_NAME,
+        ["import numpy, torch\nprint(numpy.random.rand(), torch.rand(1).item())"],
+        tmp_path,
+    )
+    assert second[0] == "False False"
+    numpy_draws = {first[0], second[1].split()[0], third[0].split()[0]}
+    assert len(numpy_draws) == 3 and second[1].split()[1] != third[0].split()[1]
+
+
+def _start_kernel(tmp_path) -> KernelManager:
+    km = KernelManager(kernel_name=provisioner.KERNEL_NAME)
+    km.start_kernel(cwd=str(tmp_path), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    return km
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_kernel_dies_with_the_worker_that_asked_for_it(forkserver, tmp_path):
+    """If the grading worker is killed, is its kernel killed too (no orphan kernels)?"""
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        os.environ["JUPYTER_PATH"] = {os.environ["JUPYTER_PATH"]!r}
+        from autograder.batch import provisioner
+        provisioner.register_entry_point()
+        from jupyter_client.manager import KernelManager
+        km = KernelManager(kernel_name=provisioner.KERNEL_NAME)
+        km.start_kernel(cwd={str(tmp_path)!r})
+        print(km.provisioner.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    kernel_pid = int(worker.stdout.readline())
+    assert psutil.pid_exists(kernel_pid)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert _gone(kernel_pid)
+
+
+def test_time_limit_kills_the_kernel_and_everything_it_started(forkserver, tmp_path):
+    """Does a cell that ignores interrupts and burns CPU get its kernel killed, with the
+    processes it started, and is that recorded?"""
+    km = _start_kernel(tmp_path)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        pid = km.provisioner.pid
+        run = execution.NotebookRun()
+        watch = execution.CellWatch(
+            pid, pid, cpu_limit=1.0, wall_limit=60, grace_cpu=1.0, grace_wall=5, run=run
+        )
+        watch.start_cell(3, "q-loop")
+        kc.execute(
+            "import signal, subprocess\nchild = subprocess.Popen(['sleep', '600'])\n"
+            "print(child.pid, flush=True)\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "while True:\n    pass"
+        )
+        child_pid = None
+        while child_pid is None:
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["msg_type"] == "stream":
+                child_pid = int(msg["content"]["text"].split()[0])
+        assert _gone(pid, within=30)
+        assert _gone(child_pid)
+        watch.stop()
+        assert [(e.action, e.label, e.limit) for e in run.events] == [
+            ("interrupted", "q-loop", "cpu"),
+            ("killed", "q-loop", "cpu"),
+        ]
+        assert run.events[0].cpu > 1.0
+    finally:
+        kc.stop_channels()
+        km.cleanup_resources()
+
+
+def test_not_a_kernel_command_is_refused(forkserver):
+    """Does the fork server refuse to run anything but ipykernel?"""
+    with pytest.raises(provisioner.ForkUnavailable, match="not an ipykernel"):
+        provisioner.spawn(forkserver.socket, ["/bin/sh", "-c", "echo hi"])
+
+
+def test_a_stuck_worker_is_replaced_and_its_student_recorded(make_course):
+    """If grading one submission takes longer than the job limit, is the worker killed,
+    the student recorded as ungradable, and the batch finished by a fresh worker?"""
+    course = make_course(bs.A)
+    course.submit("slow", bs.A, course.solved(bs.A))
+    with course_mod._in_dir(course.root):
+        course_mod._ensure_assignment(course_mod.nbgrader_api(course.root), course.root, bs.A)
+    settings = Settings(course_dir=str(course.root), assignment=bs.A)
+    with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
+        outcomes = list(ex.run(settings, ["slow"]))
+    assert [(o.student, o.status, o.code) for o in outcomes] == [
+        ("slow", "ungradable", "worker_hung")
+    ]
+    assert bs.processes_mentioning(str(course.root)) == []
