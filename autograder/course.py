@@ -111,12 +111,22 @@ def release(*, course_dir: Path = Path("."), assignments: list[str] | None = Non
 
 
 def _normalise(path: Path) -> None:
-    """Write the notebook in one canonical form so regenerating gives no diff."""
+    """Write the notebook in one canonical form so regenerating gives no diff.
+
+    Test cells are tagged `raises-exception`: a failed check is an error output, and
+    without the tag JupyterLab's Run All stops at the first one, leaving every later
+    question unchecked. nbgrader's checksums do not cover tags, and autograde runs on.
+    """
     nb = nbformat.read(str(path), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            meta = cell.metadata.get("nbgrader") or {}
+            if meta.get("grade") and not meta.get("solution"):
+                tags = cell.metadata.setdefault("tags", [])
+                if "raises-exception" not in tags:
+                    tags.append("raises-exception")
     text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
