@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint format release grade goldens clean
+.PHONY: install demo test test-fast lint format release goldens clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
