@@ -241,16 +241,18 @@ class WatchedExecute(Execute):
                 )
         return self._watch
 
-    def preprocess_cell(self, cell, resources, index):
+    def execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        """Every execution goes through here: the notebook's cells, and any code run in the
+        kernel after them (e.g. by a grader asking the kernel for values)."""
         if cell.cell_type != "code" or not cell.source.strip():
-            return super().preprocess_cell(cell, resources, index)
+            return super().execute_cell(cell, cell_index, execution_count, store_history)
         watch = self._watch_kernel()
-        label = cell_label(cell, index)
+        label = cell_label(cell, cell_index)
         if watch is not None:
-            watch.start_cell(index, label)
+            watch.start_cell(cell_index, label)
         self._run.cells += 1
         try:
-            return super().preprocess_cell(cell, resources, index)
+            return super().execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
             self._run.died_in = label
             self._run.exit_status = self._exit_status()

@@ -63,6 +63,21 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Starts a worker without running the course package's __init__, which imports torch (the
+# workers never need it: kernels run elsewhere): `autograder` becomes a bare package. And
+# jsonschema's optional IRI-format checker is left out: importing it compiles a grammar
+# (~2 s of CPU) for a format no notebook schema uses.
+WORKER_BOOT = f"""
+import sys, types
+sys.modules["rfc3987_syntax"] = None  # optional to jsonschema; compiles a grammar (~2 s)
+package = types.ModuleType("autograder")
+package.__path__ = [{str(Path(__file__).resolve().parents[1])!r}]
+sys.modules["autograder"] = package
+from autograder.batch.worker import main
+main(sys.argv[1:])
+"""
+
+
 def _quiet_threads(environ) -> dict[str, str]:
     """One intra-op thread per process: one worker (and kernel) per core already uses the
     cores, and a process that imported torch with its thread pool running cannot fork."""
@@ -96,8 +111,7 @@ class ForkServerProcess:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "autograder.batch.forkserver",
+                    str(Path(__file__).with_name("forkserver.py")),
                     self.socket,
                     "--kernel-log",
                     str(self.kernel_log),
@@ -221,7 +235,7 @@ class LocalExecutor(Executor):
         ]
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "autograder.batch.worker"]
+                [sys.executable, "-c", WORKER_BOOT]
                 + [arg for slot in slots for arg in ("--slot", slot)],
                 pass_fds=[theirs.fileno() for _, theirs in pairs],
                 stdin=subprocess.DEVNULL,

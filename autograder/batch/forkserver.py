@@ -17,8 +17,10 @@ Protocol: one Unix-socket connection per kernel, JSON lines.
 Closing the connection kills the kernel's process group, so a kernel never outlives the
 worker that asked for it; the server's children die with the server (PR_SET_PDEATHSIG).
 
-Run as ``python -m autograder.batch.forkserver SOCKET``; it prints ``ready`` on stdout
-once warm.
+Run as ``python .../autograder/batch/forkserver.py SOCKET`` (a script: the course package
+itself must not be imported here); it prints ``ready`` on stdout once warm. Given
+``--learn NOTEBOOK...`` it also learns, in a throwaway child and while already serving,
+which modules the instructor's notebooks import lazily, and preloads those too.
 """
 
 from __future__ import annotations
@@ -190,10 +192,10 @@ def _run_probe(notebooks: list[str]) -> None:
             shell.run_cell(src, store_history=False, silent=True)
 
 
-def learn(notebooks: list[str], timeout: float = 120.0) -> list[str]:
-    """Modules that the probe and `notebooks` (trusted: the instructor's) import, found in
-    a throwaway child so that nothing they run touches the server itself."""
-    import select
+def start_learning(notebooks: list[str]) -> tuple[int, int]:
+    """Fork a throwaway child that runs the probe and `notebooks` (trusted: the
+    instructor's) and writes the modules they imported, as JSON, to a pipe. Returns (pid,
+    read end). Nothing the child runs touches the server itself."""
     import tempfile
 
     read_fd, write_fd = os.pipe()
@@ -202,6 +204,7 @@ def learn(notebooks: list[str], timeout: float = 120.0) -> list[str]:
         try:
             os.close(read_fd)
             os.setsid()
+            _die_with_parent()
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
@@ -215,23 +218,12 @@ def learn(notebooks: list[str], timeout: float = 120.0) -> list[str]:
         finally:
             os._exit(0)
     os.close(write_fd)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([read_fd], [], [], left)[0]:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            break
-        chunk = os.read(read_fd, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_fd)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+    return pid, read_fd
+
+
+def learned_names(data: bytes) -> list[str]:
     try:
-        names = json.loads(b"".join(chunks) or b"[]")
+        names = json.loads(data or b"[]")
     except ValueError:
         return []
     return [n for n in names if n.split(".")[0] not in NEVER_PRELOAD]
@@ -367,7 +359,7 @@ class _Conn:
 class ForkServer:
     """Accepts spawn requests on a Unix socket and forks kernels; single-threaded."""
 
-    def __init__(self, path: str, kernel_log: str | None = None):
+    def __init__(self, path: str, kernel_log: str | None = None, learn: list[str] | None = None):
         self.path = path
         self.kernel_log = kernel_log or os.devnull
         self.sel = selectors.DefaultSelector()
@@ -381,7 +373,13 @@ class ForkServer:
         self.conns: dict[int, _Conn] = {}
         self.orphans: dict[int, int] = {}  # pidfd -> pid of kernels whose client left
         self.base_path = list(sys.path)
-        self.stopping = False
+        self.refusing: str | None = None  # why kernels can no longer be forked safely
+        self.learner: tuple[int, int] | None = None
+        self.learned = b""
+        if learn is not None:
+            # Learn while already serving: kernels forked before it ends just import more.
+            self.learner = start_learning(learn)
+            self.sel.register(self.learner[1], selectors.EVENT_READ, "learn")
 
     # fds a child must not keep: the listener, every client socket, the selector, pidfds
     def _server_fds(self) -> list[int]:
@@ -393,24 +391,56 @@ class ForkServer:
             if c.pidfd is not None:
                 fds.append(c.pidfd)
         fds.extend(self.orphans)
+        if self.learner is not None:
+            fds.append(self.learner[1])
         return fds
 
     def serve_forever(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
         signal.signal(signal.SIGINT, lambda *_: self._stop())
-        while not self.stopping:
+        while True:
             for key, _ in self.sel.select(timeout=1.0):
                 kind = key.data
                 if kind == "accept":
                     self._accept()
+                elif kind == "learn":
+                    self._learn()
                 elif isinstance(kind, tuple) and kind[0] == "conn":
                     self._read(kind[1])
                 elif isinstance(kind, tuple) and kind[0] == "pid":
                     self._reap(key.fd)
-        self._shutdown()
 
     def _stop(self) -> None:
-        self.stopping = True
+        """Kill every kernel still running and leave at once (nothing else to save)."""
+        self._shutdown()
+        os._exit(0)
+
+    def _learn(self) -> None:
+        assert self.learner is not None
+        pid, fd = self.learner
+        chunk = os.read(fd, 1 << 16)
+        if chunk:
+            self.learned += chunk
+            return
+        self.sel.unregister(fd)
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self.learner = None
+        started = time.perf_counter()
+        try:
+            failed = preload_learned(learned_names(self.learned))
+        except RuntimeError as exc:
+            self.refusing = str(exc)
+            print(f"forkserver: {exc}; no more kernels forked", file=sys.stderr, flush=True)
+            return
+        touch()
+        print(
+            f"forkserver: learned preloads in {time.perf_counter() - started:.2f} s"
+            + (f"; {len(failed)} not importable, e.g. {failed[:3]}" if failed else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _accept(self) -> None:
         sock, _ = self.listener.accept()
@@ -437,6 +467,9 @@ class ForkServer:
             conn.sock.sendall(json.dumps(msg).encode() + b"\n")
 
     def _spawn(self, conn: _Conn, request: dict) -> None:
+        if self.refusing:
+            self._send(conn, {"error": self.refusing})
+            return
         try:
             _launcher_args(request.get("argv") or [])
         except ValueError as exc:
@@ -487,11 +520,14 @@ class ForkServer:
                 self.orphans[conn.pidfd] = conn.pid
 
     def _shutdown(self) -> None:
-        for conn in list(self.conns.values()):
-            if conn.pid is not None and not conn.done:
-                with contextlib.suppress(OSError):
-                    os.killpg(conn.pid, signal.SIGKILL)
-        for pid in [c.pid for c in self.conns.values() if c.pid and not c.done]:
+        pids = [c.pid for c in self.conns.values() if c.pid and not c.done]
+        pids += list(self.orphans.values())
+        if self.learner is not None:
+            pids.append(self.learner[0])
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         with contextlib.suppress(OSError):
@@ -507,28 +543,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _die_with_parent()
-    # As ipykernel_launcher does: the server's own directory is not the kernel's.
-    if sys.path and (sys.path[0] == "" or os.path.abspath(sys.path[0]) == os.getcwd()):
+    # As ipykernel_launcher does: neither the server's directory nor its own is a kernel's.
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and (sys.path[0] in ("", os.getcwd()) or os.path.abspath(sys.path[0]) == here):
         del sys.path[0]
     for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
     started = time.perf_counter()
     failed = warm()
-    if args.learn is not None:
-        try:
-            failed += preload_learned(learn(args.learn))
-        except RuntimeError as exc:
-            print(f"forkserver: {exc}; refusing", file=sys.stderr)
-            return 2
     touch()
     if failed:
-        print(
-            f"forkserver: {len(failed)} module(s) not preloaded, e.g. {failed[:3]}", file=sys.stderr
-        )
+        print(f"forkserver: not preloaded: {failed}", file=sys.stderr)
     if _threads() != 1:  # forking a threaded process is unsafe: refuse rather than hang
         print(f"forkserver: {_threads()} threads after preload; refusing", file=sys.stderr)
         return 2
-    server = ForkServer(args.socket, args.kernel_log)
+    server = ForkServer(args.socket, args.kernel_log, learn=args.learn)
     print(f"ready {time.perf_counter() - started:.2f}", flush=True)
     server.serve_forever()
     return 0

@@ -105,6 +105,13 @@ class ForkedKernel:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def settle(self, timeout: float) -> int | None:
+        """Wait up to `timeout` seconds for the exit report; the returncode or None."""
+        deadline = time.monotonic() + timeout
+        while self.returncode is None and time.monotonic() < deadline:
+            self._read(max(0.0, deadline - time.monotonic()))
+        return self.returncode
+
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
 
@@ -174,6 +181,13 @@ class ForkProvisioner(LocalProvisioner):
     fallback = Bool(
         True, config=True, help="Start an ordinary kernel when the fork server is unavailable."
     )
+
+    async def kill(self, restart: bool = False) -> None:
+        await super().kill(restart)
+        if isinstance(self.process, ForkedKernel):
+            # A killed kernel's exit is reported within milliseconds: waiting for it here
+            # spares the kernel manager its 0.1 s polling sleeps.
+            self.process.settle(1.0)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         path = self.socket_path or os.environ.get(SOCKET_ENV, "")

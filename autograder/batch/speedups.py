@@ -97,6 +97,28 @@ class CachedHTMLExporter(HTMLExporter):
         return environment
 
 
+def warm_feedback_templates() -> None:
+    """Compile nbgrader's feedback templates (and the ones they extend) into the shared
+    bytecode cache by rendering a tiny notebook, before the worker processes fork, so
+    that none of them compiles them."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        import nbformat
+        from nbgrader.converters import GenerateFeedback
+        from nbgrader.coursedir import CourseDirectory
+        from traitlets.config import Config
+
+        cfg = Config()
+        converter = GenerateFeedback(coursedir=CourseDirectory(config=cfg), config=cfg)
+        exporter = CachedHTMLExporter(parent=converter, config=converter.config)
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell("# warm-up"), nbformat.v4.new_code_cell("1")]
+        resources = {"nbgrader": {"notebook": "warm", "score": 0, "max_score": 0}}
+        resources["nbgrader"]["late_penalty"] = 0
+        exporter.from_notebook_node(nb, resources=resources)
+
+
 def install() -> None:
     """Install the shims in this process (idempotent)."""
     global _installed

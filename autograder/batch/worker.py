@@ -1,6 +1,6 @@
 """A grading worker: nbgrader's own autograde and feedback, one submission at a time.
 
-An executor starts workers (``python -m autograder.batch.worker --fd N``) and talks to each
+An executor starts workers (:data:`~.executor.WORKER_BOOT`, ``--slot FD:LOG`` per worker) and talks to each
 over a socket in JSON lines: first the :class:`Settings`, then one ``{"student": ...}`` per
 submission, answered by ``{"student": ..., "outcome": {...}}``. Everything a worker needs is
 in the settings and the course directory, so workers can run wherever that directory is
@@ -291,6 +291,7 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
     """
     for name in HEAVY:
         __import__(name)
+    speedups.warm_feedback_templates()
     pids = []
     for fd, log in slots:
         if _threads() != 1:  # forking a threaded process is unsafe: start afresh instead
@@ -318,11 +319,9 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
                 os._exit(code)
         pids.append(pid)
         os.close(fd)
-    status = 0
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
-            _, raw = os.waitpid(pid, 0)
-            status = status or os.waitstatus_to_exitcode(raw)
+            os.waitpid(pid, 0)
     return 0
 
 
@@ -353,9 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
     _die_with_parent()
-    if len(slots) == 1:
-        return _run_worker(*slots[0])
-    return _start_workers(slots)
+    code = _run_worker(*slots[0]) if len(slots) == 1 else _start_workers(slots)
+    # Nothing left to clean up: skip the interpreter's slow teardown.
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,304 @@
+"""Grade one synthetic class twice — plain `nbgrader autograde`, then this course's grading
+command — check that the scores are identical, and print both times, their ratio and the
+peak memory of each run.
+
+    .venv/bin/python benchmarks/grade_class.py [--students 30] [--assignments A ...]
+                                               [--jobs N] [--work-dir DIR]
+
+The class: `--students` students, each submitting every released assignment; 40 % submit
+the instructor's solutions, 40 % wrong answers (half of their answer cells return
+perturbed values), 20 % the blank release notebook. Both runs grade identical copies of
+the same course, with AUTOGRADER_SEED fixed so hidden tests draw the same inputs. The
+gradebooks are prepared (`nbgrader generate_assignment`) before timing; the timed part is
+what an instructor would run after collecting submissions:
+
+- plain:   `nbgrader autograde <assignment>`, one assignment after the other;
+- course:  `autograder grade <assignment>` (parallel workers, forked kernels, feedback
+           HTML and the grades CSV included), one assignment after the other.
+
+Peak memory is the largest sum, over the run's whole process tree (coordinator, workers,
+fork server, kernels), of each process's proportional set size (shared pages counted
+once), sampled four times a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autograder import course as course_mod  # noqa: E402
+from autograder import notebooks  # noqa: E402
+
+SEED = "20261124"
+
+PERTURB = """
+
+import functools as _bench_functools
+
+import torch as _bench_torch
+
+
+def _bench_perturb(fn):
+    @_bench_functools.wraps(fn)
+    def wrong(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, _bench_torch.Tensor):
+            return out * 1.5 + 0.1
+        if isinstance(out, tuple):
+            return tuple(
+                o * 1.5 + 0.1 if isinstance(o, _bench_torch.Tensor) else o for o in out
+            )
+        return out
+
+    return wrong
+
+
+for _bench_name in {names!r}:
+    globals()[_bench_name] = _bench_perturb(globals()[_bench_name])
+"""
+
+
+def released(root: Path) -> list[str]:
+    return sorted(
+        p.name
+        for p in (root / "release").iterdir()
+        if (p / f"{p.name}.ipynb").exists() and (root / "source" / p.name).is_dir()
+    )
+
+
+def functions(code: str) -> list[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+
+
+def submission(assignment: str, i: int) -> tuple[str, nbformat.NotebookNode]:
+    """Student i's notebook for `assignment`: correct, wrong or blank."""
+    release = notebooks.read(ROOT / "release" / assignment / f"{assignment}.ipynb")
+    source = notebooks.read(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    answers = notebooks.solutions(source)
+    kind = i % 10
+    if kind >= 8:
+        return "blank", release
+    if kind >= 4:
+        for j, gid in enumerate(sorted(answers)):
+            names = functions(answers[gid])
+            if names and (i + j) % 2 == 0:
+                answers[gid] = answers[gid] + PERTURB.format(names=names)
+        return "wrong", notebooks.fill(release, answers)
+    return "correct", notebooks.fill(release, answers)
+
+
+def build(base: Path, assignments: list[str], students: int) -> dict[str, int]:
+    """The course directory at `base` with every submission; counts by kind."""
+    base.mkdir(parents=True)
+    shutil.copy2(ROOT / "nbgrader_config.py", base / "nbgrader_config.py")
+    kinds: dict[str, int] = {}
+    for a in assignments:
+        shutil.copytree(ROOT / "source" / a, base / "source" / a)
+        shutil.copytree(ROOT / "release" / a, base / "release" / a)
+        for i in range(students):
+            kind, nb = submission(a, i)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            notebooks.write(nb, base / "submitted" / f"student{i:03d}" / a / f"{a}.ipynb")
+    return kinds
+
+
+def prepare(course: Path, assignments: list[str], env: dict) -> None:
+    """Put each assignment in the gradebook (not timed: both runs need it)."""
+    for a in assignments:
+        subprocess.run(
+            [sys.executable, "-m", "nbgrader", "generate_assignment", a, "--force", "--create"],
+            cwd=course,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
+class PeakMemory:
+    """Largest total PSS of a process and its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.peak_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_full_info().pss
+            except psutil.Error:
+                pass
+        if total > self.peak:
+            self.peak, self.peak_processes = total, len(procs)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> tuple[float, float, int]:
+    """Run `cmd`; return (wall seconds, CPU seconds of the whole tree, peak PSS bytes)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out)
+        with PeakMemory(proc.pid) as mem:
+            proc.wait()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, mem.peak
+
+
+def scores(course: Path) -> dict[tuple[str, str, str], float | None]:
+    """(student, assignment, cell) -> automatic score, from the gradebook."""
+    db = sqlite3.connect(str(course / "gradebook.db"))
+    try:
+        rows = db.execute(
+            "SELECT s.student_id, a.name, c.name, g.auto_score"
+            " FROM grade g"
+            " JOIN submitted_notebook sn ON g.notebook_id = sn.id"
+            " JOIN submitted_assignment s ON sn.assignment_id = s.id"
+            " JOIN assignment a ON s.assignment_id = a.id"
+            " JOIN base_cell c ON g.cell_id = c.id"
+        ).fetchall()
+    finally:
+        db.close()
+    return {(s, a, c): v for s, a, c, v in rows}
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--students", type=int, default=30)
+    p.add_argument("--assignments", nargs="*", help="default: every released assignment")
+    p.add_argument("--jobs", type=int, default=None, help="workers (default: one per core)")
+    p.add_argument("--work-dir", type=Path, help="keep the two course directories here")
+    args = p.parse_args(argv)
+
+    assignments = args.assignments or released(ROOT)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="grade-class-"))
+    if work.exists() and any(work.iterdir()):
+        shutil.rmtree(work)
+    plain, ours = work / "plain", work / "course"
+    kinds = build(plain, assignments, args.students)
+    shutil.copytree(plain, ours)
+    env = dict(os.environ, AUTOGRADER_SEED=SEED)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])  # alembic, nbgrader
+    course_mod._tools_on_path()
+    for course in (plain, ours):
+        prepare(course, assignments, env)
+
+    n = args.students * len(assignments)
+    print(
+        f"class: {args.students} students x {len(assignments)} assignments = {n} notebooks "
+        f"({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
+        f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+    plain_wall = plain_cpu = 0.0
+    plain_peak = 0
+    for a in assignments:
+        wall, cpu, peak = timed(
+            [sys.executable, "-m", "nbgrader", "autograde", a], plain, env, work / "plain.log"
+        )
+        plain_wall, plain_cpu, plain_peak = (
+            plain_wall + wall,
+            plain_cpu + cpu,
+            max(plain_peak, peak),
+        )
+        print(f"  plain nbgrader autograde {a}: {wall:6.1f} s", flush=True)
+
+    ours_wall = ours_cpu = 0.0
+    ours_peak = 0
+    for a in assignments:
+        cmd = [sys.executable, "-m", "autograder.cli", "--course-dir", str(ours), "grade", a]
+        if args.jobs:
+            cmd = [
+                sys.executable,
+                "-c",
+                "from autograder import course; "
+                f"course.grade(course_dir={str(ours)!r}, assignment={a!r}, jobs={args.jobs})",
+            ]
+        wall, cpu, peak = timed(cmd, ours, env, work / "course.log")
+        ours_wall, ours_cpu, ours_peak = ours_wall + wall, ours_cpu + cpu, max(ours_peak, peak)
+        print(f"  autograder grade {a}:         {wall:6.1f} s", flush=True)
+
+    a_scores, b_scores = scores(plain), scores(ours)
+    differ = sorted(
+        k for k in a_scores.keys() | b_scores.keys() if a_scores.get(k) != b_scores.get(k)
+    )
+    feedback = sum(1 for _ in (ours / "feedback").glob("*/*/*.html"))
+    graded = len({(s, a) for s, a, _ in b_scores})
+    jobs = args.jobs or len(os.sched_getaffinity(0))
+
+    print()
+    print(
+        f"plain nbgrader autograde (sequential): {plain_wall:7.1f} s   CPU {plain_cpu:7.1f} s   peak {mib(plain_peak)}"
+    )
+    print(
+        f"autograder grade ({jobs} workers):        {ours_wall:7.1f} s   CPU {ours_cpu:7.1f} s   peak {mib(ours_peak)}"
+    )
+    print(
+        f"speed-up: {plain_wall / ours_wall:.1f}x   ({plain_wall / n:.2f} s vs {ours_wall / n:.2f} s per notebook)"
+    )
+    print(
+        f"memory budget: {mib(ours_peak)} peak vs {jobs} x 1 GiB + coordinator"
+        f" -> {'within' if ours_peak <= (jobs + 1) * 2**30 else 'OVER'}"
+    )
+    print(f"feedback HTML: {feedback} of {graded} graded submissions")
+    if differ:
+        print(f"SCORES DIFFER in {len(differ)} cells, e.g.:")
+        for k in differ[:10]:
+            print(f"  {k}: plain {a_scores.get(k)} vs course {b_scores.get(k)}")
+        return 1
+    print(f"scores identical: {len(a_scores)} graded cells in {graded} submissions")
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
