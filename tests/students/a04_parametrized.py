@@ -492,7 +492,7 @@ def per_sample_grads_loop(model, x):
         about="jacobian's blocks returned as they come (2, B); the loop called again as the "
         "'vectorised' answer; gradients keyed a/b instead of the parameter names",
     ),
-    "replaced_parameters": Student(
+    "api_shortcuts": Student(
         {
             Q1: """
 def grads_backward(f, x, a, b):
@@ -508,23 +508,16 @@ def grads_autograd_grad(f, x, a, b):
 def grads_jacobian(f, x, a, b):
     return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
 """,
-            Q3: """
+            Q3: _Q3_VECTORISED.lstrip()
+            + """
+
 def per_sample_grads_loop(model, x):
-    rows = {"weight": [], "bias": []}
-    for i in range(len(x)):
-        # fresh parameters for every sample, so that nothing accumulates
-        model.weight = nn.Parameter(model.weight.detach().clone())
-        model.bias = nn.Parameter(model.bias.detach().clone())
-        model(x[i : i + 1]).sum().backward()
-        rows["weight"].append(model.weight.grad)
-        rows["bias"].append(model.bias.grad)
-    return {k: torch.stack(v) for k, v in rows.items()}
-"""
-            + _Q3_VECTORISED,
+    return per_sample_grads(model, x)       # same numbers, faster
+""",
         },
         lost={"q1-2-autograd-grad", "q3-1-loop"},
-        diagnoses={"q1-2-autograd-grad": "wrong_api", "q3-1-loop": "parameters_replaced"},
-        about="calls the backward answer where torch.autograd.grad was asked; gives the model "
-        "new parameter tensors for every sample",
+        diagnoses={"q1-2-autograd-grad": "wrong_api", "q3-1-loop": "not_a_loop"},
+        about="calls the backward answer where torch.autograd.grad was asked, and the "
+        "vectorised answer where the loop was asked: right values, not the way asked",
     ),
 }
