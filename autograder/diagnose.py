@@ -315,7 +315,7 @@ _ERRORS = [
         "(note the dots) or pass dtype=torch.float64.",
     ),
     (
-        "One of the differentiated Tensors appears to not have been used in the graph",
+        "appears to not have been used in the graph",
         "unused_input",
         "one of the inputs passed to torch.autograd.grad does not affect the output; check "
         "the tensors you differentiate with respect to (or pass allow_unused=True).",

@@ -269,3 +269,15 @@ def test_none_gradient_causes_are_told_apart(tmp_path, code):
         got, _ = call(f"Q none {code}", module.student, x)
         check_close(f"Q none {code}", "the gradient", got, 2 * x)
     assert info.value.codes[0] == code, info.value.render(color=False)
+
+
+def test_unused_input_error_gets_its_hint():
+    """Does torch's 'appears to not have been used in the graph' error get its hint?"""
+
+    def student(x):
+        y = torch.ones(2, requires_grad=True)
+        return torch.autograd.grad((x * x).sum(), [x, y])
+
+    with pytest.raises(CheckFailed) as info:
+        call("Q", student, torch.ones(2, requires_grad=True))
+    assert "unused_input" in info.value.codes

@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass, field
 
 from nbclient.exceptions import DeadKernelError
-from nbgrader.preprocessors import Execute
 from traitlets import Float
+
+from ..trusted import TrustedExecute
 
 
 @dataclass
@@ -197,8 +198,12 @@ class CellWatch:
         )
 
 
-class WatchedExecute(Execute):
-    """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc)."""
+class WatchedExecute(TrustedExecute):
+    """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc).
+
+    Built on TrustedExecute: after the notebook has run, every test cell's checks are run
+    again in this (grading) process, which decides the score (see autograder/trusted.py).
+    """
 
     cpu_limit = Float(120.0, help="CPU seconds a cell may use before it is interrupted.").tag(
         config=True
