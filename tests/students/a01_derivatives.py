@@ -163,6 +163,56 @@ def plot_sin_and_derivative(x):
         },
         about="float32 everywhere it matters (loses nothing)",
     ),
+    "alt_torch_func": Student(
+        {
+            DIFF: """
+def forward_difference(f, x, h):
+    step = h * torch.ones_like(x)
+    return (f(x + step) - f(x)) / step
+
+
+def central_difference(f, x, h):
+    half = forward_difference(f, x, h) + forward_difference(f, x - h, h)
+    return half / 2
+""",
+            Q2: """
+def gradient(fn, x):
+    return torch.func.grad(fn)(x.detach())
+""",
+            Q3: """
+import torch.func as tf
+
+
+def _f(t):
+    return t**2 + torch.sin(t**2)
+
+
+def f_prime(x):
+    s = x * x
+    return 2 * x + 2 * x * torch.cos(s)
+
+
+def f_prime_autograd(x):
+    return tf.vmap(tf.grad(_f))(x.detach())
+""",
+            Q5: """
+def sin_and_derivative(grid):
+    values, dvalues = torch.func.vmap(torch.func.grad_and_value(torch.sin))(grid.detach())[::-1]
+    return values, dvalues
+
+
+def plot_sin_and_derivative(grid):
+    values, slope = sin_and_derivative(grid)
+    fig = plt.figure()
+    ax = fig.add_subplot()
+    ax.plot(grid, slope, label="slope")
+    ax.plot(grid, values, label="sin")
+    ax.legend()
+    return fig
+""",
+        },
+        about="torch.func (grad, vmap, grad_and_value) and helpers of its own",
+    ),
     # --- realistic mistakes -----------------------------------------------------------
     "swapped_differences": Student(
         {DIFF: '''
