@@ -60,6 +60,35 @@ def _encode_result(value: Any) -> Any:
     return {"__ref__": f"__autograder_objects__[{len(_OBJECTS) - 1}]"}
 
 
+def _module_args(args: list) -> list[tuple[int, Any, dict[str, int]]]:
+    """The nn.Module arguments of a call, with the identity of each parameter before it."""
+    import torch
+
+    return [
+        (i, a, {k: id(p) for k, p in a.named_parameters()})
+        for i, a in enumerate(args)
+        if isinstance(a, torch.nn.Module)
+    ]
+
+
+def _module_changes(modules) -> list[dict]:
+    """What the call did to module arguments: parameters replaced, and every value after,
+    so the grader can see the same changes on its own copy."""
+    out = []
+    for index, module, before in modules:
+        now = dict(module.named_parameters())
+        out.append(
+            {
+                "index": index,
+                "replaced": sorted(
+                    k for k, pid in before.items() if k not in now or id(now[k]) != pid
+                ),
+                "state": {k: wire.encode(p.detach()) for k, p in now.items() if k in before},
+            }
+        )
+    return out
+
+
 def _where(exc: BaseException) -> str:
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         name = frame.filename
@@ -118,10 +147,12 @@ def serve(request_json: str) -> None:
     reply: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
         warnings.simplefilter("always")
+        modules = _module_args(args)
         with _watching(req.get("watch", []), target) as hits:
             try:
                 result = target(*args, **kwargs)
                 reply["ok"] = _encode_result(result)
+                reply["modules"] = _module_changes(modules)
             except BaseException as exc:  # the student's error, reported as data
                 reply["raised"] = {
                     "mro": _mro(exc),

@@ -431,16 +431,27 @@ def check_sin_and_derivative(sin_and_derivative, *, hidden: bool = False) -> Non
 
 
 def check_no_cos(sin_and_derivative, plot_sin_and_derivative, *, hidden: bool = False) -> None:
+    """The no-cos point: a correct derivative (and plot) obtained without any cos."""
     q = "Q5.2 no cos"
     x, _ = _sin_grid(q, hidden)
+    results = {}
 
     def run():
-        call(q, sin_and_derivative, x.clone())
+        results["pair"], _ = call(q, sin_and_derivative, x.clone())
         fig, _ = call(q, plot_sin_and_derivative, x.clone())
         _close(fig)
 
     _no_cos(q, [sin_and_derivative, plot_sin_and_derivative], run)
-    passed(q, "no cos in the code or at run time")
+    # Not using cos is worth a point only for an answer that is right.
+    pair = results["pair"]
+    require(
+        q,
+        isinstance(pair, tuple | list) and len(pair) == 2,
+        "sin_and_derivative must return a pair (y, dydx)",
+        [f"got {type(pair).__name__}"],
+    )
+    check_close(q, "dy/dx", pair[1], _grad_reference(torch.sin, x))
+    passed(q, "no cos in the code or at run time, and the derivative is right")
 
 
 def check_plot(plot_sin_and_derivative, *, hidden: bool = False) -> None:
