@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import course
-from . import provisioner
+from . import provisioner, sandbox
 from .worker import Settings, outcome_from_json
 
 
@@ -294,7 +294,18 @@ class LocalExecutor(Executor):
             return
         self._start_forkserver(settings)
         self._worker_settings = self._settings_for_workers(settings)
+        self._warn_sandbox()
         self._spawn_workers(self._worker_settings, min(self.jobs, max(1, expected)))
+
+    def _warn_sandbox(self) -> None:
+        """Say once per run, loudly, which kernel protections this machine lacks."""
+        limits = sandbox.Limits.from_env()
+        missing = sandbox.available().missing(limits) if self.fork else []
+        if not self.fork and limits.enabled:
+            missing = ["kernels are not forked: the kernel sandbox is off"]
+        for note in missing:
+            self.notes.append(f"sandbox: {note}")
+            print(f"WARNING: kernel sandbox: {note}", file=sys.stderr, flush=True)
 
     def wait_ready(self, timeout: float = 300.0) -> bool:
         """Block until the fork server is warm and every worker has said it is ready."""

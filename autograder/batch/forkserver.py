@@ -311,7 +311,8 @@ def prepare_child(request: dict) -> None:
 
     Core dumps are always off (a killed kernel must not litter the student's folder);
     `rlimits` maps resource names (CPU, AS, NOFILE, ...) to [soft, hard]; `nice` lowers
-    the kernel's scheduling priority.
+    the kernel's scheduling priority; `sandbox` confines the kernel
+    (:func:`autograder.batch.sandbox.apply_in_child`; it rewrites argv, cwd and env).
     """
     import resource
 
@@ -320,6 +321,26 @@ def prepare_child(request: dict) -> None:
         resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (int(soft), int(hard)))
     if int(request.get("nice") or 0) > 0:
         os.nice(int(request["nice"]))
+    if request.get("sandbox"):
+        _sandbox().apply_in_child(request)
+
+
+_SANDBOX = None
+
+
+def _sandbox():
+    """autograder/batch/sandbox.py, loaded as a plain file (the package stays unimported)."""
+    global _SANDBOX
+    if _SANDBOX is None:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
+        spec = importlib.util.spec_from_file_location("_autograder_sandbox", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        _SANDBOX = module
+    return _SANDBOX
 
 
 def _follow_env() -> None:
@@ -550,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
     started = time.perf_counter()
+    _sandbox()  # loaded before any kernel hides the course directory
     failed = warm()
     touch()
     if failed:

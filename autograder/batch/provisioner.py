@@ -29,6 +29,8 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Bool, Dict, Integer, Unicode
 
+from . import sandbox as _sandbox
+
 PROVISIONER_NAME = "autograder-fork"
 KERNEL_NAME = "autograder-python3"
 SOCKET_ENV = "AUTOGRADER_FORKSERVER"
@@ -136,6 +138,7 @@ def spawn(
     env: dict[str, str] | None = None,
     rlimits: dict[str, list[int]] | None = None,
     nice: int = 0,
+    sandbox: dict | None = None,
     timeout: float = 60.0,
 ) -> ForkedKernel:
     """Ask the fork server at `socket_path` for a kernel running `argv`."""
@@ -151,6 +154,7 @@ def spawn(
             "env": env,
             "rlimits": rlimits or {},
             "nice": nice,
+            "sandbox": sandbox,
         }
         sock.sendall(json.dumps(request).encode() + b"\n")
         buf = b""
@@ -189,6 +193,15 @@ class ForkProvisioner(LocalProvisioner):
             # spares the kernel manager its 0.1 s polling sleeps.
             self.process.settle(1.0)
 
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        box = _sandbox.CURRENT
+        if box and self.parent is not None:
+            # A sandboxed kernel has no network: talk to it over Unix sockets in its folder.
+            self.parent.transport = "ipc"
+            self.parent.ip = _sandbox.ipc_prefix(box)
+            self.parent.cache_ports = False
+        return await super().pre_launch(**kwargs)
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         path = self.socket_path or os.environ.get(SOCKET_ENV, "")
         cwd = kwargs.get("cwd")
@@ -200,11 +213,14 @@ class ForkProvisioner(LocalProvisioner):
                 env=kwargs.get("env"),
                 rlimits=self.rlimits,
                 nice=self.nice,
+                sandbox=_sandbox.CURRENT,
             )
         except ForkUnavailable as exc:
             if not self.fallback:
                 raise
             self.log.warning("starting an ordinary kernel: %s", exc)
+            if _sandbox.CURRENT:
+                self.log.warning("this kernel is NOT sandboxed")
             return await super().launch_kernel(cmd, **kwargs)
         self.process = proc
         self.pid = proc.pid

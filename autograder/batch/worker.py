@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import course
-from . import execution, gradebook, provisioner, speedups
+from . import execution, gradebook, provisioner, sandbox, speedups
 from .forkserver import _die_with_parent, _threads
 
 
@@ -86,6 +86,15 @@ class Grader:
             paths = [settings.kernel_dir, *filter(None, [os.environ.get("JUPYTER_PATH")])]
             os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
             provisioner.register_entry_point()
+        # The kernel sandbox needs forked kernels (it is applied in the fork server's child).
+        limits = sandbox.Limits.from_env()
+        self.jail = None
+        if settings.forkserver and settings.kernel_dir and limits.enabled:
+            self.jail = sandbox.Jail(limits, settings.course_dir)
+            if self.jail.missing:
+                logging.getLogger("autograder.batch").warning(
+                    "KERNEL SANDBOX INCOMPLETE: %s", "; ".join(self.jail.missing)
+                )
         self.api = self._api()
 
     def _api(self):
@@ -131,12 +140,21 @@ class Grader:
     def _grade(self, student: str) -> course.Outcome:
         a = self.settings.assignment
         execution.take_runs()
-        result = self.api.autograde(a, student, force=True, create=True)
-        runs = execution.take_runs()
+        submitted = self.course_dir / "submitted" / student / a
+        sandbox.CURRENT = self.jail.start(str(submitted)) if self.jail else None
+        try:
+            result = self.api.autograde(a, student, force=True, create=True)
+        finally:
+            runs = execution.take_runs()
+            status = next((r.exit_status for r in runs if r.died_in), None)
+            limits_hit = self.jail.finish(status) if self.jail else []
+            sandbox.CURRENT = None
         kernel_cpu = round(sum(r.cpu for r in runs), 3)
         slowest = max((r.slowest_cell for r in runs), default=0.0)
         if not result.get("success"):
             code, reason = failure(result, runs, self.settings)
+            if limits_hit:
+                code, reason = "limit_exceeded", f"{reason}: {'; '.join(limits_hit)}"
             forget(self.api, self.course_dir, a, student)
             return course.Outcome(
                 student,
@@ -155,6 +173,10 @@ class Grader:
             outcome.code = "timed_out"
             outcome.reason = "timed out: " + "; ".join(describe(e, self.settings) for e in stopped)
             outcome.reason += " (interrupted; the other cells were graded)"
+        if limits_hit:
+            note = "; ".join(limits_hit)
+            outcome.code = outcome.code or "limit_exceeded"
+            outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
         if self.settings.feedback:
             fb = self.api.generate_feedback(a, student, force=True)
             if not fb.get("success"):
@@ -256,6 +278,8 @@ def _serve(sock: socket.socket) -> None:
             time.process_time() - cpu,
             outcome.kernel_cpu,
         )
+    if grader.jail is not None:
+        grader.jail.close()
     t = os.times()
     log.info(
         "worker %d done: %.2f s CPU (user %.2f, system %.2f)",
