@@ -191,7 +191,9 @@ def module_spec(module: torch.nn.Module, depth: int = 0) -> dict:
         raise WireError(f"cannot send a {kind} module")
     if kind == "Linear":
         return {
-            "type": kind, "in": module.in_features, "out": module.out_features,
+            "type": kind,
+            "in": module.in_features,
+            "out": module.out_features,
             "params": {k: encode(v, depth + 1) for k, v in module.named_parameters()},
         }
     if kind == "Sequential":
@@ -210,14 +212,17 @@ def build_module(spec: Any, depth: int = 0) -> torch.nn.Module:
         weight = params.get("weight")
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise WireError("malformed Linear module")
-        m = torch.nn.Linear(int(spec["in"]), int(spec["out"]), bias="bias" in params,
-                            dtype=weight.dtype)
+        m = torch.nn.Linear(
+            int(spec["in"]), int(spec["out"]), bias="bias" in params, dtype=weight.dtype
+        )
         with torch.no_grad():
             for k, v in params.items():
                 getattr(m, k).copy_(v.detach())
         return m
     if kind == "Sequential":
-        return torch.nn.Sequential(*[build_module(c, depth + 1) for c in spec.get("children", [])[:50]])
+        return torch.nn.Sequential(
+            *[build_module(c, depth + 1) for c in spec.get("children", [])[:50]]
+        )
     if kind in _ACTIVATIONS:
         return getattr(torch.nn, kind)()
     raise WireError(f"unknown module type {kind!r}")

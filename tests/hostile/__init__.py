@@ -73,8 +73,12 @@ class Hostile:
 
 
 def _test_cells(nb):
-    return [c for c in nb.cells if (c.get("metadata", {}).get("nbgrader") or {}).get("grade")
-            and not c.metadata["nbgrader"].get("solution")]
+    return [
+        c
+        for c in nb.cells
+        if (c.get("metadata", {}).get("nbgrader") or {}).get("grade")
+        and not c.metadata["nbgrader"].get("solution")
+    ]
 
 
 def _blank_tests(nb):
