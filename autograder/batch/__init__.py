@@ -1,0 +1,30 @@
+"""Grading a whole class with nbgrader: in parallel, with warm kernels, nothing lost.
+
+:func:`autograder.course.grade` (and so ``autograder grade``) runs through here:
+
+- :mod:`.coordinator` plans the run: prepares the gradebook, records submissions that
+  cannot be graded at all (invalid JSON, another assignment's notebook, ...), skips what
+  an earlier run graded and has not changed since (:mod:`.store`), hands the rest to an
+  executor, records each outcome as it arrives, and shows progress (:mod:`.progress`).
+- :mod:`.executor` defines the :class:`~.executor.Executor` interface (hand it settings
+  and students, read outcomes back in any order) and :class:`~.executor.LocalExecutor`:
+  one worker process per core on this machine. A distributed engine implements the same
+  interface and runs :class:`~.worker.Grader` wherever the course directory is visible.
+- :mod:`.worker` grades one submission at a time with nbgrader's own Autograde converter
+  and feedback generator; its Execute preprocessor is :class:`~.execution.WatchedExecute`
+  (cell limits in kernel CPU time, :mod:`.execution`), and its gradebook transactions
+  are serialized machine-wide (:mod:`.gradebook`).
+- :mod:`.forkserver` keeps an interpreter that has imported torch, matplotlib and
+  ipykernel, and forks a fresh kernel per submission; :mod:`.provisioner` is the
+  jupyter_client kernel provisioner through which nbclient starts, watches, signals and
+  kills those kernels.
+
+Where a sandbox slots in: every kernel is started by
+:func:`.forkserver.prepare_child`, in the forked child, before ipykernel runs, from the
+fields of the spawn request that :class:`~.provisioner.ForkProvisioner` sends (today core
+dumps off, resource limits and priority; later the user, a private temp directory,
+``unshare -n``). The provisioner is the one place that decides how a kernel is started.
+
+Run state lives in ``<course>/.autograder/``: ``outcomes.sqlite`` (one row per
+submission) and ``logs/<assignment>/`` (workers, fork server, kernels' own output).
+"""
