@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,15 @@ def nbgrader_api(course_dir: Path):
 
     _tools_on_path()
     cfg = load_config(course_dir)
+    if "root" not in cfg.get("Exchange", {}):
+        # Releasing and grading never use nbgrader's exchange, but the API checks its
+        # folder on start-up and complains when the system-wide default is missing.
+        exchange = Path(tempfile.gettempdir()) / "autograder-exchange"
+        exchange.mkdir(exist_ok=True)
+        cfg.Exchange.root = str(exchange)
+    if "log_level" not in cfg.get("NbGraderAPI", {}):
+        # nbgrader's apps log every file they write; callers report what matters.
+        cfg.NbGraderAPI.log_level = logging.WARNING
     coursedir = CourseDirectory(config=cfg)
     return NbGraderAPI(coursedir=coursedir, config=cfg)
 
