@@ -342,6 +342,7 @@ def grade(
     wall_timeout: float | None = None,
     force: bool = False,
     progress: bool | None = None,
+    executor=None,
 ) -> list[Outcome]:
     """Autograde every submission of `assignment` with nbgrader; record an outcome each.
 
@@ -352,6 +353,8 @@ def grade(
     wall seconds (default: five times that). Submissions graded by an earlier run and
     unchanged since are not graded again unless `force`. Writes feedback HTML for every
     graded student and a grades CSV; shows a progress bar on a terminal (`progress`).
+    `executor`: where to run the submissions (default: a new
+    :class:`~autograder.batch.executor.LocalExecutor` for this call).
     """
     from .batch.coordinator import grade_class
 
@@ -368,6 +371,7 @@ def grade(
         feedback=feedback,
         force=force,
         progress=progress,
+        executor=executor,
     )
     write_csv(course_dir=course_dir, outcomes=outcomes, path=csv_path)
     return outcomes

@@ -14,7 +14,10 @@ what an instructor would run after collecting submissions:
 
 - plain:   `nbgrader autograde <assignment>`, one assignment after the other;
 - course:  `autograder grade <assignment>` (parallel workers, forked kernels, feedback
-           HTML and the grades CSV included), one assignment after the other.
+           HTML and the grades CSV included), one assignment after the other;
+- one run: every assignment in one call of the course's grading API
+           (`autograder.batch.coordinator.grade_assignments`): the fork server and the
+           workers start once instead of once per assignment.
 
 Peak memory is the largest sum, over the run's whole process tree (coordinator, workers,
 fork server, kernels), of each process's proportional set size (shared pages counted
@@ -220,14 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="grade-class-"))
     if work.exists() and any(work.iterdir()):
         shutil.rmtree(work)
-    plain, ours = work / "plain", work / "course"
+    plain, ours, once = work / "plain", work / "course", work / "one-run"
     kinds = build(plain, assignments, args.students)
     shutil.copytree(plain, ours)
+    shutil.copytree(plain, once)
     env = dict(os.environ, AUTOGRADER_SEED=SEED)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])  # alembic, nbgrader
     course_mod._tools_on_path()
-    for course in (plain, ours):
+    for course in (plain, ours, once):
         prepare(course, assignments, env)
 
     n = args.students * len(assignments)
@@ -266,35 +270,60 @@ def main(argv: list[str] | None = None) -> int:
         ours_wall, ours_cpu, ours_peak = ours_wall + wall, ours_cpu + cpu, max(ours_peak, peak)
         print(f"  autograder grade {a}:         {wall:6.1f} s", flush=True)
 
-    a_scores, b_scores = scores(plain), scores(ours)
+    code = (
+        "from autograder.batch.coordinator import grade_assignments; "
+        f"grade_assignments(course_dir={str(once)!r}, assignments={assignments!r}, "
+        f"jobs={args.jobs!r})"
+    )
+    once_wall, once_cpu, once_peak = timed(
+        [sys.executable, "-c", code], once, env, work / "one-run.log"
+    )
+    print(f"  all assignments in one run:       {once_wall:6.1f} s", flush=True)
+
+    a_scores, b_scores, c_scores = scores(plain), scores(ours), scores(once)
     differ = sorted(
-        k for k in a_scores.keys() | b_scores.keys() if a_scores.get(k) != b_scores.get(k)
+        k
+        for k in a_scores.keys() | b_scores.keys() | c_scores.keys()
+        if not a_scores.get(k) == b_scores.get(k) == c_scores.get(k)
     )
     feedback = sum(1 for _ in (ours / "feedback").glob("*/*/*.html"))
     graded = len({(s, a) for s, a, _ in b_scores})
     jobs = args.jobs or len(os.sched_getaffinity(0))
 
     print()
+    rows = [
+        ("plain nbgrader autograde, sequential", plain_wall, plain_cpu, plain_peak),
+        (f"autograder grade, per assignment ({jobs} workers)", ours_wall, ours_cpu, ours_peak),
+        (
+            f"autograder, all assignments in one run ({jobs} workers)",
+            once_wall,
+            once_cpu,
+            once_peak,
+        ),
+    ]
+    for label, wall, cpu, peak in rows:
+        print(f"{label:<52} {wall:7.1f} s  (CPU {cpu:7.1f} s, peak memory {mib(peak)})")
+    for label, wall in (("per assignment", ours_wall), ("one run", once_wall)):
+        print(
+            f"speed-up, {label}: {plain_wall / wall:.1f}x"
+            f"  ({plain_wall / n:.2f} s vs {wall / n:.2f} s per notebook)"
+        )
+    peak = max(ours_peak, once_peak)
     print(
-        f"plain nbgrader autograde (sequential): {plain_wall:7.1f} s   CPU {plain_cpu:7.1f} s   peak {mib(plain_peak)}"
-    )
-    print(
-        f"autograder grade ({jobs} workers):        {ours_wall:7.1f} s   CPU {ours_cpu:7.1f} s   peak {mib(ours_peak)}"
-    )
-    print(
-        f"speed-up: {plain_wall / ours_wall:.1f}x   ({plain_wall / n:.2f} s vs {ours_wall / n:.2f} s per notebook)"
-    )
-    print(
-        f"memory budget: {mib(ours_peak)} peak vs {jobs} x 1 GiB + coordinator"
-        f" -> {'within' if ours_peak <= (jobs + 1) * 2**30 else 'OVER'}"
+        f"memory: peak {mib(peak)} for {jobs} workers; budget {jobs} x 1 GiB + coordinator"
+        f" -> {'within' if peak <= (jobs + 1) * 2**30 else 'OVER'}"
     )
     print(f"feedback HTML: {feedback} of {graded} graded submissions")
+    print(f"machine load at the end: {os.getloadavg()[0]:.1f}")
     if differ:
         print(f"SCORES DIFFER in {len(differ)} cells, e.g.:")
         for k in differ[:10]:
-            print(f"  {k}: plain {a_scores.get(k)} vs course {b_scores.get(k)}")
+            print(
+                f"  {k}: plain {a_scores.get(k)}, per assignment {b_scores.get(k)},"
+                f" one run {c_scores.get(k)}"
+            )
         return 1
-    print(f"scores identical: {len(a_scores)} graded cells in {graded} submissions")
+    print(f"scores identical: {len(a_scores)} graded cells in {graded} submissions (all three)")
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -209,6 +209,54 @@ def _grade(course_dir, assignment, roster, settings, key, force, progress, conso
     return [outcomes[s] for s in roster]
 
 
+def grade_assignments(
+    *,
+    course_dir: Path,
+    assignments: list[str],
+    jobs: int | None = None,
+    timeout: float | None = None,
+    wall_timeout: float | None = None,
+    feedback: bool = True,
+    force: bool = False,
+    progress: bool | None = None,
+    console: Console | None = None,
+) -> list[course.Outcome]:
+    """Grade several assignments in one run: the fork server and the workers start once
+    (and learn from every assignment's notebooks) instead of once per assignment. Writes
+    one grades CSV for them all."""
+    course_dir = Path(course_dir).resolve()
+    first = settings_for(
+        course_dir=course_dir,
+        assignment=assignments[0],
+        feedback=feedback,
+        timeout=timeout,
+        wall_timeout=wall_timeout,
+    )
+    cells = max(_code_cells(course_dir, a) for a in assignments)
+    per_job = cells * (first.wall_limit + first.interrupt_grace_wall + 10)
+    log_dir = store.state_dir(course_dir) / "logs" / "all"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    outcomes: list[course.Outcome] = []
+    with LocalExecutor(
+        jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=list(assignments)
+    ) as executor:
+        for assignment in assignments:
+            outcomes += grade_class(
+                course_dir=course_dir,
+                assignment=assignment,
+                jobs=jobs,
+                timeout=timeout,
+                wall_timeout=wall_timeout,
+                feedback=feedback,
+                force=force,
+                progress=progress,
+                console=console,
+                executor=executor,
+            )
+    course.write_csv(course_dir=course_dir, outcomes=outcomes)
+    return outcomes
+
+
 def _reuse(
     api, course_dir: Path, earlier: course.Outcome, in_gradebook: set[str], feedback: bool
 ) -> course.Outcome | None:

@@ -181,7 +181,9 @@ class LocalExecutor(Executor):
     torch/matplotlib import; without it, each kernel is an ordinary ``ipykernel`` process.
     A worker that dies or hangs past ``job_timeout`` is replaced; its student is recorded
     as ungradable with the reason. ``kernel_nice`` lowers the kernels' scheduling priority
-    below the workers' (0: same).
+    below the workers' (0: same). One executor can grade several assignments in turn
+    (with the same limits): ``learn_from`` names them, so that the fork server preloads
+    what all of their notebooks import.
     """
 
     def __init__(
@@ -192,11 +194,13 @@ class LocalExecutor(Executor):
         log_dir: Path | None = None,
         job_timeout: float | None = None,
         kernel_nice: int = 0,
+        learn_from: list[str] | None = None,
     ):
         self.jobs = max(1, jobs or default_jobs())
         self.fork = fork
         self.job_timeout = job_timeout
         self.kernel_nice = kernel_nice
+        self.learn_from = learn_from
         # Sockets and the kernelspec live in a short private temporary directory (a Unix
         # socket path must stay under ~100 bytes); logs where the caller wants them.
         self.run_dir = Path(tempfile.mkdtemp(prefix="ag-"))
@@ -213,9 +217,14 @@ class LocalExecutor(Executor):
     # -- lifecycle
     def _start_forkserver(self, settings: Settings) -> None:
         if self.fork and self.forkserver is None:
-            source = Path(settings.course_dir) / "source" / settings.assignment
+            source = Path(settings.course_dir) / "source"
+            notebooks = [
+                str(p)
+                for a in self.learn_from or [settings.assignment]
+                for p in sorted((source / a).glob("*.ipynb"))
+            ]
             self.forkserver = ForkServerProcess(self.run_dir, self.log_dir)
-            self.forkserver.start(learn=[str(p) for p in sorted(source.glob("*.ipynb"))])
+            self.forkserver.start(learn=notebooks)
 
     def _settings_for_workers(self, settings: Settings) -> Settings:
         if self.forkserver is None or self.forkserver.socket is None:
@@ -337,6 +346,12 @@ class LocalExecutor(Executor):
         if not queue:
             return
         self.start(settings, len(queue))
+        if replace(self._worker_settings, assignment=settings.assignment) != replace(
+            settings,
+            forkserver=self._worker_settings.forkserver,
+            kernel_dir=self._worker_settings.kernel_dir,
+        ):
+            raise ValueError("this executor's workers were started with other settings")
         # No job before the fork server is warm (or known to be absent): a job started
         # earlier would fall back to an ordinary, slow kernel.
         if self.forkserver is not None and self.forkserver.proc is not None:
@@ -349,7 +364,8 @@ class LocalExecutor(Executor):
                 if worker.ready and worker.student is None and queue:
                     worker.student = queue.pop(0)
                     worker.started = time.monotonic()
-                    worker.sock.sendall(json.dumps({"student": worker.student}).encode() + b"\n")
+                    job = {"student": worker.student, "assignment": settings.assignment}
+                    worker.sock.sendall(json.dumps(job).encode() + b"\n")
             for outcome in self._collect(settings, worker_settings, queue):
                 pending -= 1
                 yield outcome

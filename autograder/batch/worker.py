@@ -1,8 +1,9 @@
 """A grading worker: nbgrader's own autograde and feedback, one submission at a time.
 
 An executor starts workers (:data:`~.executor.WORKER_BOOT`, ``--slot FD:LOG`` per worker) and talks to each
-over a socket in JSON lines: first the :class:`Settings`, then one ``{"student": ...}`` per
-submission, answered by ``{"student": ..., "outcome": {...}}``. Everything a worker needs is
+over a socket in JSON lines: first the :class:`Settings`, then one
+``{"student": ..., "assignment": ...}`` per submission, answered by
+``{"student": ..., "outcome": {...}}``. Everything a worker needs is
 in the settings and the course directory, so workers can run wherever that directory is
 visible. The grading itself is :meth:`Grader.grade`: nbgrader's Autograde converter with its
 default preprocessors, except that Execute is :class:`~.execution.WatchedExecute` (CPU-time
@@ -130,15 +131,15 @@ class Grader:
         coursedir = CourseDirectory(config=cfg)
         return NbGraderAPI(coursedir=coursedir, config=cfg)
 
-    def grade(self, student: str) -> course.Outcome:
+    def grade(self, student: str, assignment: str | None = None) -> course.Outcome:
+        """Grade `student`'s submission of `assignment` (default: the settings')."""
         started = time.monotonic()
         with course._in_dir(self.course_dir):
-            outcome = self._grade(student)
+            outcome = self._grade(student, assignment or self.settings.assignment)
         outcome.seconds = round(time.monotonic() - started, 3)
         return outcome
 
-    def _grade(self, student: str) -> course.Outcome:
-        a = self.settings.assignment
+    def _grade(self, student: str, a: str) -> course.Outcome:
         execution.take_runs()
         submitted = self.course_dir / "submitted" / student / a
         sandbox.CURRENT = self.jail.start(str(submitted)) if self.jail else None
@@ -257,14 +258,15 @@ def _serve(sock: socket.socket) -> None:
         if job is None:
             break
         student = job["student"]
+        assignment = job.get("assignment") or settings.assignment
         cpu = time.process_time()
         try:
-            outcome = grader.grade(student)
+            outcome = grader.grade(student, assignment)
         except Exception as exc:  # the batch goes on; the failure is this student's outcome
             log.exception("grading %s failed", student)
             outcome = course.Outcome(
                 student,
-                settings.assignment,
+                assignment,
                 "ungradable",
                 f"grading failed: {type(exc).__name__}: {exc}",
                 code="grader_error",
