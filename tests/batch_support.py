@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -154,6 +155,42 @@ def saturated(per_core: int = 2):
             p.kill()
         for p in procs:
             p.wait()
+
+
+@contextlib.contextmanager
+def starved(parent_pid: int, *, stopped: float = 0.5, running: float = 0.07):
+    """Keep every descendant of `parent_pid` (the fork server's kernels) stopped most of
+    the time, as a scheduler starving them would: each gets the CPU only `running` out of
+    every `stopped + running` seconds."""
+    halt = threading.Event()
+
+    def kernels():
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(parent_pid).children(recursive=True)
+        return []
+
+    def cycle():
+        while not halt.is_set():
+            procs = kernels()
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    p.send_signal(signal.SIGSTOP)
+            halt.wait(stopped)
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    p.send_signal(signal.SIGCONT)
+            halt.wait(running)
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        halt.set()
+        thread.join()
+        for p in kernels():
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(signal.SIGCONT)
 
 
 def processes_mentioning(text: str) -> list[psutil.Process]:

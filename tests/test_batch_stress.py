@@ -18,9 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course):
-    """With every core kept busy by two busy loops (and the kernels at a lower priority
-    than them), cells take far longer than the time limit in wall time: do they keep
-    their points, because the limit counts the kernel's CPU time?"""
+    """With every core kept busy by two busy loops, and the kernels getting the CPU only a
+    small share of the time (lower priority, and stopped most of the time as a starving
+    scheduler would), cells take far longer than the time limit in wall time: do they
+    keep their points, because the limit counts the kernel's CPU time?"""
     course = make_course(A)
     for name in ("first", "second"):
         course.submit(name, A, course.solved(A))
@@ -34,7 +35,10 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
     with LocalExecutor(2, log_dir=course.root / "logs", kernel_nice=5) as executor:
         executor.start(settings, 2)
         assert executor.wait_ready()  # warm before the machine gets busy
-        with bs.saturated(per_core=2):
+        with (
+            bs.saturated(per_core=2),
+            bs.starved(executor.forkserver.proc.pid, stopped=0.25, running=0.05),
+        ):
             outcomes = coordinator.grade_class(
                 course_dir=course.root,
                 assignment=A,
