@@ -110,7 +110,11 @@ def test_interruptible_loop_is_stopped_and_the_rest_graded(mixed):
     course, outcomes, _ = mixed
     o = outcomes["looping"]
     assert (o.status, o.code) == ("graded", "timed_out")
-    assert "q3-answer" in o.reason and f"{TIMEOUT:g} s of CPU" in o.reason
+    # Whichever limit is reached first ends it: CPU time normally, wall time on a machine
+    # so loaded that the loop gets less than TIMEOUT/WALL of a core.
+    assert "q3-answer" in o.reason and (
+        f"{TIMEOUT:g} s of CPU" in o.reason or f"more than {WALL:g} s" in o.reason
+    )
     points = bs.auto_points(course)
     assert {g: o.cells[g][0] for g in points} == {
         g: 0.0 if g.startswith("q3-") else p for g, p in points.items()
@@ -127,7 +131,10 @@ def test_kernel_ignoring_interrupts_is_killed_and_recorded(mixed, student, words
     course, outcomes, _ = mixed
     o = outcomes[student]
     assert (o.status, o.code) == ("ungradable", "timed_out")
-    assert "q4-answer" in o.reason and words in o.reason and "killed" in o.reason
+    # A computing loop normally hits the CPU limit; on a machine loaded enough that it gets
+    # less than TIMEOUT/WALL of a core, the wall limit ends it first. Either is right.
+    assert "q4-answer" in o.reason and "killed" in o.reason
+    assert words in o.reason or f"more than {WALL:g} s" in o.reason
     assert student not in bs.gradebook_snapshot(course.root)["submissions"]
 
 
