@@ -346,7 +346,7 @@ def grade(
 ) -> list[Outcome]:
     """Autograde every submission of `assignment` with nbgrader; record an outcome each.
 
-    Submissions are graded in parallel (`jobs` workers, default one per core) by nbgrader's
+    Submissions are graded in parallel (`jobs` workers, default one more than the cores) by nbgrader's
     own autograde pipeline, in kernels forked from a warm interpreter. One bad submission
     never stops the others: it is recorded as ungradable with the reason. A cell may use
     `timeout` CPU seconds (default: the course's Execute.timeout) and take `wall_timeout`

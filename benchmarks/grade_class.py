@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from autograder import course as course_mod  # noqa: E402
 from autograder import notebooks  # noqa: E402
+from autograder.batch.executor import default_jobs  # noqa: E402
 
 SEED = "20261124"
 
@@ -215,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--students", type=int, default=30)
     p.add_argument("--assignments", nargs="*", help="default: every released assignment")
-    p.add_argument("--jobs", type=int, default=None, help="workers (default: one per core)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="workers (default: one more than the cores)"
+    )
     p.add_argument("--work-dir", type=Path, help="keep the two course directories here")
     args = p.parse_args(argv)
 
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     feedback = sum(1 for _ in (ours / "feedback").glob("*/*/*.html"))
     graded = len({(s, a) for s, a, _ in b_scores})
-    jobs = args.jobs or len(os.sched_getaffinity(0))
+    jobs = args.jobs or default_jobs()
 
     print()
     rows = [

@@ -8,7 +8,7 @@
   executor, records each outcome as it arrives, and shows progress (:mod:`.progress`).
 - :mod:`.executor` defines the :class:`~.executor.Executor` interface (hand it settings
   and students, read outcomes back in any order) and :class:`~.executor.LocalExecutor`:
-  one worker process per core on this machine. A distributed engine implements the same
+  worker processes on this machine (one more than the cores). A distributed engine implements the same
   interface and runs :class:`~.worker.Grader` wherever the course directory is visible.
 - :mod:`.worker` grades one submission at a time with nbgrader's own Autograde converter
   and feedback generator; its Execute preprocessor is :class:`~.execution.WatchedExecute`

@@ -94,7 +94,7 @@ def grade_class(
 ) -> list[course.Outcome]:
     """Grade every submission of `assignment`; one Outcome per student, in roster order.
 
-    `jobs`: parallel workers (default: one per core). `timeout`: CPU seconds a cell may
+    `jobs`: parallel workers (default: one more than the cores). `timeout`: CPU seconds a cell may
     use (default: the course's Execute.timeout); `wall_timeout`: wall seconds a cell may
     take. `force`: grade again even what an earlier run graded and has not changed since.
     `progress`: show a progress bar (default: only on a terminal).

@@ -2,7 +2,7 @@
 
 The coordinator hands an :class:`Executor` the run's :class:`~.worker.Settings` and the
 students to grade, and reads outcomes back as they finish, in any order. It never learns
-how: :class:`LocalExecutor` runs one worker process per core on this machine with kernels
+how: :class:`LocalExecutor` runs worker processes on this machine (one more than the cores) with kernels
 forked from a warm fork server; a distributed engine would implement the same two methods
 and run :class:`~.worker.Grader` wherever the course directory is visible.
 
@@ -56,17 +56,24 @@ class Executor(abc.ABC):
 
 
 def default_jobs() -> int:
-    """One worker per core this process may run on."""
+    """One worker more than the cores this process may run on.
+
+    A worker and its kernel take turns (the worker waits while the kernel runs a cell, and
+    both wait on start-up and messages), so one pair per core leaves cores idle in those
+    gaps; one extra pair fills them. Cell limits count CPU time, so sharing the cores
+    costs no one any points.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores) + 1
 
 
-# Starts a worker without running the course package's __init__, which imports torch (the
-# workers never need it: kernels run elsewhere): `autograder` becomes a bare package. And
-# jsonschema's optional IRI-format checker is left out: importing it compiles a grammar
-# (~2 s of CPU) for a format no notebook schema uses.
+# Starts a worker without running the course package's __init__ (which imports the whole
+# checking library eagerly): `autograder` becomes a bare package and a worker imports only
+# what it uses. And jsonschema's optional IRI-format checker is left out: importing it
+# compiles a grammar (~2 s of CPU) for a format no notebook schema uses.
 WORKER_BOOT = f"""
 import sys, types
 sys.modules["rfc3987_syntax"] = None  # optional to jsonschema; compiles a grammar (~2 s)
@@ -79,8 +86,8 @@ main(sys.argv[1:])
 
 
 def _quiet_threads(environ) -> dict[str, str]:
-    """One intra-op thread per process: one worker (and kernel) per core already uses the
-    cores, and a process that imported torch with its thread pool running cannot fork."""
+    """One intra-op thread per process: the workers (and kernels) already use every core,
+    and a process that imported torch with its thread pool running cannot fork."""
     env = dict(environ)
     env["OMP_NUM_THREADS"] = "1"
     env["MKL_NUM_THREADS"] = "1"
@@ -175,7 +182,7 @@ class _Worker:
 
 
 class LocalExecutor(Executor):
-    """Worker processes on this machine (one per core) fed from a queue of students.
+    """Worker processes on this machine (see :func:`default_jobs`) fed from a queue of students.
 
     Kernels are forked from a warm fork server (``fork=True``), so no worker pays the
     torch/matplotlib import; without it, each kernel is an ordinary ``ipykernel`` process.
