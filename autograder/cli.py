@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("assignments", nargs="*")
 
     g = sub.add_parser("grade", help="autograde submissions; write gradebook, CSV and feedback")
-    g.add_argument("assignment")
+    g.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="assignment",
+        help="default: every assignment with submissions (several are graded in one run)",
+    )
     g.add_argument(
         "--submissions",
         type=Path,
@@ -48,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--student", action="append", dest="students", help="grade only this student")
     g.add_argument("--csv", type=Path, help="where to write the grades CSV (default: grades.csv)")
     g.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
+    g.add_argument(
+        "--jobs", type=int, help="parallel workers (default: one more than the CPU cores)"
+    )
+    g.add_argument(
+        "--force", action="store_true", help="grade again what an earlier run already graded"
+    )
 
     d = sub.add_parser("demo", help="release the course and grade the bundled sample class")
     d.add_argument(
@@ -84,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 
             outcomes = course.grade(
                 course_dir=args.course_dir,
-                assignment=args.assignment,
+                assignment=args.assignments or None,
                 submissions=args.submissions,
                 students=args.students,
                 feedback=not args.no_feedback,
                 csv_path=args.csv,
+                jobs=args.jobs,
+                force=args.force,
             )
             print_summary(outcomes)
             return 0 if all(o.status == "graded" for o in outcomes) else 1

@@ -332,7 +332,7 @@ def submission_problem(course_dir: Path, assignment: str, student: str) -> tuple
 def grade(
     *,
     course_dir: Path = Path("."),
-    assignment: str,
+    assignment: str | list[str] | None = None,
     submissions: Path | None = None,
     students: list[str] | None = None,
     feedback: bool = True,
@@ -346,24 +346,41 @@ def grade(
 ) -> list[Outcome]:
     """Autograde every submission of `assignment` with nbgrader; record an outcome each.
 
-    Submissions are graded in parallel (`jobs` workers, default one more than the cores) by nbgrader's
-    own autograde pipeline, in kernels forked from a warm interpreter. One bad submission
-    never stops the others: it is recorded as ungradable with the reason. A cell may use
-    `timeout` CPU seconds (default: the course's Execute.timeout) and take `wall_timeout`
-    wall seconds (default: five times that). Submissions graded by an earlier run and
-    unchanged since are not graded again unless `force`. Writes feedback HTML for every
-    graded student and a grades CSV; shows a progress bar on a terminal (`progress`).
-    `executor`: where to run the submissions (default: a new
-    :class:`~autograder.batch.executor.LocalExecutor` for this call).
+    `assignment` may also be a list, or None for every assignment in source/ that has
+    submissions: they are graded in one run (the workers and the warm kernel server start
+    once). Submissions are graded in parallel (`jobs` workers, default one more than the
+    cores) by nbgrader's own autograde pipeline, in kernels forked from a warm
+    interpreter. One bad submission never stops the others: it is recorded as ungradable
+    with the reason. A cell may use `timeout` CPU seconds (default: the course's
+    Execute.timeout) and take `wall_timeout` wall seconds (default: five times that).
+    Submissions graded by an earlier run and unchanged since are not graded again unless
+    `force`. Writes feedback HTML for every graded student and a grades CSV; shows a
+    progress bar on a terminal (`progress`). `executor`: where to run the submissions
+    (default: a new :class:`~autograder.batch.executor.LocalExecutor` for this call).
     """
-    from .batch.coordinator import grade_class
+    from .batch.coordinator import grade_assignments, grade_class
 
     course_dir = Path(course_dir).resolve()
+    if isinstance(assignment, str):
+        names = [assignment]
+    elif assignment:
+        names = list(assignment)
+    else:
+        names = [
+            a
+            for a in source_assignments(course_dir)
+            if _has_submissions(course_dir, a, submissions)
+        ]
+        if not names:
+            raise FileNotFoundError(
+                f"no submissions in nbgrader's layout (<student>/<assignment>/) for any "
+                f"assignment of {course_dir / 'source'}: name the assignment"
+            )
     if submissions is not None:
-        import_submissions(course_dir=course_dir, assignment=assignment, submissions=submissions)
-    outcomes = grade_class(
+        for name in names:
+            import_submissions(course_dir=course_dir, assignment=name, submissions=submissions)
+    options = dict(
         course_dir=course_dir,
-        assignment=assignment,
         students=students,
         jobs=jobs,
         timeout=timeout,
@@ -371,10 +388,21 @@ def grade(
         feedback=feedback,
         force=force,
         progress=progress,
-        executor=executor,
     )
+    if len(names) == 1 or executor is not None:
+        outcomes = []
+        for name in names:
+            outcomes += grade_class(assignment=name, executor=executor, **options)
+    else:
+        outcomes = grade_assignments(assignments=names, **options)
     write_csv(course_dir=course_dir, outcomes=outcomes, path=csv_path)
     return outcomes
+
+
+def _has_submissions(course_dir: Path, assignment: str, submissions: Path | None) -> bool:
+    """Whether submitted/ (or `submissions`, in nbgrader's layout) holds `assignment`."""
+    roots = [course_dir / "submitted"] + ([Path(submissions)] if submissions else [])
+    return any(root.is_dir() and any(root.glob(f"*/{assignment}")) for root in roots)
 
 
 def _ensure_assignment(api, course_dir: Path, assignment: str) -> None:

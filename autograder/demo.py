@@ -30,18 +30,10 @@ def run_demo(*, course_dir: Path = Path("."), work_dir: Path = Path("build/demo"
     work_dir.mkdir(parents=True)
     shutil.copy2(course_dir / "nbgrader_config.py", work_dir / "nbgrader_config.py")
     shutil.copytree(course_dir / "source", work_dir / "source")
-    outcomes: list[course.Outcome] = []
-    for assignment in course.source_assignments(course_dir):
-        if not any(sample.glob(f"*/{assignment}")):
-            continue
-        console.print(f"grading {assignment} …")
-        outcomes += course.grade(
-            course_dir=work_dir,
-            assignment=assignment,
-            submissions=sample,
-            csv_path=work_dir / f"grades-{assignment}.csv",
-        )
-    csv_path = course.write_csv(course_dir=work_dir, outcomes=outcomes)
+    assignments = [a for a in course.source_assignments(course_dir) if any(sample.glob(f"*/{a}"))]
+    console.print(f"grading {', '.join(assignments)} in one run …")
+    outcomes = course.grade(course_dir=work_dir, assignment=assignments, submissions=sample)
+    csv_path = work_dir / "grades.csv"
     print_summary(outcomes, console, title="Sample class")
     console.print(f"gradebook: {work_dir / 'gradebook.db'}")
     console.print(f"grades CSV: {csv_path}")

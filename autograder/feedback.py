@@ -51,6 +51,12 @@ class CheckFailed(AssertionError):
         # Rendered when asked, so findings added after construction are never lost.
         return self.render(color=False)
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook for exceptions that format themselves. IPython also formats every
+        # error of a stored cell for its history, with the whole stack through pygments
+        # (~50 ms a time): a failed check is its own message there too.
+        return self.render(color=True).splitlines()
+
     @property
     def codes(self) -> list[str]:
         return [d.code for d in self.diagnoses]

@@ -123,26 +123,24 @@ def _reply(message: dict) -> None:
     display({wire.MIME: message}, raw=True)
 
 
-def serve(request_json: str) -> None:
-    """Carry out one request from the grader and display the reply."""
+def handle(req: Any) -> dict:
+    """Carry out one request from the grader; return the reply (plain data)."""
     try:
-        req = json.loads(request_json)
+        if not isinstance(req, dict):
+            raise TypeError("a request is a JSON object")
         target = _resolve(req["target"])
         op = req.get("op", "call")
         if op == "getattr":
-            _reply({"ok": _encode_result(target)})
-            return
+            return {"ok": _encode_result(target)}
         if op == "inspect":
             from . import forbid
 
             names = set(req.get("names", []))
-            _reply({"ok": {"bound": forbid.bound_references(target, names)}})
-            return
+            return {"ok": {"bound": forbid.bound_references(target, names)}}
         args = wire.decode(req.get("args", []), refs=_resolve)
         kwargs = wire.decode(req.get("kwargs", {"__dict__": []}), refs=_resolve)
     except Exception as exc:  # a malformed request or a name the student never defined
-        _reply({"raised": {"mro": _mro(exc), "message": str(exc)[:2000], "where": ""}})
-        return
+        return {"raised": {"mro": _mro(exc), "message": str(exc)[:2000], "where": ""}}
     sink = io.StringIO()
     reply: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
@@ -161,4 +159,62 @@ def serve(request_json: str) -> None:
                 }
         reply["hits"] = [list(h)[:MAX_HITS] for h in hits]
     reply["warnings"] = [str(w.message)[:500] for w in caught][:20]
-    _reply(reply)
+    return reply
+
+
+def serve(request_json: str) -> None:
+    """Carry out one request from the grader and display the reply."""
+    try:
+        req = json.loads(request_json)
+    except ValueError as exc:
+        _reply({"raised": {"mro": _mro(exc), "message": str(exc)[:2000], "where": ""}})
+        return
+    _reply(handle(req))
+
+
+def channel(path: str, token: str) -> None:
+    """Serve the grader's requests over the Unix socket at `path` until it says "bye".
+
+    The same requests and replies as :func:`serve`, one JSON line each, without a round
+    trip through the kernel's execute machinery per request (which costs ~10 ms). Each
+    reply echoes its request's ``id``. An interrupt (the grader's CPU limit) can only
+    arrive while the student's function runs: it is that call's result, not the end of
+    the channel. What the student's code prints meanwhile goes nowhere.
+    """
+    import signal
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    sock.sendall(json.dumps({"hello": token}).encode() + b"\n")
+    rfile = sock.makefile("rb")
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    interrupt = {signal.SIGINT}
+    try:
+        with quiet:
+            while True:
+                signal.pthread_sigmask(signal.SIG_BLOCK, interrupt)
+                line = rfile.readline()
+                if not line:
+                    return
+                try:
+                    req = json.loads(line)
+                except ValueError:
+                    req = None
+                if isinstance(req, dict) and req.get("op") == "bye":
+                    return
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt)
+                try:
+                    reply = handle(req)
+                except KeyboardInterrupt as exc:  # landed outside the student's call
+                    reply = {"raised": {"mro": _mro(exc), "message": "", "where": ""}}
+                signal.pthread_sigmask(signal.SIG_BLOCK, interrupt)
+                if signal.SIGINT in signal.sigpending():
+                    signal.sigtimedwait(interrupt, 0)  # late: it was meant for this call
+                reply["id"] = req.get("id") if isinstance(req, dict) else None
+                data = json.dumps(reply).encode() + b"\n"
+                sock.sendall(data)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt)
+        rfile.close()
+        sock.close()

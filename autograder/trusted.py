@@ -11,8 +11,16 @@ cell's outputs are replaced by this verdict, so nbgrader's own scoring
 to torch, numpy, this package, builtins, IPython hooks or stdout in the kernel can
 change a comparison.
 
-If the in-kernel run of a test cell passed but the trusted run failed, the submission
-changed how checks behave in its kernel: the cell says so and carries a tamper mark.
+The requests travel over a :class:`Channel`: one kernel execution starts
+:func:`autograder.remote.channel`, which then answers JSON lines on a Unix socket
+(about 0.5 ms a request, against ~15 ms for a kernel execution per request, and a
+hidden test may make hundreds). If the channel does not come up, each request is a
+kernel execution of :func:`autograder.remote.serve`, as before.
+
+The kernel is told that hidden tests are decided here, and skips them
+(:func:`autograder.assignments.defer_hidden`); it still runs the visible ones. If a
+visible check passed in the kernel but fails here, the submission changed how checks
+behave in its kernel: the cell says so and carries a tamper mark.
 """
 
 from __future__ import annotations
@@ -51,16 +59,72 @@ class RemoteNotImplemented(NotImplementedError):
     pass
 
 
+class Channel:
+    """A direct line to :func:`autograder.remote.channel` running in the kernel.
+
+    JSON lines over a Unix socket. A reply must echo its request's id (nothing the kernel
+    wrote ahead of time can pass for one) and is capped in size. A broken line, or a
+    kernel gone silent past `timeout`, is a :class:`RemoteError` for this and every later
+    request; `broken` says why.
+    """
+
+    MAX_REPLY = 64 * 2**20
+
+    def __init__(self, sock, timeout: float | None):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.rfile = sock.makefile("rb")
+        self.next_id = 0
+        self.broken: str | None = None
+
+    def request(self, req: dict) -> dict:
+        if self.broken:
+            raise RemoteError("KernelError", f"the kernel gave no result ({self.broken})")
+        self.next_id += 1
+        ident = self.next_id
+        try:
+            self.sock.sendall(json.dumps(dict(req, id=ident)).encode() + b"\n")
+            for _ in range(1000):
+                line = self.rfile.readline(self.MAX_REPLY + 1)
+                if not line.endswith(b"\n"):
+                    why = "reply too large" if len(line) > self.MAX_REPLY else "connection closed"
+                    raise ConnectionError(why)
+                reply = json.loads(line)
+                if not isinstance(reply, dict):
+                    raise wire.WireError("malformed reply")
+                if reply.get("id") == ident:
+                    return reply
+                # a line that answers nothing asked: written ahead of time, skip it
+            raise ConnectionError("replies to nothing asked")
+        except TimeoutError:
+            self.broken = "timed out: the kernel did not answer in time"
+        except (OSError, ValueError) as exc:
+            self.broken = str(exc) or type(exc).__name__
+        raise RemoteError("KernelError", f"the kernel gave no result ({self.broken})")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if not self.broken:
+                self.sock.sendall(b'{"op": "bye"}\n')
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+            self.sock.close()
+
+
 @dataclass
 class Session:
-    """How the trusted side reaches the kernel: `run(code) -> list of outputs`."""
+    """How the trusted side reaches the kernel: over a :class:`Channel` when one is open,
+    else `run(code) -> list of outputs` (one kernel execution per request)."""
 
     run: Any
     sources: dict[str, str] = field(default_factory=dict)
     calls: int = 0
+    channel: Channel | None = None
 
     def request(self, req: dict) -> dict:
         self.calls += 1
+        if self.channel is not None:
+            return self.channel.request(req)
         code = (
             "__import__('autograder.remote', fromlist=['serve']).serve("
             + repr(json.dumps(req))
@@ -328,16 +392,18 @@ class Verdict:
     passed: bool
     stdout: str
     failure: CheckFailed | None = None
+    in_hidden: bool = False  # the failing call was a hidden test (`hidden=True`)
 
 
 def judge(calls: list[PlannedCall], question_hint: str = "") -> Verdict:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for pc in calls:
+            hidden = bool(pc.kwargs.get("hidden"))
             try:
                 pc.function(*pc.args, **pc.kwargs)
             except CheckFailed as exc:
-                return Verdict(False, out.getvalue(), exc)
+                return Verdict(False, out.getvalue(), exc, hidden)
             except RemoteNotImplemented:
                 return Verdict(
                     False,
@@ -347,6 +413,7 @@ def judge(calls: list[PlannedCall], question_hint: str = "") -> Verdict:
                         "not answered yet",
                         ["your function still raises NotImplementedError"],
                     ),
+                    hidden,
                 )
             except (DeadKernelError, KeyboardInterrupt):
                 raise
@@ -359,6 +426,7 @@ def judge(calls: list[PlannedCall], question_hint: str = "") -> Verdict:
                         "could not be checked",
                         [f"{type(exc).__name__}: {str(exc)[:300]}"],
                     ),
+                    hidden,
                 )
     return Verdict(True, out.getvalue())
 
@@ -407,6 +475,9 @@ class TrustedExecute(Execute):
     max_output_bytes = Integer(
         1_000_000, help="Output kept per cell; the rest is dropped with a note."
     ).tag(config=True)
+    max_total_output_bytes = Integer(
+        10_000_000, help="Output kept per notebook; the rest is dropped with a note."
+    ).tag(config=True)
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
@@ -416,7 +487,9 @@ class TrustedExecute(Execute):
         used = getattr(self, "_output_used", {})
         self._output_used = used
         used[cell_index] = used.get(cell_index, 0) + size
-        if used[cell_index] > self.max_output_bytes and msg["msg_type"] in (
+        over_cell = used[cell_index] > self.max_output_bytes
+        over_total = getattr(self, "_output_kept", 0) + size > self.max_total_output_bytes
+        if (over_cell or over_total) and msg["msg_type"] in (
             "stream",
             "display_data",
             "execute_result",
@@ -426,24 +499,25 @@ class TrustedExecute(Execute):
             self._output_cut = cut
             if cell_index not in cut:
                 cut.add(cell_index)
-                note = new_output(
-                    "stream",
-                    name="stdout",
-                    text=f"\n[output cut: this cell printed more than {self.max_output_bytes} "
-                    "bytes]\n",
+                limit = (
+                    f"this cell printed more than {self.max_output_bytes} bytes"
+                    if over_cell
+                    else f"the notebook printed more than {self.max_total_output_bytes} bytes"
                 )
+                note = new_output("stream", name="stdout", text=f"\n[output cut: {limit}]\n")
                 outs.append(note)
             return None
+        self._output_kept = getattr(self, "_output_kept", 0) + size
         return super().output(outs, msg, display_id, cell_index)
 
     def preprocess(self, nb, resources=None, km=None):
         from nbclient import NotebookClient
 
         NotebookClient.__init__(self, nb, km)
-        self._output_used, self._output_cut = {}, set()
+        self._output_used, self._output_cut, self._output_kept = {}, set(), 0
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        with self.setup_kernel():
+        with self.setup_kernel(**self._kernel_kwargs()):
             assert self.kc
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             assert info_msg
@@ -453,6 +527,18 @@ class TrustedExecute(Execute):
             self.judge_test_cells()
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _kernel_env(self) -> dict[str, str]:
+        """The kernel's environment: the grader's, plus the word that hidden tests are
+        run here (the kernel skips them: see :func:`autograder.assignments.defer_hidden`)."""
+        import os
+
+        from .assignments import HIDDEN_BY_GRADER
+
+        return dict(os.environ, **{HIDDEN_BY_GRADER: "1"})
+
+    def _kernel_kwargs(self) -> dict:
+        return {"env": self._kernel_env()}
 
     def _run_in_kernel(self, code: str) -> list[NotebookNode]:
         # nbclient writes the executed cell back into the notebook at its index: run the
@@ -468,10 +554,94 @@ class TrustedExecute(Execute):
             done = self.nb.cells.pop(index)
         return done.outputs
 
+    def _channel_dir(self) -> str | None:
+        """A directory the kernel can reach, for the channel's socket (None: a new
+        temporary directory)."""
+        return None
+
+    def _open_channel(self) -> Channel | None:
+        """Start :func:`autograder.remote.channel` in the kernel and connect it; None if
+        it does not come up (requests then go through the kernel's execute machinery)."""
+        import os
+        import secrets
+        import shutil
+        import socket
+        import tempfile
+        import time
+
+        from jupyter_core.utils import ensure_async, run_sync
+
+        base = self._channel_dir()
+        folder = tempfile.mkdtemp(prefix=".autograder-", dir=base)
+        path = os.path.join(folder, "channel")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.chmod(folder, 0o711)  # the kernel may run as another user
+            server.bind(path)
+            os.chmod(path, 0o777)
+            server.listen(4)
+            token = secrets.token_hex(16)
+            code = (
+                "__import__('autograder.remote', fromlist=['channel']).channel("
+                f"{path!r}, {token!r})"
+            )
+            self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                server.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    break
+                conn.settimeout(5)
+                try:
+                    hello = json.loads(conn.makefile("rb").readline(200))
+                except (OSError, ValueError):
+                    hello = None
+                if isinstance(hello, dict) and hello.get("hello") == token:
+                    return Channel(conn, self.timeout or 600)
+                conn.close()
+            self.log.warning("the grading channel did not come up: asking the kernel per call")
+
+            # the channel cell may still be waiting: nbclient skips its late reply
+            async def interrupt():
+                await ensure_async(self.km.interrupt_kernel())
+
+            with contextlib.suppress(Exception):
+                run_sync(interrupt)()
+            return None
+        finally:
+            server.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _kernel_alive(self) -> bool:
+        from jupyter_core.utils import ensure_async, run_sync
+
+        async def alive():
+            return await ensure_async(self.km.is_alive())
+
+        try:
+            return bool(run_sync(alive)())
+        except Exception:
+            return False
+
+    @contextlib.contextmanager
+    def _judging(self, index: int, label: str):
+        """Around the trusted re-check of one test cell (a hook for time limits)."""
+        yield
+
     def judge_test_cells(self) -> None:
-        session = Session(self._run_in_kernel, defined_sources(self.nb))
+        channel = self._open_channel()
+        session = Session(self._run_in_kernel, defined_sources(self.nb), channel=channel)
+        try:
+            self._judge_all(session)
+        finally:
+            if channel is not None:
+                channel.close()
+
+    def _judge_all(self, session: Session) -> None:
         modules = check_modules(self.nb)
-        for cell in self.nb.cells:
+        for index, cell in enumerate(self.nb.cells):
             meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
                 continue
@@ -484,9 +654,16 @@ class TrustedExecute(Execute):
                 )
                 continue
             in_kernel_passed = _in_kernel_passed(cell)
-            verdict = judge(calls, str(meta.get("grade_id", "")))
+            label = str(meta.get("grade_id") or f"cell {index + 1}")
+            with self._judging(index, label):
+                verdict = judge(calls, str(meta.get("grade_id", "")))
+                channel = session.channel
+                if channel is not None and channel.broken and not self._kernel_alive():
+                    raise DeadKernelError(f"the kernel died while {label} was re-checked")
             tamper = []
-            if in_kernel_passed and not verdict.passed:
+            # The kernel ran the visible checks only (hidden ones are decided here): a
+            # visible check that passed there and fails here was changed there.
+            if in_kernel_passed and not verdict.passed and not verdict.in_hidden:
                 tamper.append(
                     "the checks inside the notebook passed but the grader's own re-check "
                     "failed: code in this submission changed how checks behave"

@@ -3,7 +3,8 @@ command — check that the scores are identical, and print both times, their rat
 peak memory of each run.
 
     .venv/bin/python benchmarks/grade_class.py [--students 30] [--assignments A ...]
-                                               [--jobs N] [--work-dir DIR]
+                                               [--jobs N] [--per-assignment]
+                                               [--sandbox-off] [--work-dir DIR]
 
 The class: `--students` students, each submitting every released assignment; 40 % submit
 the instructor's solutions, 40 % wrong answers (half of their answer cells return
@@ -13,11 +14,12 @@ gradebooks are prepared (`nbgrader generate_assignment`) before timing; the time
 what an instructor would run after collecting submissions:
 
 - plain:   `nbgrader autograde <assignment>`, one assignment after the other;
-- course:  `autograder grade <assignment>` (parallel workers, forked kernels, feedback
-           HTML and the grades CSV included), one assignment after the other;
-- one run: every assignment in one call of the course's grading API
-           (`autograder.batch.coordinator.grade_assignments`): the fork server and the
-           workers start once instead of once per assignment.
+- course:  `autograder grade A B ...`, one command for every assignment (parallel
+           workers, kernels forked from a warm server, trusted re-checks, the kernel
+           sandbox, feedback HTML and the grades CSV included);
+- with --per-assignment: `autograder grade <assignment>`, one command per assignment;
+- with --sandbox-off: the course's command again with AUTOGRADER_SANDBOX=0, to show
+           what the sandbox costs.
 
 Peak memory is the largest sum, over the run's whole process tree (coordinator, workers,
 fork server, kernels), of each process's proportional set size (shared pages counted
@@ -219,23 +221,73 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--jobs", type=int, default=None, help="workers (default: one more than the cores)"
     )
-    p.add_argument("--work-dir", type=Path, help="keep the two course directories here")
+    p.add_argument(
+        "--per-assignment",
+        action="store_true",
+        help="also time `autograder grade <assignment>` once per assignment",
+    )
+    p.add_argument(
+        "--sandbox-off",
+        action="store_true",
+        help="also time the course's command with the kernel sandbox off (its cost)",
+    )
+    p.add_argument("--work-dir", type=Path, help="keep the course directories here")
     args = p.parse_args(argv)
 
     assignments = args.assignments or released(ROOT)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="grade-class-"))
     if work.exists() and any(work.iterdir()):
         shutil.rmtree(work)
-    plain, ours, once = work / "plain", work / "course", work / "one-run"
-    kinds = build(plain, assignments, args.students)
-    shutil.copytree(plain, ours)
-    shutil.copytree(plain, once)
     env = dict(os.environ, AUTOGRADER_SEED=SEED)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])  # alembic, nbgrader
     course_mod._tools_on_path()
-    for course in (plain, ours, once):
-        prepare(course, assignments, env)
+    jobs = args.jobs or default_jobs()
+    jobs_arg = ["--jobs", str(args.jobs)] if args.jobs else []
+    command = [sys.executable, "-m", "autograder.cli"]
+
+    # (label, folder, [(what, argv, extra env)])
+    runs = [
+        (
+            "plain nbgrader autograde, sequential",
+            "plain",
+            [(a, [sys.executable, "-m", "nbgrader", "autograde", a], {}) for a in assignments],
+        ),
+        (
+            f"autograder grade, one command ({jobs} workers)",
+            "course",
+            [("all", [*command, "grade", *jobs_arg, *assignments], {})],
+        ),
+    ]
+    if args.per_assignment:
+        runs.append(
+            (
+                f"autograder grade <assignment>, one per assignment ({jobs} workers)",
+                "per-assignment",
+                [(a, [*command, "grade", *jobs_arg, a], {}) for a in assignments],
+            )
+        )
+    if args.sandbox_off:
+        runs.append(
+            (
+                f"autograder grade, one command, sandbox off ({jobs} workers)",
+                "no-sandbox",
+                [
+                    (
+                        "all",
+                        [*command, "grade", *jobs_arg, *assignments],
+                        {"AUTOGRADER_SANDBOX": "0"},
+                    )
+                ],
+            )
+        )
+
+    first = work / runs[0][1]
+    kinds = build(first, assignments, args.students)
+    for _, folder, _ in runs[1:]:
+        shutil.copytree(first, work / folder)
+    for _, folder, _ in runs:
+        prepare(work / folder, assignments, env)
 
     n = args.students * len(assignments)
     print(
@@ -245,73 +297,37 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    plain_wall = plain_cpu = 0.0
-    plain_peak = 0
-    for a in assignments:
-        wall, cpu, peak = timed(
-            [sys.executable, "-m", "nbgrader", "autograde", a], plain, env, work / "plain.log"
-        )
-        plain_wall, plain_cpu, plain_peak = (
-            plain_wall + wall,
-            plain_cpu + cpu,
-            max(plain_peak, peak),
-        )
-        print(f"  plain nbgrader autograde {a}: {wall:6.1f} s", flush=True)
+    results = []
+    for label, folder, steps in runs:
+        total_wall = total_cpu = 0.0
+        peak = 0
+        for what, cmd, extra in steps:
+            wall, cpu, mem = timed(cmd, work / folder, dict(env, **extra), work / f"{folder}.log")
+            total_wall, total_cpu, peak = total_wall + wall, total_cpu + cpu, max(peak, mem)
+            print(f"  {label}: {what}: {wall:6.1f} s", flush=True)
+        results.append((label, folder, total_wall, total_cpu, peak))
 
-    ours_wall = ours_cpu = 0.0
-    ours_peak = 0
-    for a in assignments:
-        cmd = [sys.executable, "-m", "autograder.cli", "--course-dir", str(ours), "grade", a]
-        if args.jobs:
-            cmd = [
-                sys.executable,
-                "-c",
-                "from autograder import course; "
-                f"course.grade(course_dir={str(ours)!r}, assignment={a!r}, jobs={args.jobs})",
-            ]
-        wall, cpu, peak = timed(cmd, ours, env, work / "course.log")
-        ours_wall, ours_cpu, ours_peak = ours_wall + wall, ours_cpu + cpu, max(ours_peak, peak)
-        print(f"  autograder grade {a}:         {wall:6.1f} s", flush=True)
-
-    code = (
-        "from autograder.batch.coordinator import grade_assignments; "
-        f"grade_assignments(course_dir={str(once)!r}, assignments={assignments!r}, "
-        f"jobs={args.jobs!r})"
-    )
-    once_wall, once_cpu, once_peak = timed(
-        [sys.executable, "-c", code], once, env, work / "one-run.log"
-    )
-    print(f"  all assignments in one run:       {once_wall:6.1f} s", flush=True)
-
-    a_scores, b_scores, c_scores = scores(plain), scores(ours), scores(once)
-    differ = sorted(
-        k
-        for k in a_scores.keys() | b_scores.keys() | c_scores.keys()
-        if not a_scores.get(k) == b_scores.get(k) == c_scores.get(k)
-    )
-    feedback = sum(1 for _ in (ours / "feedback").glob("*/*/*.html"))
-    graded = len({(s, a) for s, a, _ in b_scores})
-    jobs = args.jobs or default_jobs()
+    all_scores = {folder: scores(work / folder) for _, folder, *_ in results}
+    keys = set().union(*all_scores.values())
+    differ = sorted(k for k in keys if len({s.get(k) for s in all_scores.values()}) > 1)
+    course_dir = work / "course"
+    feedback = sum(1 for _ in (course_dir / "feedback").glob("*/*/*.html"))
+    graded = len({(s, a) for s, a, _ in all_scores["course"]})
 
     print()
-    rows = [
-        ("plain nbgrader autograde, sequential", plain_wall, plain_cpu, plain_peak),
-        (f"autograder grade, per assignment ({jobs} workers)", ours_wall, ours_cpu, ours_peak),
-        (
-            f"autograder, all assignments in one run ({jobs} workers)",
-            once_wall,
-            once_cpu,
-            once_peak,
-        ),
-    ]
-    for label, wall, cpu, peak in rows:
-        print(f"{label:<52} {wall:7.1f} s  (CPU {cpu:7.1f} s, peak memory {mib(peak)})")
-    for label, wall in (("per assignment", ours_wall), ("one run", once_wall)):
+    for label, _, wall, cpu, peak in results:
+        print(f"{label:<62} {wall:7.1f} s  (CPU {cpu:7.1f} s, peak memory {mib(peak)})")
+    plain_wall = results[0][2]
+    for label, _, wall, _, _ in results[1:]:
         print(
             f"speed-up, {label}: {plain_wall / wall:.1f}x"
             f"  ({plain_wall / n:.2f} s vs {wall / n:.2f} s per notebook)"
         )
-    peak = max(ours_peak, once_peak)
+    by_folder = {folder: wall for _, folder, wall, _, _ in results}
+    if "no-sandbox" in by_folder:
+        cost = by_folder["course"] / by_folder["no-sandbox"] - 1
+        print(f"sandbox cost: {100 * cost:+.1f} % wall time (sandbox on vs off, same class)")
+    peak = max(r[4] for r in results[1:])
     print(
         f"memory: peak {mib(peak)} for {jobs} workers; budget {jobs} x 1 GiB + coordinator"
         f" -> {'within' if peak <= (jobs + 1) * 2**30 else 'OVER'}"
@@ -321,12 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     if differ:
         print(f"SCORES DIFFER in {len(differ)} cells, e.g.:")
         for k in differ[:10]:
-            print(
-                f"  {k}: plain {a_scores.get(k)}, per assignment {b_scores.get(k)},"
-                f" one run {c_scores.get(k)}"
-            )
+            print(f"  {k}: " + ", ".join(f"{f} {s.get(k)}" for f, s in all_scores.items()))
         return 1
-    print(f"scores identical: {len(a_scores)} graded cells in {graded} submissions (all three)")
+    print(
+        f"scores identical: {len(all_scores['plain'])} graded cells in {graded} submissions "
+        f"({len(all_scores)} runs)"
+    )
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -230,3 +230,24 @@ def test_a_stuck_worker_is_replaced_and_its_student_recorded(make_course):
         ("slow", "ungradable", "worker_hung")
     ]
     assert bs.processes_mentioning(str(course.root)) == []
+
+
+def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
+    """A flood of output is cut (with a note) once a cell, or the whole notebook, has
+    printed its share; what came before is kept."""
+    from autograder.trusted import TrustedExecute
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_code_cell("print('a' * 600_000)")]  # over the cell's share
+    nb.cells += [v4.new_code_cell(f"print('{c}' * 300_000)") for c in "bcde"]
+    ex = TrustedExecute(
+        max_output_bytes=500_000, max_total_output_bytes=1_200_000, kernel_name="python3"
+    )
+    ex.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    texts = ["".join(o.get("text", "") for o in cell.outputs) for cell in nb.cells]
+    assert "[output cut: this cell printed more than 500000 bytes]" in texts[0]
+    assert texts[0].count("a") <= 500_000
+    assert texts[1].count("b") == 300_000 and texts[2].count("c") == 300_000
+    assert "the notebook printed more than 1200000 bytes" in texts[3] + texts[4]
+    assert sum(len(t) for t in texts) < 1_300_000

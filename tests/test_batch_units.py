@@ -207,3 +207,212 @@ def test_summary_names_what_went_wrong_and_for_whom():
     out = io.StringIO()
     progress.print_summary(outcomes, Console(file=out, width=200))
     assert "13 / 14" in out.getvalue() and "invalid json" in out.getvalue()
+
+
+# --- speed-ups that must not change results ----------------------------------------------
+
+
+def _page_notebook() -> nbformat.NotebookNode:
+    """A notebook with what feedback pages hold: code, markdown, an image, an error."""
+    import base64
+
+    png = base64.b64encode(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+        )
+    ).decode()
+    v4 = nbformat.v4
+    nb = v4.new_notebook()
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    nb.cells = [
+        v4.new_markdown_cell("# Title\n\nSome *text* and `<img>` in code; <b>html</b>."),
+        v4.new_code_cell(
+            "x = 1 < 2",
+            outputs=[
+                v4.new_output("display_data", data={"image/png": png, "text/plain": "fig"}),
+                v4.new_output(
+                    "display_data",
+                    data={"text/html": '<div class="x"><img src="a.png" alt="given"></div>'},
+                ),
+                v4.new_output("stream", name="stdout", text="<img src=nope> as text\n"),
+                v4.new_output("error", ename="E", evalue="v", traceback=["\x1b[31mE: v\x1b[0m"]),
+            ],
+        ),
+    ]
+    return nb
+
+
+@pytest.mark.parametrize("template", ["classic", "lab"])
+def test_feedback_pages_are_the_same_document_as_nbconverts(template):
+    from bs4 import BeautifulSoup
+    from nbconvert.exporters import HTMLExporter
+
+    from autograder.batch.speedups import NO_ALT, CachedHTMLExporter
+
+    nb = _page_notebook()
+    theirs, _ = HTMLExporter(template_name=template).from_notebook_node(nb)
+    ours, _ = CachedHTMLExporter(template_name=template).from_notebook_node(nb)
+    assert NO_ALT in ours and 'alt="given"' in ours
+    assert str(BeautifulSoup(ours, "html.parser")) == str(BeautifulSoup(theirs, "html.parser"))
+
+
+def test_accessible_leaves_scripts_and_existing_attributes_alone():
+    from autograder.batch.speedups import NO_ALT, accessible
+
+    page = (
+        '<script>var s = "<img src=x>";</script><img src="a"><img alt="" src="b"/>'
+        '<div class="jp-Cell-inputWrapper other">'
+        '<div class="jp-OutputArea-output" tabindex="-1"><div class="jp-Cell">'
+    )
+    out, missing = accessible(page)
+    assert missing == 1
+    assert '<script>var s = "<img src=x>";</script>' in out
+    assert f'<img alt="{NO_ALT}" src="a">' in out and '<img alt="" src="b"/>' in out
+    assert '<div class="jp-Cell-inputWrapper other" tabindex="0">' in out
+    assert 'tabindex="-1"' in out and '<div class="jp-Cell">' in out
+
+
+def test_grading_kernels_skip_hidden_checks_only(monkeypatch):
+    import importlib
+
+    from autograder import assignments
+
+    calls = []
+
+    def check_thing(fn, *, hidden=False):
+        calls.append(hidden)
+        fn()
+
+    def helper(x):
+        return x
+
+    ns = {"check_thing": check_thing, "helper": helper}
+    assignments.defer_hidden(ns)  # not grading: unchanged
+    assert ns["check_thing"] is check_thing
+    monkeypatch.setenv(assignments.HIDDEN_BY_GRADER, "1")
+    assignments.defer_hidden(ns)
+    ns["check_thing"](lambda: None)
+    assert ns["check_thing"](lambda: 1 / 0, hidden=True) is None
+    assert calls == [False] and ns["helper"] is helper
+    # the course's own modules take the same road
+    a01 = importlib.reload(importlib.import_module("autograder.assignments.a01"))
+    try:
+        assert a01.check_gradient(None, hidden=True) is None
+        with pytest.raises(Exception, match="not a function"):
+            a01.check_gradient(None)
+    finally:
+        monkeypatch.delenv(assignments.HIDDEN_BY_GRADER)
+        importlib.reload(a01)
+
+
+def test_a_failed_check_is_stored_in_history_as_its_own_message():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from autograder.feedback import CheckFailed
+
+    shell = InteractiveShell.instance()
+    shell.history_manager.enabled = False
+    result = shell.run_cell(
+        "from autograder.feedback import CheckFailed\n"
+        "raise CheckFailed('Q1 thing', 'wrong values', ['detail'])",
+        store_history=True,
+    )
+    assert isinstance(result.error_in_exec, CheckFailed)
+    stored = shell.history_manager.exceptions[result.execution_count]
+    assert stored["ename"] == "CheckFailed"
+    text = "\n".join(stored["traceback"])
+    assert "Q1 thing: wrong values" in text and "detail" in text
+    assert "Traceback" not in text and "raise CheckFailed" not in text
+
+
+def test_the_grading_channel_takes_only_answers_to_what_it_asked():
+    import json
+    import socket
+
+    from autograder.trusted import Channel, RemoteError
+
+    ours, kernel = socket.socketpair()
+    kernel.sendall(b'{"id": 1, "ok": "forged ahead of time"}\n')  # before anything was asked
+    channel = Channel(ours, timeout=5)
+    channel.next_id = 1  # the forged line names id 1; the first request is id 2
+    kernel.sendall(b'{"id": 2, "ok": 42}\n')
+    assert channel.request({"op": "getattr", "target": "x"})["ok"] == 42
+    sent = json.loads(kernel.makefile("rb").readline())
+    assert sent["id"] == 2 and sent["target"] == "x"
+    kernel.sendall(b"[1, 2]\n")  # not a reply at all
+    with pytest.raises(RemoteError, match="no result"):
+        channel.request({"op": "getattr", "target": "y"})
+    with pytest.raises(RemoteError, match="no result"):  # broken for good
+        channel.request({"op": "getattr", "target": "z"})
+    kernel.close()
+    channel.close()
+
+
+def test_the_grading_channel_refuses_oversized_replies_and_silence():
+    import socket
+
+    from autograder.trusted import Channel, RemoteError
+
+    ours, kernel = socket.socketpair()
+    channel = Channel(ours, timeout=0.5)
+    channel.MAX_REPLY = 1000
+    kernel.sendall(b'{"id": 1, "ok": "' + b"x" * 5000 + b'"}\n')
+    with pytest.raises(RemoteError, match="too large"):
+        channel.request({"op": "getattr", "target": "x"})
+    ours2, kernel2 = socket.socketpair()
+    silent = Channel(ours2, timeout=0.3)
+    with pytest.raises(RemoteError, match="timed out"):
+        silent.request({"op": "getattr", "target": "x"})
+    for s in (kernel, kernel2):
+        s.close()
+    channel.close()
+    silent.close()
+
+
+def test_edited_locked_and_test_cells_are_named(tmp_path):
+    from autograder.batch import tamper
+
+    release = tmp_path / "release.ipynb"
+    v4 = nbformat.v4
+
+    def nb(cells):
+        book = v4.new_notebook()
+        book.cells = cells
+        return book
+
+    def cell(source, **meta):
+        c = v4.new_code_cell(source)
+        c.metadata["nbgrader"] = meta
+        return c
+
+    original = [
+        cell("import torch", grade_id="setup", locked=True, grade=False, solution=False),
+        cell("raise NotImplementedError", grade_id="a1", solution=True, grade=False),
+        cell("check(f)", grade_id="t1", grade=True, points=2, locked=True, solution=False),
+        cell("check(g)", grade_id="t2", grade=True, points=1, locked=True, solution=False),
+        cell("check(h)", grade_id="t3", grade=True, points=1, locked=True, solution=False),
+    ]
+    nbformat.write(nb(original), release)
+    honest = tmp_path / "honest.ipynb"
+    answered = list(original)
+    answered[1] = cell("def f(x):\n    return 2 * x", grade_id="a1", solution=True, grade=False)
+    answered[2] = cell(
+        "check(f)", grade_id="t1", grade=True, points=2.0, locked=True, solution=False
+    )  # an editor wrote 2 back as 2.0
+    nbformat.write(nb(answered), honest)
+    assert tamper.edited_cells(release, honest) == []
+
+    hostile = tmp_path / "hostile.ipynb"
+    changed = list(original)
+    changed[2] = cell("pass", grade_id="t1", grade=True, points=2, locked=True, solution=False)
+    changed[3] = cell(
+        "check(g)", grade_id="t2", grade=False, points=100, locked=True, solution=False
+    )
+    del changed[4]
+    nbformat.write(nb(changed), hostile)
+    assert tamper.edited_cells(release, hostile) == [
+        "t1 edited",
+        "t2 metadata changed",
+        "t3 deleted",
+    ]

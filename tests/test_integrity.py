@@ -42,6 +42,14 @@ IN_KERNEL = [
 # compare with plain arithmetic, not torch/numpy's allclose, and nbgrader records the
 # kernel's error reply even when IPython's display of it is silenced.)
 FLAGGED = {"patch_autograder_compare", "patch_check_functions", "swap_sys_modules"}
+# Techniques that edit the notebook's locked or test cells: nbgrader restores edited or
+# deleted cells (the outcome names them), and refuses a notebook whose test cells were
+# re-tagged (ungradable, scored as nothing).
+EDITED = {
+    "edit_test_cells": ("tampered", "edited"),
+    "delete_test_cells": ("tampered", "deleted"),
+    "tamper_test_metadata": ("changed_cells", "locked or test cells changed"),
+}
 
 
 def _hashes(root):
@@ -101,6 +109,23 @@ def test_tampering_with_the_checks_is_flagged(graded, name):
     ]
     assert marks, HOSTILE[name].about
     assert "[tampered]" in notebooks.plain(course.feedback_html(name, ASSIGNMENT))
+    assert outcomes[name].code == "tampered"
+    assert "checks changed at run time" in outcomes[name].reason
+
+
+@pytest.mark.parametrize("name", sorted(EDITED))
+def test_edited_test_cells_are_named_in_the_outcome(graded, name):
+    """Does the summary say which locked or test cells a submission changed?"""
+    _, outcomes, _ = graded
+    code, words = EDITED[name]
+    assert outcomes[name].code == code, outcomes[name]
+    assert words in outcomes[name].reason, outcomes[name].reason
+
+
+def test_honest_submissions_are_not_flagged(graded):
+    _, outcomes, _ = graded
+    for name in ("victim", "blank"):
+        assert outcomes[name].code == "" and "tamper" not in outcomes[name].reason
 
 
 def test_course_files_are_unchanged(graded):

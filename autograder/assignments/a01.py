@@ -21,6 +21,7 @@ from ..feedback import CheckFailed, Finding
 from ..forbid import autograd_calls, bound_references, function_source, recording, source_mentions
 from ..plots import check_curves
 from ..sampling import describe, generator, uniform
+from . import defer_hidden
 
 F64 = torch.float64
 
@@ -473,3 +474,6 @@ def _close(fig) -> None:
             plt.close(fig)
     except Exception:  # closing is best effort; the check has already decided
         pass
+
+
+defer_hidden(globals())

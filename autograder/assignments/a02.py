@@ -22,6 +22,7 @@ from ..feedback import CheckFailed, Finding
 from ..forbid import autograd_calls, recording
 from ..plots import _lines, check_curves
 from ..sampling import describe, generator, uniform
+from . import defer_hidden
 
 F64 = torch.float64
 POLE = ((-0.2, 0.2),)  # keep clear of x = 0
@@ -444,3 +445,6 @@ def check_tangents(forward_tangents, *, hidden: bool = False) -> None:
     }
     _check_nodes(q, "d/dx of ", got, refs, contexts)
     passed(q, "every node matches torch's forward-mode tangent; " + note)
+
+
+defer_hidden(globals())

@@ -28,6 +28,7 @@ from ..jacobians import (
     reference_vjps,
 )
 from ..sampling import describe, generator, uniform
+from . import defer_hidden
 
 F64 = torch.float64
 
@@ -569,3 +570,6 @@ def _short(t: torch.Tensor) -> str:
     if t.dim() == 0:
         return values[0]
     return "(" + ", ".join(values) + more + ")"
+
+
+defer_hidden(globals())

@@ -36,6 +36,7 @@ from ..params import (
     snapshot,
 )
 from ..sampling import generator, uniform
+from . import defer_hidden
 
 F64 = torch.float64
 
@@ -474,3 +475,6 @@ def check_second_derivative(second_derivative, *, hidden: bool = False) -> None:
             q, "d²u/dx² for the input `x`", fit_singletons(got, expected), expected, context=ctx
         )
     passed(q, note)
+
+
+defer_hidden(globals())

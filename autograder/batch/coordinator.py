@@ -213,6 +213,7 @@ def grade_assignments(
     *,
     course_dir: Path,
     assignments: list[str],
+    students: list[str] | None = None,
     jobs: int | None = None,
     timeout: float | None = None,
     wall_timeout: float | None = None,
@@ -222,8 +223,7 @@ def grade_assignments(
     console: Console | None = None,
 ) -> list[course.Outcome]:
     """Grade several assignments in one run: the fork server and the workers start once
-    (and learn from every assignment's notebooks) instead of once per assignment. Writes
-    one grades CSV for them all."""
+    (and learn from every assignment's notebooks) instead of once per assignment."""
     course_dir = Path(course_dir).resolve()
     first = settings_for(
         course_dir=course_dir,
@@ -244,6 +244,7 @@ def grade_assignments(
             outcomes += grade_class(
                 course_dir=course_dir,
                 assignment=assignment,
+                students=students,
                 jobs=jobs,
                 timeout=timeout,
                 wall_timeout=wall_timeout,
@@ -253,7 +254,6 @@ def grade_assignments(
                 console=console,
                 executor=executor,
             )
-    course.write_csv(course_dir=course_dir, outcomes=outcomes)
     return outcomes
 
 

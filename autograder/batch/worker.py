@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import course
-from . import execution, gradebook, provisioner, sandbox, speedups
+from . import execution, gradebook, provisioner, sandbox, speedups, tamper
 from .forkserver import _die_with_parent, _threads
 
 
@@ -178,6 +178,10 @@ class Grader:
             note = "; ".join(limits_hit)
             outcome.code = outcome.code or "limit_exceeded"
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
+        flags = tamper.describe(self.course_dir, a, student)
+        if flags:
+            outcome.code = outcome.code or "tampered"
+            outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags
         if self.settings.feedback:
             fb = self.api.generate_feedback(a, student, force=True)
             if not fb.get("success"):
@@ -304,7 +308,21 @@ HEAVY = (
     "sqlalchemy.dialects.sqlite",
     "bs4",
     "psutil",
+    # the trusted side of grading: the checks re-run here, with torch's references
+    "torch",
+    "matplotlib.pyplot",
+    "autograder.trusted",
+    "autograder.remote",
 )
+
+
+def _course_checks() -> list[str]:
+    """The course's check modules (autograder.assignments.*), which test cells name."""
+    import pkgutil
+
+    from .. import assignments
+
+    return [f"{assignments.__name__}.{m.name}" for m in pkgutil.iter_modules(assignments.__path__)]
 
 
 def _start_workers(slots: list[tuple[int, str]]) -> int:
@@ -315,7 +333,7 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
     dies with the executor (PR_SET_PDEATHSIG), so killing a grading run leaves no worker
     behind; a single worker killed for hanging takes no sibling with it.
     """
-    for name in HEAVY:
+    for name in (*HEAVY, *_course_checks()):
         __import__(name)
     speedups.warm_feedback_templates()
     pids = []

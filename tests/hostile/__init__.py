@@ -182,14 +182,16 @@ print("\\n".join(f"✓ Q{i}: passed" for i in range(1, 6)))
 """,
     ),
     "forge_wire_reply": Hostile(
-        "the kernel side of trusted grading replaced by forged replies",
+        "the kernel side of trusted grading (both transports) replaced by forged replies",
         """
 import json as _json
 import autograder.remote as _r
 from IPython.display import display as _display
+_HUGE = {"ok": {"__tensor__": {"dtype": "float64", "shape": [10**9], "data": ""}}}
 def _forged(request_json):
-    _display({"application/vnd.autograder.result+json": {"ok": {"__tensor__": {"dtype": "float64", "shape": [10**9], "data": ""}}}}, raw=True)
+    _display({"application/vnd.autograder.result+json": _HUGE}, raw=True)
 _r.serve = _forged
+_r.handle = lambda request: dict(_HUGE)
 """,
     ),
     "edit_test_cells": Hostile("every test cell's code replaced by `pass`", edit=_blank_tests),

@@ -1,0 +1,108 @@
+"""Tamper evidence for a graded submission, for the summary, the CSV and the feedback.
+
+Two kinds are found after nbgrader has graded a submission:
+
+- **run-time**: a visible check passed inside the student's kernel but failed when the
+  grader re-ran it (:mod:`autograder.trusted` marks such test cells);
+- **edited cells**: a locked or test cell of the released notebook was edited, deleted,
+  or had its nbgrader metadata changed in the submission. nbgrader restores these cells
+  before grading, so they cost nothing, but the attempt is worth telling.
+
+Reading outside its own directory is prevented rather than detected: the kernel sandbox
+hides the course directory (:mod:`autograder.batch.sandbox`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..trusted import TAMPER_MIME
+
+# nbgrader metadata a student has no reason to change.
+_LOCKED_KEYS = ("grade", "solution", "locked", "points", "grade_id", "task")
+
+
+def _cells(path: Path) -> list[dict]:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _nbgrader(cell: dict) -> dict:
+    meta = cell.get("metadata")
+    nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return nbg if isinstance(nbg, dict) else {}
+
+
+def _norm(value):
+    # An editor may write 1.0 back as 1.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def edited_cells(released: Path, submitted: Path) -> list[str]:
+    """Locked and test cells of `released` that `submitted` edited, deleted or re-tagged."""
+    theirs: dict[str, dict] = {}
+    for cell in _cells(submitted):
+        gid = _nbgrader(cell).get("grade_id")
+        if isinstance(gid, str):
+            theirs.setdefault(gid, cell)
+    found = []
+    for cell in _cells(released):
+        meta = _nbgrader(cell)
+        gid = meta.get("grade_id")
+        if not isinstance(gid, str) or meta.get("solution"):
+            continue
+        if not (meta.get("locked") or meta.get("grade")):
+            continue
+        mine = theirs.get(gid)
+        if mine is None:
+            found.append(f"{gid} deleted")
+        elif _source(mine).strip() != _source(cell).strip():
+            found.append(f"{gid} edited")
+        elif any(_norm(_nbgrader(mine).get(k)) != _norm(meta.get(k)) for k in _LOCKED_KEYS):
+            found.append(f"{gid} metadata changed")
+    return found
+
+
+def runtime_marks(autograded: Path) -> list[str]:
+    """Test cells the trusted re-check marked as changed at run time."""
+    out = []
+    for cell in _cells(autograded):
+        for o in cell.get("outputs") or []:
+            if isinstance(o, dict) and TAMPER_MIME in (o.get("data") or {}):
+                out.append(str(_nbgrader(cell).get("grade_id") or "a test cell"))
+                break
+    return out
+
+
+def describe(course_dir: Path, assignment: str, student: str) -> str:
+    """One sentence naming what this submission tampered with, or ""."""
+    notes = []
+    released = sorted((course_dir / "release" / assignment).glob("*.ipynb"))
+    for rel in released:
+        sub = course_dir / "submitted" / student / assignment / rel.name
+        auto = course_dir / "autograded" / student / assignment / rel.name
+        marks = runtime_marks(auto)
+        if marks:
+            notes.append(f"checks changed at run time ({', '.join(marks[:5])})")
+        edits = edited_cells(rel, sub) if sub.exists() else []
+        if edits:
+            more = f" and {len(edits) - 5} more" if len(edits) > 5 else ""
+            notes.append(
+                "locked/test cells changed, restored before grading ("
+                + ", ".join(edits[:5])
+                + more
+                + ")"
+            )
+    return "tampered: " + "; ".join(notes) if notes else ""
