@@ -334,7 +334,7 @@ def check_control_flow_grad(control_flow_grad, *, hidden: bool = False) -> None:
 def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
     q = "Q4.2 matches_ratio"
     g = generator(q)
-    n = 300 if hidden else 50
+    n = 80 if hidden else 50  # exact equality fails on ~15 % of draws: 80 miss it ~1 in 400 000
     rejected = 0
     for _ in range(n):
         a = torch.randn(3, generator=g, dtype=F64)

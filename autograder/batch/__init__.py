@@ -14,17 +14,19 @@
   and feedback generator; its Execute preprocessor is :class:`~.execution.WatchedExecute`
   (cell limits in kernel CPU time, :mod:`.execution`), and its gradebook transactions
   are serialized machine-wide (:mod:`.gradebook`).
+- :mod:`.tamper` names what a graded submission tampered with (checks changed at run
+  time, locked or test cells edited), for the outcome, the summary and the CSV.
 - :mod:`.forkserver` keeps an interpreter that has imported torch, matplotlib and
   ipykernel, and forks a fresh kernel per submission; :mod:`.provisioner` is the
   jupyter_client kernel provisioner through which nbclient starts, watches, signals and
   kills those kernels.
 
-Where a sandbox slots in: every kernel is started by
-:func:`.forkserver.prepare_child`, in the forked child, before ipykernel runs, from the
-fields of the spawn request that :class:`~.provisioner.ForkProvisioner` sends (today core
-dumps off, resource limits and priority; later the user, a private temp directory,
-``unshare -n``). The provisioner is the one place that decides how a kernel is started.
+The kernel sandbox (:mod:`.sandbox`) is applied by :func:`.forkserver.prepare_child`, in
+the forked child, before ipykernel runs, from the fields of the spawn request that
+:class:`~.provisioner.ForkProvisioner` sends (user, private directory, namespaces,
+limits). The provisioner is the one place that decides how a kernel is started.
 
 Run state lives in ``<course>/.autograder/``: ``outcomes.sqlite`` (one row per
-submission) and ``logs/<assignment>/`` (workers, fork server, kernels' own output).
+submission) and ``logs/<assignment>/`` (or ``logs/all/`` for several assignments in one
+run: workers, fork server, kernels' own output).
 """

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..trusted import TAMPER_MIME
-
 # nbgrader metadata a student has no reason to change.
 _LOCKED_KEYS = ("grade", "solution", "locked", "points", "grade_id", "task")
 
@@ -77,6 +75,8 @@ def edited_cells(released: Path, submitted: Path) -> list[str]:
 
 def runtime_marks(autograded: Path) -> list[str]:
     """Test cells the trusted re-check marked as changed at run time."""
+    from ..trusted import TAMPER_MIME
+
     out = []
     for cell in _cells(autograded):
         for o in cell.get("outputs") or []:

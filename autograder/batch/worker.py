@@ -24,10 +24,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import course
-from . import execution, gradebook, provisioner, sandbox, speedups, tamper
+from . import gradebook, provisioner, sandbox
 from .forkserver import _die_with_parent, _threads
+
+if TYPE_CHECKING:  # imported by Grader: the coordinator, which imports Settings, needs neither
+    from . import execution
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Grader:
     """Grades submissions of one assignment in this process (see the module doc)."""
 
     def __init__(self, settings: Settings):
+        from . import execution, speedups, tamper
+
+        self._execution, self._tamper = execution, tamper
         self.settings = settings
         self.course_dir = Path(settings.course_dir)
         course._tools_on_path()
@@ -103,6 +110,8 @@ class Grader:
         from nbgrader.converters import Autograde
         from nbgrader.coursedir import CourseDirectory
         from nbgrader.preprocessors import Execute
+
+        from . import execution, speedups
 
         s = self.settings
         cfg = course.load_config(self.course_dir)
@@ -140,6 +149,7 @@ class Grader:
         return outcome
 
     def _grade(self, student: str, a: str) -> course.Outcome:
+        execution = self._execution
         execution.take_runs()
         submitted = self.course_dir / "submitted" / student / a
         sandbox.CURRENT = self.jail.start(str(submitted)) if self.jail else None
@@ -178,7 +188,7 @@ class Grader:
             note = "; ".join(limits_hit)
             outcome.code = outcome.code or "limit_exceeded"
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
-        flags = tamper.describe(self.course_dir, a, student)
+        flags = self._tamper.describe(self.course_dir, a, student)
         if flags:
             outcome.code = outcome.code or "tampered"
             outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags
@@ -335,6 +345,8 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
     """
     for name in (*HEAVY, *_course_checks()):
         __import__(name)
+    from . import speedups
+
     speedups.warm_feedback_templates()
     pids = []
     for fd, log in slots:
