@@ -13,6 +13,7 @@ finish. Plain nbgrader runs with nbgrader's own defaults (in-kernel scoring, no 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -103,6 +104,18 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
     time.sleep(10 if name == "fork_survivor" else 0)  # let a survivor do its damage
     after = course_files(root)
     scores = scores_from_db(root)
+    code = ""
+    if mode == "course":  # what the grader recorded about the hostile submission
+        import json
+        import sqlite3
+
+        with contextlib.suppress(Exception):
+            db = sqlite3.connect(str(root / ".autograder" / "outcomes.sqlite"))
+            row = db.execute(
+                "SELECT outcome FROM outcomes WHERE student = 'hostile'"
+            ).fetchone()
+            db.close()
+            code = json.loads(row[0]).get("code") or "" if row else ""
     changed = sorted(k for k in before if before.get(k) != after.get(k))
     hostile, blank, victim = scores.get("hostile"), scores.get("blank"), scores.get("victim")
     gained = hostile is not None and blank is not None and hostile > blank
@@ -111,7 +124,7 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
     shutil.rmtree(base, ignore_errors=True)
     return {
         "name": name, "mode": mode, "success": success, "hostile": hostile, "blank": blank,
-        "victim": victim, "changed": changed[:3], "finished": finished, "rc": rc,
+        "victim": victim, "changed": changed[:3], "finished": finished, "rc": rc, "code": code,
         "seconds": round(elapsed, 1),
     }
 
@@ -125,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     names = args.only or list(HOSTILE)
     modes = [m for m, skip in (("plain", args.skip_plain), ("course", args.skip_course)) if not skip]
-    print(f"{'technique':26s} " + " ".join(f"{m:>28s}" for m in modes))
+    print(f"{'technique':26s} " + " ".join(f"{m:>44s}" for m in modes))
     for name in names:
         cells = []
         for mode in modes:
@@ -139,8 +152,10 @@ def main() -> None:
                 detail += " files!"
             if not r["finished"]:
                 detail += " hung"
+            if r.get("code"):
+                detail += f" [{r['code']}]"
             cells.append(f"{verdict} ({detail})")
-        print(f"{name:26s} " + " ".join(f"{c:>28s}" for c in cells), flush=True)
+        print(f"{name:26s} " + " ".join(f"{c:>44s}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,32 @@ def test_rerun_is_idempotent(mixed):
         s: (o.status, o.code, o.score) for s, o in first.items()
     }
     assert elapsed < 30, f"a re-run with nothing to grade took {elapsed:.0f} s"
+
+
+def test_the_command_grades_every_assignment_in_one_run(tmp_path):
+    """Does `autograder grade` with no assignment grade each assignment that has
+    submissions, in one run, into one gradebook and one CSV?"""
+    import subprocess
+    import sys
+
+    two = ["01_derivatives", "04_parametrized"]
+    course = Course.create(tmp_path, two)
+    for a in two:
+        course.submit("ada", a, course.solved(a))
+        course.submit("bo", a, course.release_nb(a))
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.cli", "--course-dir", str(course.root), "grade"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 graded, 0 ungradable" in proc.stdout
+    with (course.root / "grades.csv").open() as fh:
+        rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
+    assert set(rows) == {(s, a) for s in ("ada", "bo") for a in two}
+    assert float(rows["ada", "04_parametrized"]["score"]) == 13
+    assert float(rows["bo", "01_derivatives"]["score"]) == 0
+    assert (course.root / ".autograder" / "logs" / "all").is_dir()  # one run for both
+    for a in two:
+        assert (course.root / "feedback" / "ada" / a / f"{a}.html").exists()

@@ -162,3 +162,84 @@ def test_missing_protections_listed():
     assert "turned off" in " ".join(bare.missing(sandbox.Limits(enabled=False)))
     assert sandbox.Limits.from_env({"AUTOGRADER_SANDBOX_MEMORY": "512M"}).memory_bytes == 512 << 20
     assert not sandbox.Limits.from_env({"AUTOGRADER_SANDBOX": "0"}).enabled
+
+
+# --- the hostile submissions that reach outside the kernel, in one batch ------------------
+
+OUTSIDE = [
+    "exit_kernel",
+    "ignore_interrupt_loop",
+    "fork_survivor",
+    "write_gradebook",
+    "write_course_files",
+    "read_solutions",
+    "read_other_submissions",
+    "flood_output",
+    "exhaust_memory",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(tmp_path_factory):
+    """Each hostile submission of tests/hostile that reaches for files, processes, output
+    or memory, graded in one run beside a correct and a blank submission."""
+    import time
+
+    from tests.conftest import Course
+    from tests.hostile import ASSIGNMENT, notebook
+
+    course = Course.create(tmp_path_factory.mktemp("outside"), [ASSIGNMENT])
+    course.submit("victim", ASSIGNMENT, course.solved(ASSIGNMENT))
+    course.submit("blank", ASSIGNMENT, course.release_nb(ASSIGNMENT))
+    for name in OUTSIDE:
+        course.submit(name, ASSIGNMENT, notebook(course, name))
+    files = [
+        *course.root.glob("source/*/*.ipynb"),
+        *course.root.glob("release/*/*.ipynb"),
+        *course.root.glob("submitted/*/*/*.ipynb"),
+        course.root / "nbgrader_config.py",
+    ]
+    before = _hash(files)
+    old = os.environ.get("AUTOGRADER_SANDBOX_MEMORY")
+    os.environ["AUTOGRADER_SANDBOX_MEMORY"] = "1G"
+    try:
+        outcomes = course.grade(ASSIGNMENT, timeout=3.0, wall_timeout=8.0)
+    finally:
+        if old is None:
+            os.environ.pop("AUTOGRADER_SANDBOX_MEMORY", None)
+        else:
+            os.environ["AUTOGRADER_SANDBOX_MEMORY"] = old
+    time.sleep(10)  # what a surviving child would wait for before writing
+    after = _hash(files)
+    after["victim's score in the gradebook"] = _victim_score(course.root, ASSIGNMENT)
+    before["victim's score in the gradebook"] = 13.0
+    return course, outcomes, before, after
+
+
+def _victim_score(root, assignment: str) -> float | None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        return gb.find_submission(assignment, "victim").score
+
+
+def test_the_outside_batch_completes_and_the_victim_keeps_full_marks(hostile_batch):
+    course, outcomes, _, _ = hostile_batch
+    assert set(outcomes) == {"victim", "blank", *OUTSIDE}
+    assert outcomes["victim"].status == "graded" and outcomes["victim"].score == 13
+
+
+@pytest.mark.parametrize("name", OUTSIDE)
+def test_reaching_outside_scores_no_more_than_blank(hostile_batch, name):
+    from tests.hostile import HOSTILE
+
+    _, outcomes, _, _ = hostile_batch
+    assert outcomes["blank"].score == 0
+    assert outcomes[name].score <= outcomes["blank"].score, (HOSTILE[name].about, outcomes[name])
+
+
+def test_no_course_file_or_other_grade_changed(hostile_batch):
+    """Course files hashed before the run and after (and after a survivor's delay), and
+    the correct student's score read back from the gradebook."""
+    _, _, before, after = hostile_batch
+    assert after == before
