@@ -243,17 +243,22 @@ for _pattern in ("../../../source/*/*.ipynb", "../../../release/*/*.ipynb",
 """,
     ),
     "read_solutions": Hostile(
-        "the instructor's source notebook read and its solutions executed",
+        "the instructor's source notebook read and its solutions run after every cell",
         """
 import glob as _glob, json as _json
+_stolen = []
 for _p in _glob.glob("../../../source/01_derivatives/*.ipynb"):
     try:
         for _c in _json.load(open(_p))["cells"]:
             _src = "".join(_c["source"])
             if "BEGIN SOLUTION" in _src:
-                exec("\\n".join(l for l in _src.splitlines() if "SOLUTION" not in l), globals())
+                _stolen.append("\\n".join(l for l in _src.splitlines() if "SOLUTION" not in l))
     except OSError:
         pass
+if _stolen:  # run them again after every later cell, so the wrong answers never stick
+    get_ipython().events.register(
+        "post_run_cell", lambda *_a: [exec(_s, get_ipython().user_ns) for _s in _stolen]
+    )
 """,
     ),
     "read_other_submissions": Hostile(
