@@ -298,20 +298,9 @@ class WatchedExecute(TrustedExecute):
         kernel after them (e.g. by a grader asking the kernel for values)."""
         if cell.cell_type != "code" or not cell.source.strip():
             return super().execute_cell(cell, cell_index, execution_count, store_history)
-        watch = self._watch_kernel()
-        label = cell_label(cell, cell_index)
-        if watch is not None:
-            watch.start_cell(cell_index, label)
         self._run.cells += 1
-        try:
+        with self._watched(cell_index, cell_label(cell, cell_index)):
             return super().execute_cell(cell, cell_index, execution_count, store_history)
-        except DeadKernelError:
-            self._run.died_in = label
-            self._run.exit_status = self._exit_status()
-            raise
-        finally:
-            if watch is not None:
-                watch.end_cell()
 
     def _channel_dir(self) -> str | None:
         from . import sandbox
@@ -319,11 +308,15 @@ class WatchedExecute(TrustedExecute):
         box = sandbox.CURRENT
         return box.get("workdir") if box else None
 
-    @contextlib.contextmanager
     def _judging(self, index: int, label: str):
         """The trusted re-check of a test cell runs under the same limits as a cell."""
+        return self._watched(index, f"{label} (re-check)")
+
+    @contextlib.contextmanager
+    def _watched(self, index: int, label: str):
+        """Run the block as the kernel's current cell: CPU and wall limits apply, and a
+        kernel that dies meanwhile is recorded as having died in `label`."""
         watch = self._watch_kernel()
-        label = f"{label} (re-check)"
         if watch is not None:
             watch.start_cell(index, label)
         try:
