@@ -416,3 +416,108 @@ def test_edited_locked_and_test_cells_are_named(tmp_path):
         "t2 metadata changed",
         "t3 deleted",
     ]
+    # A submission that cannot be read any more (another kernel wrote into it, say)
+    # is not blamed for deleting every cell.
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [')
+    assert tamper.edited_cells(release, broken) == []
+
+
+AUDITED = r"""
+import os, subprocess, sys
+sys.path.insert(0, {root!r})
+from autograder.batch import audit
+
+spec = {spec!r}
+audit.install(spec, audit.open_fifo(spec))
+import json as _json
+os.write = lambda *a: 0          # patched after the hook was installed: no effect
+_json.dumps = lambda *a, **k: "" # idem
+open({outside!r} + "/before-first-cell", "a").close()  # the kernel starting: not reported
+cell = f"/tmp/ipykernel_{{os.getpid()}}/123.py"
+exec(compile("pass", cell, "exec"))               # the first notebook cell
+try:
+    open(cell)                                    # its code read back for a traceback
+except OSError:
+    pass
+open("mine.txt", "w").write("x")                 # its own directory
+open("/usr/lib/os-release").close() if os.path.exists("/usr/lib/os-release") else None
+open("/proc/self/status").read()
+open("/proc/cpuinfo").read()
+for p in ({outside!r} + "/secret.txt", "../escape.txt"):
+    try:
+        open(p).read()
+    except OSError:
+        pass
+os.listdir({outside!r})
+os.listdir({outside!r})                           # once is enough
+try:
+    os.listdir("/proc/1/cwd")
+except OSError:
+    pass
+subprocess.run(["cat", {outside!r} + "/secret.txt"], capture_output=True)
+sys.path.insert(0, {outside!r})
+try:
+    import surely_not_a_module                    # importlib searching: not reported
+except ImportError:
+    pass
+for i in range(50):                               # at most MAX_REPORTS distinct reports
+    try:
+        open({outside!r} + f"/many-{{i}}")
+    except OSError:
+        pass
+"""
+
+
+def test_the_audit_hook_reports_reads_outside_the_kernels_directory(tmp_path):
+    """A real interpreter with the hook installed as a forked kernel gets it: reads and
+    listings outside its directory, /proc of other processes and paths on a command line
+    are reported once each, from the first cell on, whatever the code patches later."""
+    import pathlib
+
+    from autograder.batch import audit
+
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    own = tmp_path / "kernel"
+    own.mkdir()
+    outside = tmp_path / "course"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("answers")
+    watch = audit.Watch()
+    try:
+        spec = watch.start(str(own))
+        script = AUDITED.format(root=root, spec=spec, outside=str(outside))
+        subprocess.run([sys.executable, "-c", script], cwd=own, check=True, timeout=60)
+        reports = watch.finish()
+        # A report written after finish (a surviving process) reaches nobody.
+        assert watch.finish() == []
+    finally:
+        watch.close()
+    secret = str(outside / "secret.txt")
+    assert reports[:6] == [
+        f"open {secret}",
+        "open ../escape.txt",
+        f"os.listdir {outside}",
+        "os.listdir /proc/1/cwd",
+        f"subprocess.Popen {secret}",
+        f"open {outside}/many-0",
+    ]
+    assert len(reports) == audit.MAX_REPORTS
+    assert not any("before-first-cell" in r or "mine.txt" in r for r in reports)
+    assert not any("surely_not_a_module" in r for r in reports)
+
+
+def test_audit_reports_are_read_as_untrusted_text():
+    from autograder.batch import audit
+
+    data = (
+        b'{"event": "open", "path": "/x/\\u001b[31mred\\n"}\n'
+        b"not json\n"
+        b'{"event": "open"}\n'
+        b'{"event": "open", "path": "' + b"a" * 500 + b'"}\n'
+        b'{"event": "open", "path": "/x/\\u001b[31mred\\n"}\n'
+    )
+    reports = audit.parse(data)
+    assert reports[0] == "open /x/\\u001b[31mred\\n"  # control characters escaped
+    assert len(reports) == 2  # malformed lines skipped, repeats merged
+    assert len(reports[1]) <= len("open ") + audit.MAX_PATH

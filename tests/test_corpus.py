@@ -149,6 +149,7 @@ def test_simulated_student(request, assignment, name):
     student = CORPORA[assignment].STUDENTS[name]
     outcome = outcomes[name]
     assert outcome.status == "graded", outcome.reason
+    assert "tampered" not in outcome.reason, outcome.reason  # honest, right or wrong
     cells = auto_cells(course, assignment)
     got = {gid: outcome.cells[gid][0] for gid in cells}
     if student.blank:

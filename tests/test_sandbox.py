@@ -131,6 +131,21 @@ def test_kernel_sees_nothing_of_the_course_and_has_no_network(graded):
     assert found.strip() == "[]", found
 
 
+def test_reads_outside_the_kernels_directory_are_flagged(graded):
+    """The probe found nothing, but its attempts are named in the summary and feedback;
+    the other submissions (a fork, a memory hog, a correct one) are not flagged."""
+    course, outcomes, _, _ = graded
+    probe = outcomes["probe"]
+    assert probe.code == "tampered", probe.reason
+    assert "reached outside its directory" in probe.reason
+    assert "gradebook.db" in probe.reason
+    page = notebooks.plain(course.feedback_html("probe", A))
+    assert "Flagged for review" in page and "reached outside its directory" in page
+    for name in ("good", "forker"):
+        assert "outside" not in (outcomes[name].reason or ""), outcomes[name].reason
+        assert "Flagged for review" not in course.feedback_html(name, A)
+
+
 def test_protected_files_unchanged(graded):
     _, _, before, after = graded
     assert before == after
@@ -236,6 +251,21 @@ def test_reaching_outside_scores_no_more_than_blank(hostile_batch, name):
     _, outcomes, _, _ = hostile_batch
     assert outcomes["blank"].score == 0
     assert outcomes[name].score <= outcomes["blank"].score, (HOSTILE[name].about, outcomes[name])
+
+
+READERS = ["write_gradebook", "write_course_files", "read_solutions", "read_other_submissions"]
+
+
+@pytest.mark.parametrize("name", READERS)
+def test_reaching_for_course_files_is_flagged(hostile_batch, name):
+    _, outcomes, _, _ = hostile_batch
+    assert "reached outside its directory" in (outcomes[name].reason or ""), outcomes[name]
+
+
+def test_honest_submissions_beside_them_are_not_flagged(hostile_batch):
+    _, outcomes, _, _ = hostile_batch
+    for name in ("victim", "blank"):
+        assert not outcomes[name].reason, outcomes[name].reason
 
 
 def test_no_course_file_or_other_grade_changed(hostile_batch):

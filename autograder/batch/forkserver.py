@@ -273,6 +273,8 @@ def _become_kernel(request: dict, base_path: list[str], log_fd: int, close_fds: 
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
+        audit = request.get("audit")
+        audit_fd = _plain_module("audit").open_fifo(audit) if audit else None
         prepare_child(request)
         args = _launcher_args(request["argv"])
         if request.get("cwd"):
@@ -282,6 +284,10 @@ def _become_kernel(request: dict, base_path: list[str], log_fd: int, close_fds: 
         os.environ.clear()
         os.environ.update(env)
         _follow_env()
+        if audit:
+            _plain_module("audit").install(
+                dict(audit, own=audit.get("own") or os.getcwd()), audit_fd
+            )
         import ipykernel_launcher
 
         sys.argv = [ipykernel_launcher.__file__, *args]
@@ -322,25 +328,24 @@ def prepare_child(request: dict) -> None:
     if int(request.get("nice") or 0) > 0:
         os.nice(int(request["nice"]))
     if request.get("sandbox"):
-        _sandbox().apply_in_child(request)
+        _plain_module("sandbox").apply_in_child(request)
 
 
-_SANDBOX = None
+_PLAIN: dict = {}
 
 
-def _sandbox():
-    """autograder/batch/sandbox.py, loaded as a plain file (the package stays unimported)."""
-    global _SANDBOX
-    if _SANDBOX is None:
+def _plain_module(name: str):
+    """autograder/batch/<name>.py loaded as a plain file (the package stays unimported)."""
+    if name not in _PLAIN:
         import importlib.util
 
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
-        spec = importlib.util.spec_from_file_location("_autograder_sandbox", path)
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"_autograder_{name}", path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
-        _SANDBOX = module
-    return _SANDBOX
+        _PLAIN[name] = module
+    return _PLAIN[name]
 
 
 def _follow_env() -> None:
@@ -349,6 +354,9 @@ def _follow_env() -> None:
     if numpy is not None:
         numpy.random.seed()  # the legacy global generator was seeded once, in the server
     # (Python's `random` reseeds itself after a fork.)
+    import tempfile
+
+    tempfile.tempdir = None  # chosen anew from this kernel's TMPDIR when first needed
     matplotlib = sys.modules.get("matplotlib")
     if matplotlib is not None:
         wanted = os.environ.get("MPLBACKEND")
@@ -571,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
     started = time.perf_counter()
-    _sandbox()  # loaded before any kernel hides the course directory
+    _plain_module("sandbox")  # loaded before any kernel hides the course directory
+    _plain_module("audit")
     failed = warm()
     touch()
     if failed:

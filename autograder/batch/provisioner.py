@@ -29,6 +29,7 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Bool, Dict, Integer, Unicode
 
+from . import audit as _audit
 from . import sandbox as _sandbox
 
 PROVISIONER_NAME = "autograder-fork"
@@ -139,6 +140,7 @@ def spawn(
     rlimits: dict[str, list[int]] | None = None,
     nice: int = 0,
     sandbox: dict | None = None,
+    audit: dict | None = None,
     timeout: float = 60.0,
 ) -> ForkedKernel:
     """Ask the fork server at `socket_path` for a kernel running `argv`."""
@@ -155,6 +157,7 @@ def spawn(
             "rlimits": rlimits or {},
             "nice": nice,
             "sandbox": sandbox,
+            "audit": audit,
         }
         sock.sendall(json.dumps(request).encode() + b"\n")
         buf = b""
@@ -214,6 +217,7 @@ class ForkProvisioner(LocalProvisioner):
                 rlimits=self.rlimits,
                 nice=self.nice,
                 sandbox=_sandbox.CURRENT,
+                audit=_audit.CURRENT,
             )
         except ForkUnavailable as exc:
             if not self.fallback:

@@ -1,15 +1,16 @@
 """Tamper evidence for a graded submission, for the summary, the CSV and the feedback.
 
-Two kinds are found after nbgrader has graded a submission:
+Three kinds:
 
 - **run-time**: a visible check passed inside the student's kernel but failed when the
   grader re-ran it (:mod:`autograder.trusted` marks such test cells);
 - **edited cells**: a locked or test cell of the released notebook was edited, deleted,
   or had its nbgrader metadata changed in the submission. nbgrader restores these cells
-  before grading, so they cost nothing, but the attempt is worth telling.
-
-Reading outside its own directory is prevented rather than detected: the kernel sandbox
-hides the course directory (:mod:`autograder.batch.sandbox`).
+  before grading, so they cost nothing, but the attempt is worth telling;
+- **reads outside its directory**: files opened, folders listed or programs started with
+  paths outside the kernel's own directory and the system's read-only places, reported
+  by an audit hook in the kernel (:mod:`.audit`). The kernel sandbox (:mod:`.sandbox`)
+  makes such reads find nothing; the flag tells that they were tried.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from pathlib import Path
 _LOCKED_KEYS = ("grade", "solution", "locked", "points", "grade_id", "task")
 
 
-def _cells(path: Path) -> list[dict]:
+def _cells(path: Path) -> list[dict] | None:
+    """The notebook's cells, or None when it cannot be read as a notebook."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return None
     cells = nb.get("cells") if isinstance(nb, dict) else None
-    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
+    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else None
 
 
 def _source(cell: dict) -> str:
@@ -51,12 +53,15 @@ def _norm(value):
 def edited_cells(released: Path, submitted: Path) -> list[str]:
     """Locked and test cells of `released` that `submitted` edited, deleted or re-tagged."""
     theirs: dict[str, dict] = {}
-    for cell in _cells(submitted):
+    submitted_cells = _cells(submitted)
+    if submitted_cells is None:
+        return []  # unreadable now (nbgrader read it when grading): nothing to compare
+    for cell in submitted_cells:
         gid = _nbgrader(cell).get("grade_id")
         if isinstance(gid, str):
             theirs.setdefault(gid, cell)
     found = []
-    for cell in _cells(released):
+    for cell in _cells(released) or []:
         meta = _nbgrader(cell)
         gid = meta.get("grade_id")
         if not isinstance(gid, str) or meta.get("solution"):
@@ -78,7 +83,7 @@ def runtime_marks(autograded: Path) -> list[str]:
     from ..trusted import TAMPER_MIME
 
     out = []
-    for cell in _cells(autograded):
+    for cell in _cells(autograded) or []:
         for o in cell.get("outputs") or []:
             if isinstance(o, dict) and TAMPER_MIME in (o.get("data") or {}):
                 out.append(str(_nbgrader(cell).get("grade_id") or "a test cell"))
@@ -86,8 +91,13 @@ def runtime_marks(autograded: Path) -> list[str]:
     return out
 
 
-def describe(course_dir: Path, assignment: str, student: str) -> str:
-    """One sentence naming what this submission tampered with, or ""."""
+def describe(
+    course_dir: Path, assignment: str, student: str, reads: list[str] | None = None
+) -> str:
+    """One sentence naming what this submission tampered with, or "".
+
+    `reads`: what the kernel's audit hook reported (:meth:`.audit.Watch.finish`).
+    """
     notes = []
     released = sorted((course_dir / "release" / assignment).glob("*.ipynb"))
     for rel in released:
@@ -105,4 +115,37 @@ def describe(course_dir: Path, assignment: str, student: str) -> str:
                 + more
                 + ")"
             )
+    if reads:
+        more = f" and {len(reads) - 3} more" if len(reads) > 3 else ""
+        notes.append(f"reached outside its directory ({', '.join(reads[:3])}{more})")
     return "tampered: " + "; ".join(notes) if notes else ""
+
+
+BANNER_CLASS = "autograder-tampered"
+
+
+def mark_feedback(feedback_dir: Path, flags: str) -> int:
+    """Put `flags` at the top of every feedback page in `feedback_dir`; how many pages.
+
+    nbgrader's feedback shows the graded notebook, where restored cells and reads that
+    found nothing leave no trace: the student is told here what the grader saw.
+    """
+    import html
+    import re
+
+    banner = (
+        f'<div class="{BANNER_CLASS}" role="alert" style="border:2px solid #b00;'
+        'padding:0.5em 1em;margin:1em;background:#fff4f4;color:#600">'
+        "<strong>Flagged for review.</strong> " + html.escape(flags) + "</div>"
+    )
+    marked = 0
+    for page in sorted(Path(feedback_dir).glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if BANNER_CLASS in text:
+            continue
+        found = re.search(r"<body[^>]*>", text)
+        if not found:
+            continue
+        page.write_text(text[: found.end()] + banner + text[found.end() :], encoding="utf-8")
+        marked += 1
+    return marked

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import course
-from . import gradebook, provisioner, sandbox
+from . import audit, gradebook, provisioner, sandbox
 from .forkserver import _die_with_parent, _threads
 
 if TYPE_CHECKING:  # imported by Grader: the coordinator, which imports Settings, needs neither
@@ -97,6 +97,11 @@ class Grader:
         # The kernel sandbox needs forked kernels (it is applied in the fork server's child).
         limits = sandbox.Limits.from_env()
         self.jail = None
+        # Evidence of reads outside the kernel's directory (a hook in the forked kernel).
+        self.audit = None
+        if settings.forkserver and settings.kernel_dir:
+            package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            self.audit = audit.Watch(extra_allowed=[package])
         if settings.forkserver and settings.kernel_dir and limits.enabled:
             self.jail = sandbox.Jail(limits, settings.course_dir)
             if self.jail.missing:
@@ -152,14 +157,16 @@ class Grader:
         execution = self._execution
         execution.take_runs()
         submitted = self.course_dir / "submitted" / student / a
-        sandbox.CURRENT = self.jail.start(str(submitted)) if self.jail else None
+        sandbox.CURRENT = box = self.jail.start(str(submitted)) if self.jail else None
+        audit.CURRENT = self.audit.start(box and box["workdir"]) if self.audit else None
         try:
             result = self.api.autograde(a, student, force=True, create=True)
         finally:
             runs = execution.take_runs()
             status = next((r.exit_status for r in runs if r.died_in), None)
             limits_hit = self.jail.finish(status) if self.jail else []
-            sandbox.CURRENT = None
+            reads = self.audit.finish() if self.audit else []
+            sandbox.CURRENT = audit.CURRENT = None
         kernel_cpu = round(sum(r.cpu for r in runs), 3)
         slowest = max((r.slowest_cell for r in runs), default=0.0)
         if not result.get("success"):
@@ -188,7 +195,7 @@ class Grader:
             note = "; ".join(limits_hit)
             outcome.code = outcome.code or "limit_exceeded"
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
-        flags = self._tamper.describe(self.course_dir, a, student)
+        flags = self._tamper.describe(self.course_dir, a, student, reads=reads)
         if flags:
             outcome.code = outcome.code or "tampered"
             outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags
@@ -198,6 +205,8 @@ class Grader:
                 outcome.code = outcome.code or "feedback_failed"
                 note = "feedback failed: " + course._failure_reason(fb)
                 outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
+            elif flags:
+                self._tamper.mark_feedback(self.course_dir / "feedback" / student / a, flags)
         return outcome
 
 
@@ -296,6 +305,8 @@ def _serve(sock: socket.socket) -> None:
         )
     if grader.jail is not None:
         grader.jail.close()
+    if grader.audit is not None:
+        grader.audit.close()
     t = os.times()
     log.info(
         "worker %d done: %.2f s CPU (user %.2f, system %.2f)",
