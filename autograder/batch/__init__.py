@@ -15,7 +15,9 @@
   (cell limits in kernel CPU time, :mod:`.execution`), and its gradebook transactions
   are serialized machine-wide (:mod:`.gradebook`).
 - :mod:`.tamper` names what a graded submission tampered with (checks changed at run
-  time, locked or test cells edited), for the outcome, the summary and the CSV.
+  time, locked or test cells edited, reads outside its directory reported by the
+  kernel's audit hook, :mod:`.audit`), for the outcome, the summary, the CSV and a banner
+  on its feedback pages.
 - :mod:`.forkserver` keeps an interpreter that has imported torch, matplotlib and
   ipykernel, and forks a fresh kernel per submission; :mod:`.provisioner` is the
   jupyter_client kernel provisioner through which nbclient starts, watches, signals and
@@ -24,7 +26,8 @@
 The kernel sandbox (:mod:`.sandbox`) is applied by :func:`.forkserver.prepare_child`, in
 the forked child, before ipykernel runs, from the fields of the spawn request that
 :class:`~.provisioner.ForkProvisioner` sends (user, private directory, namespaces,
-limits). The provisioner is the one place that decides how a kernel is started.
+limits), and so is the audit hook (:func:`.audit.install`, after the sandbox, before
+ipykernel). The provisioner is the one place that decides how a kernel is started.
 
 Run state lives in ``<course>/.autograder/``: ``outcomes.sqlite`` (one row per
 submission) and ``logs/<assignment>/`` (or ``logs/all/`` for several assignments in one
