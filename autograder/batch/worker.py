@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -296,8 +297,9 @@ def _serve(sock: socket.socket) -> None:
             )
         send({"student": student, "outcome": outcome_to_json(outcome)})
         log.info(
-            "%s: %s in %.2f s (worker CPU %.2f s, kernel CPU %.2f s)",
+            "%s/%s: %s in %.2f s (worker CPU %.2f s, kernel CPU %.2f s)",
             student,
+            assignment,
             outcome.status,
             outcome.seconds,
             time.process_time() - cpu,
@@ -329,12 +331,36 @@ HEAVY = (
     "sqlalchemy.dialects.sqlite",
     "bs4",
     "psutil",
+    "sqlite3",
     # the trusted side of grading: the checks re-run here, with torch's references
     "torch",
     "matplotlib.pyplot",
     "autograder.trusted",
     "autograder.remote",
 )
+
+
+def _warm_torch() -> None:
+    """Run, once before the workers fork, the kinds of torch computation the checks' own
+    references use: torch imports much of itself lazily on first use (forward-mode AD's
+    decompositions, torch.func, the compiler stack behind some operators), seconds of
+    CPU that every worker would otherwise pay again."""
+    import torch
+    from torch.autograd import forward_ad as fwAD
+
+    x = torch.linspace(0.5, 2.0, 5, dtype=torch.float64, requires_grad=True)
+    y = (1 / x + x**2 * torch.sin(x) - torch.exp(-x)).sum()
+    (g,) = torch.autograd.grad(y, x, create_graph=True)
+    g.sum().backward()
+    v = x.detach()
+    torch.autograd.functional.jacobian(lambda t: t**2, v)
+    torch.autograd.functional.hessian(lambda t: (t**3).sum(), v)
+    torch.func.vmap(torch.func.jacrev(torch.sin))(v)
+    torch.func.vmap(torch.func.grad(lambda t: (t**2).sum()))(v.reshape(5, 1))
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(v, torch.ones_like(v))
+        fwAD.unpack_dual(torch.sin(dual) / dual)
+    torch.nn.Linear(2, 1)(torch.ones(3, 2)).sum().backward()
 
 
 def _course_checks() -> list[str]:
@@ -354,8 +380,13 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
     dies with the executor (PR_SET_PDEATHSIG), so killing a grading run leaves no worker
     behind; a single worker killed for hanging takes no sibling with it.
     """
+    gc.disable()  # as the kernels' fork server does: the workers share these pages
     for name in (*HEAVY, *_course_checks()):
         __import__(name)
+    try:
+        _warm_torch()
+    except Exception:  # only ever costs speed
+        logging.getLogger("autograder.batch").exception("warming torch up failed")
     from . import speedups
 
     speedups.warm_feedback_templates()
@@ -372,10 +403,12 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
             pids.append(proc.pid)
             os.close(fd)
             continue
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                gc.enable()
                 _die_with_parent()
                 for other, _ in slots:
                     if other != fd:
