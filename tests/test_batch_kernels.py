@@ -83,6 +83,9 @@ FIDELITY = [
     "import matplotlib\nprint(matplotlib.get_backend())",
     # A figure without any %matplotlib magic is shown inline, as in a fresh kernel.
     "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3]);",
+    # Shown at once and then at the end of the cell: two images, in either kernel.
+    "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()\nfig2, ax2 = plt.subplots()\n"
+    "ax2.plot([2, 1]);",
     "import torch\nprint(torch.get_default_dtype(), torch.get_num_threads() >= 1)",
     "import autograder\nfrom autograder.feedback import CheckFailed\n"
     "raise CheckFailed('Q1', 'wrong value', 'expected 2, got 3', [])",
@@ -100,7 +103,25 @@ def test_forked_kernel_behaves_like_a_fresh_kernel(forkserver, tmp_path):
     assert forked == fresh
     assert forked[0].splitlines() == [str(tmp_path), "from-the-manager"]
     assert "image/png" in forked[4]
-    assert "wrong value" in forked[6] and "Traceback" not in forked[6]
+    assert forked[5].count("image/png") == 2
+    assert "wrong value" in forked[7] and "Traceback" not in forked[7]
+
+
+DRAWS = [
+    "import matplotlib.pyplot as plt\ndraws = []\nfig, ax = plt.subplots()\nax.plot([1, 2])\n"
+    "fig.canvas.mpl_connect('draw_event', lambda event: draws.append(1));",
+    "print(len(draws))",
+]
+
+
+def test_forked_kernels_draw_each_inline_figure_once(forkserver, tmp_path):
+    """A fresh kernel draws a figure left open at the end of a cell once more than it
+    shows it (pyplot's redraw, then the inline backend's rendering); a grading kernel
+    skips the redraw nobody sees and shows the same image."""
+    fresh = _run("python3", DRAWS, tmp_path)
+    forked = _run(provisioner.KERNEL_NAME, DRAWS, tmp_path)
+    assert fresh[0] == forked[0] and forked[0].count("image/png") == 1
+    assert int(forked[1]) == int(fresh[1]) - 1
 
 
 def test_students_share_nothing(forkserver, tmp_path):

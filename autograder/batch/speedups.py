@@ -15,7 +15,8 @@ not change between submissions:
   across exporters; jinja2 checks each template's source checksum before reusing it. Its
   accessibility pass (alternative text for images, focusable cells) is done on the text
   instead of through a BeautifulSoup tree built and re-serialized for every page (~0.3 s
-  a page): parsed again, the two pages are the same document.
+  a page): parsed again, the two pages are the same document. Highlighted code is
+  remembered by its source (:class:`RememberedHighlight`).
 
 They are installed by :func:`install` in grading workers only.
 """
@@ -145,13 +146,12 @@ class CachedHTMLExporter(HTMLExporter):
     def from_notebook_node(self, nb, resources=None, **kw):
         # HTMLExporter.from_notebook_node, up to rendering; then `accessible`.
         from nbconvert.exporters.templateexporter import TemplateExporter
-        from nbconvert.filters.highlight import Highlight2HTML
         from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
         highlight_code = self.filters.get(
-            "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)
+            "highlight_code", RememberedHighlight(pygments_lexer=lexer, parent=self)
         )
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(
@@ -164,6 +164,39 @@ class CachedHTMLExporter(HTMLExporter):
         if missing:
             self.log.debug("Alternative text is missing on %s image(s).", missing)
         return html, resources
+
+
+class RememberedHighlight:
+    """nbconvert's Highlight2HTML, remembering what it produced: most cells of a class's
+    feedback pages (the instructor's text and code, the test cells) are the same source
+    on every page, and pygments took a tenth of a worker's time highlighting them again."""
+
+    _memo: dict[tuple, str] = {}
+    MAX = 4096
+
+    def __init__(self, **kw):
+        from nbconvert.filters.highlight import Highlight2HTML
+
+        self._inner = Highlight2HTML(**kw)
+
+    def __call__(self, source, language=None, metadata=None):
+        inner = self._inner
+        magics = metadata.get("magics_language") if metadata else None
+        key = (
+            source,
+            language or inner.pygments_lexer,
+            magics if isinstance(magics, str) else None,
+            repr(sorted(inner.extra_formatter_options.items())),
+        )
+        if not isinstance(magics, str | type(None)):
+            return inner(source, language, metadata)
+        found = self._memo.get(key)
+        if found is None:
+            found = inner(source, language, metadata)
+            if len(self._memo) >= self.MAX:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
 
 
 def warm_feedback_templates() -> None:
