@@ -257,6 +257,65 @@ def test_feedback_pages_are_the_same_document_as_nbconverts(template):
     assert str(BeautifulSoup(ours, "html.parser")) == str(BeautifulSoup(theirs, "html.parser"))
 
 
+def test_remembered_markdown_is_what_nbconvert_renders_and_follows_attachments():
+    """Is a Markdown cell rendered once per class still the page nbconvert would write,
+    and does a cell with the same text but other attachments get its own rendering?"""
+    from bs4 import BeautifulSoup
+    from nbconvert.exporters import HTMLExporter
+
+    from autograder.batch import speedups
+
+    v4 = nbformat.v4
+
+    def page(attachment: str) -> nbformat.NotebookNode:
+        nb = _page_notebook()
+        cell = v4.new_markdown_cell("Look: ![pic](attachment:p.png) and $x^2$.")
+        cell.attachments = {"p.png": {"image/png": attachment}}
+        nb.cells.append(cell)
+        return nb
+
+    speedups._MARKDOWN.clear()
+    for data in ("QUFBQQ==", "QUFBQQ==", "QkJCQg=="):
+        nb = page(data)
+        theirs, _ = HTMLExporter().from_notebook_node(nb)
+        ours, _ = speedups.CachedHTMLExporter().from_notebook_node(nb)
+        assert f"data:image/png;base64,{data}" in ours
+        assert str(BeautifulSoup(ours, "html.parser")) == str(BeautifulSoup(theirs, "html.parser"))
+    # two Markdown cells, the second in two versions: three renderings remembered
+    assert len(speedups._MARKDOWN) == 3
+
+
+def test_a_gradebook_schema_is_created_once_per_process_and_still_for_new_files(tmp_path):
+    """Once a worker has opened a gradebook, do later openings skip re-creating its
+    schema, while a gradebook file the process has not seen still gets its tables?"""
+    from nbgrader.api import Gradebook
+    from sqlalchemy import MetaData
+
+    from autograder.batch import speedups
+
+    course_mod._tools_on_path()  # nbgrader asks `alembic` for the version of a new file
+    speedups.install()
+    calls = []
+    real = MetaData.create_all
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MetaData, "create_all", counting)
+        for name in ("one.db", "one.db", "one.db", "two.db"):
+            with Gradebook(f"sqlite:///{tmp_path / name}") as gb:
+                gb.add_student(f"s{len(gb.students)}")
+                assert gb.students
+    assert len(calls) == 2  # once for one.db, once for two.db
+    for name in ("one.db", "two.db"):
+        tables = sqlite3.connect(tmp_path / name).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+        assert {"student", "grade", "assignment"} <= {t for (t,) in tables}
+
+
 def test_accessible_leaves_scripts_and_existing_attributes_alone():
     from autograder.batch.speedups import NO_ALT, accessible
 

@@ -50,6 +50,11 @@ KERNEL_ENV = {
 PRELOAD = (
     "numpy",
     "torch",
+    # torch imports these on first use (a non-scalar backward, `2 / x`, forward-mode AD):
+    # about 1.4 s that the kernels forked before learning has finished would each pay
+    "torch.fx.experimental.symbolic_shapes",
+    "torch._dynamo",
+    "torch._decomp.decompositions_for_jvp",
     "matplotlib",
     "matplotlib.pyplot",
     "matplotlib.backends.backend_agg",

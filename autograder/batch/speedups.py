@@ -10,13 +10,15 @@ not change between submissions:
 - ``jsonschema.validate`` checks each distinct schema once, then validates with a cached
   validator (same errors, same exceptions);
 - ``nbgrader.api.create_engine`` returns one engine per database URL (each Gradebook
-  still opens and closes its own session and connections);
+  still opens and closes its own session and connections), and a gradebook whose schema
+  was created here is not inspected and re-created again (:func:`_schema_once`);
 - :class:`CachedHTMLExporter` (the feedback exporter) shares compiled template bytecode
   across exporters; jinja2 checks each template's source checksum before reusing it. Its
   accessibility pass (alternative text for images, focusable cells) is done on the text
   instead of through a BeautifulSoup tree built and re-serialized for every page (~0.3 s
   a page): parsed again, the two pages are the same document. Highlighted code is
-  remembered by its source (:class:`RememberedHighlight`).
+  remembered by its source (:class:`RememberedHighlight`), rendered Markdown by its
+  source and attachments (:meth:`CachedHTMLExporter.markdown2html`).
 
 They are installed by :func:`install` in grading workers only.
 """
@@ -75,6 +77,46 @@ def _cached_engines():
 
     create_engine.__wrapped__ = original
     nbapi.create_engine = create_engine
+
+
+def _schema_once():
+    """A Gradebook, opened about ten times per submission, first lists the database's
+    tables and re-issues the whole schema (``create_all`` inspects every table). Once a
+    gradebook opened here has created its schema, its tables exist for the rest of the
+    run (nothing drops them), so later openings skip both."""
+    import nbgrader.api as nbapi
+
+    metadata = nbapi.Base.metadata
+    original_inspect = nbapi.inspect
+    ready: set[str] = set()
+
+    class _KnownTables:
+        def __init__(self, names: list[str]):
+            self._names = names
+
+        def get_table_names(self) -> list[str]:
+            return list(self._names)
+
+    tables = sorted(metadata.tables)
+
+    def inspect(subject, *args, **kwargs):
+        if str(getattr(subject, "url", "")) in ready:
+            return _KnownTables(tables)
+        return original_inspect(subject, *args, **kwargs)
+
+    def create_all(bind=None, *args, **kwargs):
+        key = str(getattr(bind, "url", ""))
+        if key and key in ready and not args and not kwargs:
+            return None
+        result = type(metadata).create_all(metadata, bind, *args, **kwargs)
+        if key:
+            with _lock:
+                ready.add(key)
+        return result
+
+    inspect.__wrapped__ = original_inspect
+    nbapi.inspect = inspect
+    metadata.create_all = create_all
 
 
 class _MemoryBytecodeCache(jinja2.BytecodeCache):
@@ -165,6 +207,35 @@ class CachedHTMLExporter(HTMLExporter):
             self.log.debug("Alternative text is missing on %s image(s).", missing)
         return html, resources
 
+    @jinja2.pass_context
+    def markdown2html(self, context, source):
+        # The instructor's text is the same on every page of a class: render each
+        # distinct cell once. The result depends only on the source, the cell's
+        # attachments and the exporter's settings; the notebook's folder matters only
+        # when images are embedded from disk, which are not remembered (files change).
+        if self.embed_images:
+            return super().markdown2html(context, source)
+        cell = context.get("cell", {})
+        attachments = cell.get("attachments", {}) if hasattr(cell, "get") else {}
+        key = (
+            source,
+            json.dumps(attachments, sort_keys=True, default=str),
+            self.anchor_link_text,
+            self.exclude_anchor_links,
+            repr(sorted(self.lexer_options.items())),
+        )
+        found = _MARKDOWN.get(key)
+        if found is None:
+            found = super().markdown2html(context, source)
+            if len(_MARKDOWN) >= _MARKDOWN_MAX:
+                _MARKDOWN.clear()
+            _MARKDOWN[key] = found
+        return found
+
+
+_MARKDOWN: dict[tuple, str] = {}
+_MARKDOWN_MAX = 4096
+
 
 class RememberedHighlight:
     """nbconvert's Highlight2HTML, remembering what it produced: most cells of a class's
@@ -230,3 +301,4 @@ def install() -> None:
         _installed = True
     _cached_validate()
     _cached_engines()
+    _schema_once()
