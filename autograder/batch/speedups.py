@@ -10,8 +10,8 @@ not change between submissions:
 - ``jsonschema.validate`` checks each distinct schema once, then validates with a cached
   validator (same errors, same exceptions);
 - ``nbgrader.api.create_engine`` returns one engine per database URL (each Gradebook
-  still opens and closes its own session and connections), and a gradebook whose schema
-  was created here is not inspected and re-created again (:func:`_schema_once`);
+  still opens and closes its own session and connections), and a gradebook that holds
+  nbgrader's whole schema is not re-created table by table (:func:`_schema_once`);
 - :class:`CachedHTMLExporter` (the feedback exporter) shares compiled template bytecode
   across exporters; jinja2 checks each template's source checksum before reusing it. Its
   accessibility pass (alternative text for images, focusable cells) is done on the text
@@ -26,6 +26,7 @@ They are installed by :func:`install` in grading workers only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 
@@ -61,18 +62,43 @@ def _cached_validate():
     jsonschema.validate = validate
 
 
+def _database_file(url) -> tuple | None:
+    """(url, device, inode) of a SQLite file database as it is now; None for anything
+    else, or a file that does not exist (yet)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(url)
+    except Exception:
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    try:
+        st = os.stat(url.database)
+    except OSError:
+        return None
+    return (str(url), st.st_dev, st.st_ino)
+
+
 def _cached_engines():
     import nbgrader.api as nbapi
 
     original = nbapi.create_engine
-    engines: dict[tuple, object] = {}
+    engines: dict[tuple, tuple] = {}  # key -> (engine, the file it was made for)
 
     def create_engine(url, *args, **kwargs):
         key = (str(url), args, tuple(sorted(kwargs.items())))
+        current = _database_file(url)
         with _lock:
-            engine = engines.get(key)
+            engine, made_for = engines.get(key, (None, None))
+            # A gradebook file deleted or replaced since: its pooled connections still
+            # reach the old file, so start afresh as nbgrader would.
+            if engine is not None and made_for != current:
+                engine.dispose()
+                engine = None
             if engine is None:
-                engine = engines[key] = original(url, *args, **kwargs)
+                engine = original(url, *args, **kwargs)
+                engines[key] = (engine, current)
         return engine
 
     create_engine.__wrapped__ = original
@@ -81,38 +107,46 @@ def _cached_engines():
 
 def _schema_once():
     """A Gradebook, opened about ten times per submission, first lists the database's
-    tables and re-issues the whole schema (``create_all`` inspects every table). Once a
-    gradebook opened here has created its schema, its tables exist for the rest of the
-    run (nothing drops them), so later openings skip both."""
+    tables through SQLAlchemy's reflection and re-issues the whole schema (``create_all``
+    asks after every table one by one). For a SQLite gradebook one query of
+    ``sqlite_master`` answers both: when every table of nbgrader's schema is there,
+    ``create_all`` would create nothing, and is skipped; otherwise it runs as before."""
     import nbgrader.api as nbapi
 
     metadata = nbapi.Base.metadata
     original_inspect = nbapi.inspect
-    ready: set[str] = set()
+    schema = frozenset(metadata.tables)
 
-    class _KnownTables:
+    class _Tables:
         def __init__(self, names: list[str]):
             self._names = names
 
         def get_table_names(self) -> list[str]:
             return list(self._names)
 
-    tables = sorted(metadata.tables)
+    def sqlite_tables(engine) -> list[str] | None:
+        url = getattr(engine, "url", None)
+        if url is None or url.get_backend_name() != "sqlite":
+            return None
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+            return [name for (name,) in rows if not name.startswith("sqlite_")]
 
     def inspect(subject, *args, **kwargs):
-        if str(getattr(subject, "url", "")) in ready:
-            return _KnownTables(tables)
+        if not args and not kwargs:
+            names = sqlite_tables(subject)
+            if names is not None:
+                return _Tables(names)
         return original_inspect(subject, *args, **kwargs)
 
     def create_all(bind=None, *args, **kwargs):
-        key = str(getattr(bind, "url", ""))
-        if key and key in ready and not args and not kwargs:
-            return None
-        result = type(metadata).create_all(metadata, bind, *args, **kwargs)
-        if key:
-            with _lock:
-                ready.add(key)
-        return result
+        if not args and not kwargs:
+            names = sqlite_tables(bind)
+            if names is not None and schema <= set(names):
+                return None
+        return type(metadata).create_all(metadata, bind, *args, **kwargs)
 
     inspect.__wrapped__ = original_inspect
     nbapi.inspect = inspect
