@@ -11,7 +11,7 @@ not change between submissions:
   validator (same errors, same exceptions);
 - ``nbgrader.api.create_engine`` returns one engine per database URL (each Gradebook
   still opens and closes its own session and connections), and a gradebook that holds
-  nbgrader's whole schema is not re-created table by table (:func:`_schema_once`);
+  nbgrader's whole schema is not re-created table by table (:func:`_schema_where_missing`);
 - :class:`CachedHTMLExporter` (the feedback exporter) shares compiled template bytecode
   across exporters; jinja2 checks each template's source checksum before reusing it. Its
   accessibility pass (alternative text for images, focusable cells) is done on the text
@@ -105,7 +105,7 @@ def _cached_engines():
     nbapi.create_engine = create_engine
 
 
-def _schema_once():
+def _schema_where_missing():
     """A Gradebook, opened about ten times per submission, first lists the database's
     tables through SQLAlchemy's reflection and re-issues the whole schema (``create_all``
     asks after every table one by one). For a SQLite gradebook one query of
@@ -335,4 +335,4 @@ def install() -> None:
         _installed = True
     _cached_validate()
     _cached_engines()
-    _schema_once()
+    _schema_where_missing()
