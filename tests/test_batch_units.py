@@ -285,7 +285,7 @@ def test_remembered_markdown_is_what_nbconvert_renders_and_follows_attachments()
     assert len(speedups._MARKDOWN) == 3
 
 
-SCHEMA_ONCE = """
+SCHEMA_WHERE_MISSING = """
 import os, sys
 from pathlib import Path
 from nbgrader.api import Gradebook
@@ -321,7 +321,7 @@ def test_a_gradebook_schema_is_created_only_where_it_is_missing(tmp_path):
     a new file (another, or one deleted and made again) still gets its tables? (In a
     fresh process: the shims are for grading workers only.)"""
     out = subprocess.run(
-        [sys.executable, "-c", SCHEMA_ONCE, str(tmp_path)],
+        [sys.executable, "-c", SCHEMA_WHERE_MISSING, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

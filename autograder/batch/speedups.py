@@ -106,50 +106,29 @@ def _cached_engines():
 
 
 def _schema_where_missing():
-    """A Gradebook, opened about ten times per submission, first lists the database's
-    tables through SQLAlchemy's reflection and re-issues the whole schema (``create_all``
-    asks after every table one by one). For a SQLite gradebook one query of
-    ``sqlite_master`` answers both: when every table of nbgrader's schema is there,
-    ``create_all`` would create nothing, and is skipped; otherwise it runs as before."""
+    """A Gradebook, opened about ten times per submission, re-issues nbgrader's whole
+    schema each time (``create_all`` asks after every table one by one). For a SQLite
+    gradebook one query of ``sqlite_master`` says whether every table is already there,
+    in which case ``create_all`` would create nothing and is skipped; otherwise it runs
+    as before."""
     import nbgrader.api as nbapi
 
     metadata = nbapi.Base.metadata
-    original_inspect = nbapi.inspect
     schema = frozenset(metadata.tables)
 
-    class _Tables:
-        def __init__(self, names: list[str]):
-            self._names = names
-
-        def get_table_names(self) -> list[str]:
-            return list(self._names)
-
-    def sqlite_tables(engine) -> list[str] | None:
+    def complete(engine) -> bool:
         url = getattr(engine, "url", None)
         if url is None or url.get_backend_name() != "sqlite":
-            return None
+            return False
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-            )
-            return [name for (name,) in rows if not name.startswith("sqlite_")]
-
-    def inspect(subject, *args, **kwargs):
-        if not args and not kwargs:
-            names = sqlite_tables(subject)
-            if names is not None:
-                return _Tables(names)
-        return original_inspect(subject, *args, **kwargs)
+            rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return schema <= {name for (name,) in rows}
 
     def create_all(bind=None, *args, **kwargs):
-        if not args and not kwargs:
-            names = sqlite_tables(bind)
-            if names is not None and schema <= set(names):
-                return None
+        if not args and not kwargs and complete(bind):
+            return None
         return type(metadata).create_all(metadata, bind, *args, **kwargs)
 
-    inspect.__wrapped__ = original_inspect
-    nbapi.inspect = inspect
     metadata.create_all = create_all
 
 
@@ -249,8 +228,7 @@ class CachedHTMLExporter(HTMLExporter):
         # when images are embedded from disk, which are not remembered (files change).
         if self.embed_images:
             return super().markdown2html(context, source)
-        cell = context.get("cell", {})
-        attachments = cell.get("attachments", {}) if hasattr(cell, "get") else {}
+        attachments = context.get("cell", {}).get("attachments", {})
         key = (
             source,
             json.dumps(attachments, sort_keys=True, default=str),
