@@ -107,6 +107,28 @@ def test_forked_kernel_behaves_like_a_fresh_kernel(forkserver, tmp_path):
     assert "wrong value" in forked[7] and "Traceback" not in forked[7]
 
 
+PRELOADED = [
+    "import sys\nprint(sorted(m for m in sys.modules if m.startswith('autograder')))",
+    "from autograder.assignments import a01\n"
+    "print(a01.check_forward_difference.__name__, hasattr(a01.check_forward_difference, "
+    "'__wrapped__'))",
+]
+
+
+@pytest.mark.parametrize("hidden_by_grader", ["1", ""])
+def test_course_helpers_are_preloaded_but_assignments_read_the_kernels_environment(
+    forkserver, tmp_path, hidden_by_grader
+):
+    """The course's checking helpers are already imported in a forked kernel (every graded
+    notebook imports them); a per-assignment module is not, so whether its hidden checks
+    are left to the grader follows the kernel's own environment, not the server's."""
+    env = {"AUTOGRADER_HIDDEN_BY_GRADER": hidden_by_grader}
+    loaded, deferred = _run(provisioner.KERNEL_NAME, PRELOADED, tmp_path, env)
+    assert "'autograder.compare'" in loaded and "'autograder.forbid'" in loaded
+    assert "autograder.assignments.a0" not in loaded
+    assert deferred == f"check_forward_difference {hidden_by_grader == '1'}"
+
+
 DRAWS = [
     "import matplotlib.pyplot as plt\ndraws = []\nfig, ax = plt.subplots()\nax.plot([1, 2])\n"
     "fig.canvas.mpl_connect('draw_event', lambda event: draws.append(1));",
