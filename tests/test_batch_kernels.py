@@ -90,6 +90,9 @@ FIDELITY = [
     "import autograder\nfrom autograder.feedback import CheckFailed\n"
     "raise CheckFailed('Q1', 'wrong value', 'expected 2, got 3', [])",
     "1/0",
+    # Output order across streams, explicit flushes, and a flush with nothing to send.
+    "sys.stdout.flush()\nprint('a')\nsys.stdout.flush()\nprint('b', file=sys.stderr)\n"
+    "sys.stderr.flush()\nprint('c', end='')\nsys.stderr.flush()\nprint('d')",
 ]
 
 
@@ -105,6 +108,7 @@ def test_forked_kernel_behaves_like_a_fresh_kernel(forkserver, tmp_path):
     assert "image/png" in forked[4]
     assert forked[5].count("image/png") == 2
     assert "wrong value" in forked[7] and "Traceback" not in forked[7]
+    assert forked[9].split() == ["a", "b", "cd"]
 
 
 PRELOADED = [
