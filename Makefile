@@ -22,8 +22,8 @@ demo: $(VENV)/.installed
 
 ## test: lint and run the whole test suite (what CI runs)
 test: $(VENV)/.installed
-	$(BIN)/ruff check autograder tests
-	$(BIN)/ruff format --check autograder tests
+	$(BIN)/ruff check autograder tests benchmarks
+	$(BIN)/ruff format --check autograder tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## test-fast: skip the slow end-to-end tests
@@ -31,11 +31,11 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check autograder tests
+	$(BIN)/ruff check autograder tests benchmarks
 
 format: $(VENV)/.installed
-	$(BIN)/ruff format autograder tests
-	$(BIN)/ruff check --fix autograder tests
+	$(BIN)/ruff format autograder tests benchmarks
+	$(BIN)/ruff check --fix autograder tests benchmarks
 
 ## release: lint the instructor notebooks and regenerate release/
 release: $(VENV)/.installed

@@ -83,20 +83,42 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
             "c.OverwriteCells.add_missing_cells = True\n"
         )
     subprocess.run(
-        [str(Path(sys.executable).parent / "nbgrader"), "generate_assignment", ASSIGNMENT,
-         "--force"], cwd=root, capture_output=True, timeout=300, env=ENV,
+        [
+            str(Path(sys.executable).parent / "nbgrader"),
+            "generate_assignment",
+            ASSIGNMENT,
+            "--force",
+        ],
+        cwd=root,
+        capture_output=True,
+        timeout=300,
+        env=ENV,
     )
     before = course_files(root)
     start = time.monotonic()
     if mode == "plain":
-        cmd = [str(Path(sys.executable).parent / "nbgrader"), "autograde", ASSIGNMENT,
-               "--create", "--force"]
+        cmd = [
+            str(Path(sys.executable).parent / "nbgrader"),
+            "autograde",
+            ASSIGNMENT,
+            "--create",
+            "--force",
+        ]
     else:
-        cmd = [sys.executable, "-m", "autograder.cli", "--course-dir", str(root), "grade",
-               ASSIGNMENT, "--no-feedback"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "autograder.cli",
+            "--course-dir",
+            str(root),
+            "grade",
+            ASSIGNMENT,
+            "--no-feedback",
+        ]
     try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
-                              env=ENV)
+        proc = subprocess.run(
+            cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=ENV
+        )
         finished, rc = True, proc.returncode
     except subprocess.TimeoutExpired:
         finished, rc = False, None
@@ -111,9 +133,7 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
 
         with contextlib.suppress(Exception):
             db = sqlite3.connect(str(root / ".autograder" / "outcomes.sqlite"))
-            row = db.execute(
-                "SELECT outcome FROM outcomes WHERE student = 'hostile'"
-            ).fetchone()
+            row = db.execute("SELECT outcome FROM outcomes WHERE student = 'hostile'").fetchone()
             db.close()
             code = json.loads(row[0]).get("code") or "" if row else ""
     changed = sorted(k for k in before if before.get(k) != after.get(k))
@@ -123,8 +143,16 @@ def run_one(name: str, mode: str, timeout: float) -> dict:
     success = gained or not victim_ok or bool(changed) or not finished
     shutil.rmtree(base, ignore_errors=True)
     return {
-        "name": name, "mode": mode, "success": success, "hostile": hostile, "blank": blank,
-        "victim": victim, "changed": changed[:3], "finished": finished, "rc": rc, "code": code,
+        "name": name,
+        "mode": mode,
+        "success": success,
+        "hostile": hostile,
+        "blank": blank,
+        "victim": victim,
+        "changed": changed[:3],
+        "finished": finished,
+        "rc": rc,
+        "code": code,
         "seconds": round(elapsed, 1),
     }
 
@@ -137,7 +165,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     names = args.only or list(HOSTILE)
-    modes = [m for m, skip in (("plain", args.skip_plain), ("course", args.skip_course)) if not skip]
+    modes = [
+        m for m, skip in (("plain", args.skip_plain), ("course", args.skip_course)) if not skip
+    ]
     print(f"{'technique':26s} " + " ".join(f"{m:>44s}" for m in modes))
     for name in names:
         cells = []
