@@ -17,10 +17,11 @@ Protocol: one Unix-socket connection per kernel, JSON lines.
 Closing the connection kills the kernel's process group, so a kernel never outlives the
 worker that asked for it; the server's children die with the server (PR_SET_PDEATHSIG).
 
-Run as ``python .../autograder/batch/forkserver.py SOCKET`` (a script: the course's
-helpers are preloaded by name, never its per-assignment modules); it prints ``ready`` on stdout once warm. Given
-``--learn NOTEBOOK...`` it also learns, in a throwaway child and while already serving,
-which modules the instructor's notebooks import lazily, and preloads those too.
+Run as ``python .../autograder/batch/forkserver.py SOCKET`` (a script: of the course
+package it imports the checking helpers, never the per-assignment modules); it prints
+``ready`` on stdout once warm. Given ``--learn NOTEBOOK...`` it also learns, in a
+throwaway child and while already serving, which modules the instructor's notebooks
+import lazily, and preloads those too.
 """
 
 from __future__ import annotations
