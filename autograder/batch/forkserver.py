@@ -462,7 +462,8 @@ def _no_empty_flushes() -> None:
     def flush(self):
         lock = getattr(self, "_buffer_lock", None)
         buffers = getattr(self, "_buffers", None)
-        if lock is not None and isinstance(buffers, dict) and getattr(self, "echo", 1) is None:
+        no_echo = hasattr(self, "echo") and self.echo is None
+        if lock is not None and isinstance(buffers, dict) and no_echo:
             with lock:
                 empty = not any(b.tell() for b in buffers.values())
             if empty:
