@@ -279,6 +279,49 @@ def test_a_stuck_worker_is_replaced_and_its_student_recorded(make_course):
     assert bs.processes_mentioning(str(course.root)) == []
 
 
+def test_one_queue_grades_several_assignments(make_course):
+    """Can one worker take submissions of different assignments from one queue, each
+    graded against its own assignment, so that no core waits at an assignment's end?"""
+    course = make_course(bs.A, "04_parametrized")
+    course.submit("ada", bs.A, course.solved(bs.A))
+    course.submit("ada", "04_parametrized", course.release_nb("04_parametrized"))
+    course.submit("bo", "04_parametrized", course.solved("04_parametrized"))
+    api = course_mod.nbgrader_api(course.root)
+    with course_mod._in_dir(course.root):
+        for a in (bs.A, "04_parametrized"):
+            course_mod._ensure_assignment(api, course.root, a)
+    settings = Settings(course_dir=str(course.root), assignment=bs.A)
+    jobs = [("04_parametrized", "ada"), (bs.A, "ada"), ("04_parametrized", "bo")]
+    with LocalExecutor(1, log_dir=course.root / "logs") as ex:
+        outcomes = list(ex.run_jobs(settings, jobs))
+    got = {(o.assignment, o.student): o for o in outcomes}
+    assert sorted(got) == sorted(jobs)
+    assert all(o.status == "graded" and not o.code for o in outcomes)
+    solved_a = got[bs.A, "ada"]  # every automatic point of the other assignment
+    assert solved_a.max_score > 13 and solved_a.score == solved_a.max_score - solved_a.needs_manual
+    assert (got["04_parametrized", "ada"].score, got["04_parametrized", "bo"].score) == (0, 13)
+    assert len(list((course.root / "logs").glob("worker-*.log"))) == 1  # one worker did all
+
+
+def test_a_lost_job_is_recorded_under_its_own_assignment(make_course):
+    """When workers hang on jobs of two assignments, is each student recorded as
+    ungradable under the assignment it was being graded for?"""
+    course = make_course(bs.A, "04_parametrized")
+    course.submit("slow", bs.A, course.solved(bs.A))
+    course.submit("slow", "04_parametrized", course.solved("04_parametrized"))
+    api = course_mod.nbgrader_api(course.root)
+    with course_mod._in_dir(course.root):
+        for a in (bs.A, "04_parametrized"):
+            course_mod._ensure_assignment(api, course.root, a)
+    settings = Settings(course_dir=str(course.root), assignment=bs.A)
+    jobs = [(bs.A, "slow"), ("04_parametrized", "slow")]
+    with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
+        outcomes = list(ex.run_jobs(settings, jobs))
+    assert sorted((o.assignment, o.student, o.code) for o in outcomes) == sorted(
+        [(bs.A, "slow", "worker_hung"), ("04_parametrized", "slow", "worker_hung")]
+    )
+
+
 def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
     """A flood of output is cut (with a note) once a cell, or the whole notebook, has
     printed its share; what came before is kept."""

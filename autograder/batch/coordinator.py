@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -149,64 +150,94 @@ def _likely_work(course_dir: Path, assignment: str, roster, key: str, force: boo
         outcome_store.close()
 
 
-def _grade(course_dir, assignment, roster, settings, key, force, progress, console, executor):
+@dataclass
+class _Plan:
+    """One assignment's run before any submission is executed: the outcomes already known
+    (ungradable, unchanged since an earlier run) and the students left to grade."""
+
+    assignment: str
+    roster: list[str]
+    outcomes: dict[str, course.Outcome] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    todo: list[str] = field(default_factory=list)
+
+    def result(self) -> list[course.Outcome]:
+        for student in self.roster:  # an executor must answer for every student; be sure
+            if student not in self.outcomes:
+                self.outcomes[student] = course.Outcome(
+                    student,
+                    self.assignment,
+                    "ungradable",
+                    "no outcome from the executor",
+                    code="lost",
+                )
+        return [self.outcomes[s] for s in self.roster]
+
+
+def _plan(course_dir, assignment, roster, key, force, outcome_store, feedback) -> _Plan:
+    """Prepare the gradebook for `assignment`, record what needs no execution, list the rest."""
     gradebook.serialize_sqlite()
     api = course.nbgrader_api(course_dir)
+    plan = _Plan(assignment, roster)
     with course._in_dir(course_dir):
         course._ensure_assignment(api, course_dir, assignment)
         with api.gradebook as gb:
             in_gradebook = {s.student.id for s in gb.find_assignment(assignment).submissions}
-    feedback = settings.feedback
-    outcomes: dict[str, course.Outcome] = {}
-    fingerprints: dict[str, str] = {}
-    todo: list[str] = []
+        for student in roster:
+            fp = store.fingerprint(course_dir, assignment, student, key)
+            plan.fingerprints[student] = fp
+            problem = course.submission_problem(course_dir, assignment, student)
+            earlier = None if force else outcome_store.get(assignment, student)
+            if problem is not None:
+                code, reason = problem
+                if student in in_gradebook:
+                    forget(api, course_dir, assignment, student)
+                outcome = course.Outcome(student, assignment, "ungradable", reason, code=code)
+                outcome.reused = (
+                    earlier is not None
+                    and earlier[0] == fp
+                    and ((earlier[1].code, earlier[1].reason) == (code, reason))
+                )
+                outcome_store.put(outcome, fp)
+                plan.outcomes[student] = outcome
+                continue
+            if earlier is not None and earlier[0] == fp:
+                reused = _reuse(api, course_dir, earlier[1], in_gradebook, feedback)
+                if reused is not None:
+                    plan.outcomes[student] = reused
+                    continue
+            plan.todo.append(student)
+    return plan
+
+
+def _execute(plans: list[_Plan], settings, outcome_store, progress, console, executor) -> None:
+    """Run every plan's remaining submissions through `executor` in one queue, recording
+    each outcome as it arrives."""
+    by_name = {plan.assignment: plan for plan in plans}
+    jobs = [(plan.assignment, student) for plan in plans for student in plan.todo]
+    label = plans[0].assignment if len(plans) == 1 else f"{len(plans)} assignments"
+    with GradingProgress(
+        label,
+        len(jobs),
+        reused=sum(len(plan.outcomes) for plan in plans),
+        enabled=progress,
+        console=console,
+    ) as bar:
+        for outcome in executor.run_jobs(settings, jobs):
+            plan = by_name[outcome.assignment]
+            outcome_store.put(outcome, plan.fingerprints[outcome.student])
+            plan.outcomes[outcome.student] = outcome
+            bar.advance(outcome)
+
+
+def _grade(course_dir, assignment, roster, settings, key, force, progress, console, executor):
     outcome_store = store.OutcomeStore.for_course(course_dir)
     try:
-        with course._in_dir(course_dir):
-            for student in roster:
-                fp = store.fingerprint(course_dir, assignment, student, key)
-                fingerprints[student] = fp
-                problem = course.submission_problem(course_dir, assignment, student)
-                earlier = None if force else outcome_store.get(assignment, student)
-                if problem is not None:
-                    code, reason = problem
-                    if student in in_gradebook:
-                        forget(api, course_dir, assignment, student)
-                    outcome = course.Outcome(student, assignment, "ungradable", reason, code=code)
-                    outcome.reused = (
-                        earlier is not None
-                        and earlier[0] == fp
-                        and ((earlier[1].code, earlier[1].reason) == (code, reason))
-                    )
-                    outcome_store.put(outcome, fp)
-                    outcomes[student] = outcome
-                    continue
-                if earlier is not None and earlier[0] == fp:
-                    reused = _reuse(api, course_dir, earlier[1], in_gradebook, feedback)
-                    if reused is not None:
-                        outcomes[student] = reused
-                        continue
-                todo.append(student)
-
-        with GradingProgress(
-            assignment,
-            len(todo),
-            reused=len(outcomes),
-            enabled=progress,
-            console=console,
-        ) as bar:
-            for outcome in executor.run(settings, todo):
-                outcome_store.put(outcome, fingerprints[outcome.student])
-                outcomes[outcome.student] = outcome
-                bar.advance(outcome)
+        plan = _plan(course_dir, assignment, roster, key, force, outcome_store, settings.feedback)
+        _execute([plan], settings, outcome_store, progress, console, executor)
     finally:
         outcome_store.close()
-    missing = [s for s in roster if s not in outcomes]
-    for student in missing:  # an executor must answer for every student; be sure anyway
-        outcomes[student] = course.Outcome(
-            student, assignment, "ungradable", "no outcome from the executor", code="lost"
-        )
-    return [outcomes[s] for s in roster]
+    return plan.result()
 
 
 def grade_assignments(
@@ -223,7 +254,9 @@ def grade_assignments(
     console: Console | None = None,
 ) -> list[course.Outcome]:
     """Grade several assignments in one run: the fork server and the workers start once
-    (and learn from every assignment's notebooks) instead of once per assignment."""
+    (and learn from every assignment's notebooks) instead of once per assignment, and the
+    submissions of every assignment share one queue. Outcomes come back assignment by
+    assignment, each in roster order."""
     course_dir = Path(course_dir).resolve()
     first = settings_for(
         course_dir=course_dir,
@@ -234,27 +267,28 @@ def grade_assignments(
     )
     cells = max(_code_cells(course_dir, a) for a in assignments)
     per_job = cells * (first.wall_limit + first.interrupt_grace_wall + 10)
+    key = f"feedback={feedback};cpu={first.cpu_limit:g};wall={first.wall_limit:g}"
+    rosters = {a: list(dict.fromkeys(students or _submitted(course_dir, a))) for a in assignments}
     log_dir = store.state_dir(course_dir) / "logs" / "all"
     shutil.rmtree(log_dir, ignore_errors=True)
-    outcomes: list[course.Outcome] = []
     with LocalExecutor(
         jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=list(assignments)
     ) as executor:
-        for assignment in assignments:
-            outcomes += grade_class(
-                course_dir=course_dir,
-                assignment=assignment,
-                students=students,
-                jobs=jobs,
-                timeout=timeout,
-                wall_timeout=wall_timeout,
-                feedback=feedback,
-                force=force,
-                progress=progress,
-                console=console,
-                executor=executor,
-            )
-    return outcomes
+        if any(_likely_work(course_dir, a, rosters[a], key, force) for a in assignments):
+            # Warm up while every assignment's gradebook is prepared and its submissions
+            # checked (see grade_class).
+            executor.start(first, sum(map(len, rosters.values())))
+        outcome_store = store.OutcomeStore.for_course(course_dir)
+        try:
+            plans = [
+                _plan(course_dir, a, rosters[a], key, force, outcome_store, feedback)
+                for a in assignments
+            ]
+            # One queue for the whole run: no core idles at the end of each assignment.
+            _execute(plans, first, outcome_store, progress, console, executor)
+        finally:
+            outcome_store.close()
+    return [outcome for plan in plans for outcome in plan.result()]
 
 
 def _reuse(

@@ -45,6 +45,22 @@ class Executor(abc.ABC):
     def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
         """Grade each student's submission; yield one Outcome per student, in any order."""
 
+    def run_jobs(
+        self, settings: Settings, jobs: Iterable[tuple[str, str]]
+    ) -> Iterator[course.Outcome]:
+        """Grade (assignment, student) pairs of several assignments sharing `settings`
+        (but for the assignment); one Outcome per pair, in any order.
+
+        This default grades one assignment after the other through :meth:`run`; an
+        executor that can mix assignments in one queue overrides it, so that no core waits
+        for the last submissions of one assignment before the next starts.
+        """
+        by_assignment: dict[str, list[str]] = {}
+        for assignment, student in jobs:
+            by_assignment.setdefault(assignment, []).append(student)
+        for assignment, students in by_assignment.items():
+            yield from self.run(replace(settings, assignment=assignment), students)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the executor holds (processes, servers)."""
 
@@ -176,7 +192,7 @@ class _Worker:
     sock: socket.socket
     buf: bytes = b""
     ready: bool = False
-    student: str | None = None
+    job: tuple[str, str] | None = None  # (assignment, student) being graded
     started: float = 0.0
     pid: int | None = None
 
@@ -288,7 +304,7 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         for worker in list(self.workers.values()):
-            self._retire(worker, kill=worker.student is not None)
+            self._retire(worker, kill=worker.job is not None)
         for proc in self._procs:  # each exits once its workers have
             try:
                 proc.wait(timeout=30)
@@ -349,7 +365,14 @@ class LocalExecutor(Executor):
                 worker.pid = int(msg["ready"])
 
     def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
-        queue = list(students)
+        return self.run_jobs(settings, ((settings.assignment, s) for s in students))
+
+    def run_jobs(
+        self, settings: Settings, jobs: Iterable[tuple[str, str]]
+    ) -> Iterator[course.Outcome]:
+        """One queue for every job, whatever its assignment: a worker takes the next job as
+        soon as it is free."""
+        queue = list(jobs)
         if not queue:
             return
         self.start(settings, len(queue))
@@ -368,16 +391,17 @@ class LocalExecutor(Executor):
         pending = len(queue)
         while pending:
             for worker in list(self.workers.values()):
-                if worker.ready and worker.student is None and queue:
-                    worker.student = queue.pop(0)
+                if worker.ready and worker.job is None and queue:
+                    worker.job = queue.pop(0)
                     worker.started = time.monotonic()
-                    job = {"student": worker.student, "assignment": settings.assignment}
+                    assignment, student = worker.job
+                    job = {"student": student, "assignment": assignment}
                     worker.sock.sendall(json.dumps(job).encode() + b"\n")
-            for outcome in self._collect(settings, worker_settings, queue):
+            for outcome in self._collect(worker_settings, queue):
                 pending -= 1
                 yield outcome
 
-    def _collect(self, settings: Settings, worker_settings: Settings, queue: list[str]):
+    def _collect(self, worker_settings: Settings, queue: list[tuple[str, str]]):
         """Wait for messages; yield finished outcomes; replace dead or hung workers."""
         events = self.sel.select(timeout=1.0)
         for key, _ in events:
@@ -389,7 +413,7 @@ class LocalExecutor(Executor):
             except OSError:
                 data = b""
             if not data:
-                yield from self._lost(worker, settings, worker_settings, queue, "crashed")
+                yield from self._lost(worker, worker_settings, queue, "crashed")
                 continue
             worker.buf += data
             while b"\n" in worker.buf:
@@ -399,26 +423,25 @@ class LocalExecutor(Executor):
                     worker.ready = True
                     worker.pid = int(msg["ready"])
                 elif "outcome" in msg:
-                    worker.student = None
+                    worker.job = None
                     yield outcome_from_json(msg["outcome"])
         now = time.monotonic()
         for worker in list(self.workers.values()):
             if (
-                worker.student is not None
+                worker.job is not None
                 and self.job_timeout
                 and now - worker.started > self.job_timeout
             ):
-                yield from self._lost(worker, settings, worker_settings, queue, "hung")
+                yield from self._lost(worker, worker_settings, queue, "hung")
 
-    def _lost(self, worker, settings, worker_settings, queue, how: str):
-        student = worker.student
+    def _lost(self, worker, worker_settings, queue, how: str):
+        job = worker.job
         log = self.log_dir / f"worker-{worker.index}.log"
         self._retire(worker, kill=True)
-        if student is not None:
+        if job is not None:
             note = f"the grading worker {how} (log: {log})"
-            yield course.Outcome(
-                student, settings.assignment, "ungradable", note, code=f"worker_{how}"
-            )
+            assignment, student = job
+            yield course.Outcome(student, assignment, "ungradable", note, code=f"worker_{how}")
         if not worker.ready:
             self._startup_failures += 1
         if self._startup_failures >= 3:
@@ -426,9 +449,8 @@ class LocalExecutor(Executor):
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             note = "grading workers cannot start" + (f": {tail[0][:300]}" if tail else "")
             while queue:
-                yield course.Outcome(
-                    queue.pop(0), settings.assignment, "ungradable", note, code="worker_crashed"
-                )
+                assignment, student = queue.pop(0)
+                yield course.Outcome(student, assignment, "ungradable", note, code="worker_crashed")
             return
         if queue:
             self._spawn_worker(worker_settings)
