@@ -598,3 +598,67 @@ def test_audit_reports_are_read_as_untrusted_text():
     assert reports[0] == "open /x/\\u001b[31mred\\n"  # control characters escaped
     assert len(reports) == 2  # malformed lines skipped, repeats merged
     assert len(reports[1]) <= len("open ") + audit.MAX_PATH
+
+
+def test_an_executor_that_grades_one_assignment_at_a_time_still_runs_mixed_jobs():
+    """An executor that implements only `run` gets every (assignment, student) job of a
+    multi-assignment run, one assignment at a time, with that assignment's settings."""
+    from autograder.batch.executor import Executor
+    from autograder.batch.worker import Settings
+
+    class OneAtATime(Executor):
+        def __init__(self):
+            self.calls = []
+
+        def run(self, settings, students):
+            students = list(students)
+            self.calls.append((settings.assignment, students))
+            for s in students:
+                yield course_mod.Outcome(s, settings.assignment, "graded", "")
+
+    ex = OneAtATime()
+    settings = Settings(course_dir="/nowhere", assignment="a1")
+    jobs = [("a2", "x"), ("a1", "y"), ("a2", "z")]
+    outcomes = list(ex.run_jobs(settings, jobs))
+    assert ex.calls == [("a2", ["x", "z"]), ("a1", ["y"])]
+    assert sorted((o.assignment, o.student) for o in outcomes) == sorted(jobs)
+
+
+def test_kernel_clock_counts_live_descendants(tmp_path):
+    """A cell's CPU time includes what processes it started are using before they end:
+    a grandchild burning CPU while its parents wait counts, and the descendants found
+    are the ones psutil finds by scanning every process."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from autograder.batch.execution import KernelClock
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(60)"
+    middle = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {burn!r}]).wait()"
+    top = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {middle!r}])",
+        ],
+        start_new_session=True,
+    )
+    try:
+        clock = KernelClock(top.pid)
+        deadline = time.monotonic() + 30
+        cpu = 0.0
+        while time.monotonic() < deadline:
+            cpu = clock.cpu()
+            if cpu >= 0.6:
+                break
+            time.sleep(0.05)
+        assert cpu >= 0.6, f"only {cpu:.2f} CPU-s seen"
+        ours = sorted(p.pid for p in clock._descendants())
+        theirs = sorted(p.pid for p in psutil.Process(top.pid).children(recursive=True))
+        assert len(ours) == 2 and ours == theirs
+    finally:
+        os.killpg(top.pid, signal.SIGKILL)
+        top.wait()
