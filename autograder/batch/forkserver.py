@@ -326,6 +326,7 @@ def _become_kernel(request: dict, base_path: list[str], log_fd: int, close_fds: 
         _follow_env()
         _one_draw_per_figure()
         _no_empty_flushes()
+        _without_subshells()
         if audit:
             _plain_module("audit").install(
                 dict(audit, own=audit.get("own") or os.getcwd()), audit_fd
@@ -472,6 +473,32 @@ def _no_empty_flushes() -> None:
 
     flush._skips_empty = True
     OutStream.flush = flush
+
+
+def _without_subshells() -> None:
+    """Serve the shell channel from the kernel's main thread, as ipykernel does for a
+    kernel without subshells.
+
+    ipykernel 7 reads shell messages in a thread of their own, so that a client may open
+    subshells (JupyterLab's, for running code beside a busy cell), and hands each one to
+    the main thread over an in-process socket pair. Nothing that executes a notebook uses
+    subshells, and the hop cost about a sixth of the kernel's own time per short cell.
+    Code runs where it always did (the main thread); kernel_info no longer lists the
+    "kernel subshells" feature. Left alone if this ipykernel builds its sockets otherwise.
+    """
+    from ipykernel import kernelapp
+
+    app = kernelapp.IPKernelApp
+    original = app.init_sockets
+    if getattr(original, "_no_subshells", False):
+        return
+
+    def init_sockets(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.shell_channel_thread = None
+
+    init_sockets._no_subshells = True
+    app.init_sockets = init_sockets
 
 
 # --- the server loop -------------------------------------------------------------------
