@@ -341,3 +341,67 @@ def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
     assert texts[1].count("b") == 300_000 and texts[2].count("c") == 300_000
     assert "the notebook printed more than 1200000 bytes" in texts[3] + texts[4]
     assert sum(len(t) for t in texts) < 1_300_000
+
+
+def test_figures_made_for_the_grader_are_closed_not_rendered(tmp_path):
+    """A plotting answer called by the grader's re-check makes a figure in the kernel; the
+    grader reads it as data. Is it closed when the re-check ends, instead of being
+    rendered for an output nobody reads?"""
+    import json
+    import secrets
+    import socket
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        setup = (
+            "%matplotlib inline\n"
+            "import matplotlib.pyplot as plt\n"
+            "def plot_it(n):\n"
+            "    fig, ax = plt.subplots()\n"
+            "    ax.plot(range(n))\n"
+            "    return fig\n"
+        )
+        reply = kc.execute_interactive(setup, timeout=60)
+        assert reply["content"]["status"] == "ok"
+        path = str(tmp_path / "channel")
+        token = secrets.token_hex(8)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(1)
+        msg_id = kc.execute(
+            f"__import__('autograder.remote', fromlist=['channel']).channel({path!r}, {token!r})"
+        )
+        server.settimeout(30)
+        conn, _ = server.accept()
+        lines = conn.makefile("rb")
+        assert json.loads(lines.readline())["hello"] == token
+        request = {"op": "call", "target": "plot_it", "args": [3], "kwargs": {"__dict__": []}}
+        conn.sendall(json.dumps(dict(request, id=1)).encode() + b"\n")
+        assert "__figure__" in json.loads(lines.readline())["ok"]  # sent as data
+        conn.sendall(b'{"op": "bye"}\n')
+        outputs = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            outputs.append(msg)
+        assert not [m for m in outputs if "image/png" in m["content"].get("data", {})]
+        check = kc.execute_interactive(
+            "print(plt.get_fignums())", timeout=60, output_hook=outputs.append
+        )
+        assert check["content"]["status"] == "ok"
+        printed = "".join(
+            m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream"
+        )
+        assert printed.strip() == "[]"
+        conn.close()
+        server.close()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
