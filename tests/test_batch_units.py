@@ -7,9 +7,13 @@ import io
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 
 import nbformat
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from autograder import course as course_mod
@@ -662,3 +666,38 @@ def test_kernel_clock_counts_live_descendants(tmp_path):
     finally:
         os.killpg(top.pid, signal.SIGKILL)
         top.wait()
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    when=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+    digits=st.integers(0, 6),
+    offset=st.one_of(st.none(), st.integers(-14 * 60, 14 * 60)),
+    colon=st.booleans(),
+)
+def test_message_timestamps_read_as_jupyter_client_reads_them(when, digits, offset, colon):
+    """The worker's faster reading of kernel message timestamps gives the datetimes
+    jupyter_client's own gives, for every form its pattern accepts, and leaves other
+    strings alone."""
+    import warnings
+
+    from jupyter_client import jsonutil
+
+    from autograder.batch import speedups
+
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + f"{when.microsecond:06d}"[:digits]
+    if offset is None:
+        text += "Z"
+    else:
+        sign, minutes = ("+" if offset >= 0 else "-"), abs(offset)
+        text += f"{sign}{minutes // 60:02d}{':' if colon else ''}{minutes % 60:02d}"
+    header = {"date": text, "msg_id": "abc", "nested": [{"date": text}], "n": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours, theirs = speedups.extract_dates(header), jsonutil.extract_dates(header)
+    assert ours == theirs
+    assert ours["date"].utcoffset() == theirs["date"].utcoffset()
+    assert ours["date"].isoformat() == theirs["date"].isoformat()
+    assert speedups.extract_dates({"date": "2026-11-30"}) == {"date": "2026-11-30"}

@@ -18,7 +18,11 @@ not change between submissions:
   instead of through a BeautifulSoup tree built and re-serialized for every page (~0.3 s
   a page): parsed again, the two pages are the same document. Highlighted code is
   remembered by its source (:class:`RememberedHighlight`), rendered Markdown by its
-  source and attachments (:meth:`CachedHTMLExporter.markdown2html`).
+  source and attachments (:meth:`CachedHTMLExporter.markdown2html`);
+- jupyter_client reads the timestamps of every kernel message with dateutil's general
+  ISO 8601 parser (about an eighth of the worker's time per executed cell);
+  :func:`extract_dates` reads them with the standard library's, to the same datetimes,
+  falling back to dateutil's for anything the standard library does not read.
 
 They are installed by :func:`install` in grading workers only.
 """
@@ -304,6 +308,40 @@ def warm_feedback_templates() -> None:
         exporter.from_notebook_node(nb, resources=resources)
 
 
+def extract_dates(obj):
+    """jupyter_client's ``extract_dates``, with ``datetime.fromisoformat`` for the
+    timestamps its pattern accepts (the same instants and offsets)."""
+    if isinstance(obj, dict):
+        return {k: extract_dates(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [extract_dates(o) for o in obj]
+    if isinstance(obj, str):
+        return _parse_date(obj)
+    return obj
+
+
+def _parse_date(text: str):
+    from datetime import datetime
+
+    from jupyter_client import jsonutil
+
+    if not jsonutil.ISO8601_PAT.match(text):
+        return text
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return jsonutil.parse_date(text)
+    if parsed.tzinfo is None:
+        return jsonutil.parse_date(text)  # naive: jupyter_client's own warning and zone
+    return parsed
+
+
+def _fast_dates() -> None:
+    from jupyter_client import session
+
+    session.extract_dates = extract_dates
+
+
 def install() -> None:
     """Install the shims in this process (idempotent)."""
     global _installed
@@ -314,3 +352,4 @@ def install() -> None:
     _cached_validate()
     _cached_engines()
     _schema_where_missing()
+    _fast_dates()
