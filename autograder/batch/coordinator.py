@@ -72,6 +72,16 @@ def _code_cells(course_dir: Path, assignment: str) -> int:
     return max(n, 1)
 
 
+def _settings_key(settings: Settings) -> str:
+    """What, besides the files, an earlier outcome must have been graded with to be reused."""
+    return f"feedback={settings.feedback};cpu={settings.cpu_limit:g};wall={settings.wall_limit:g}"
+
+
+def _roster(course_dir: Path, assignment: str, students: list[str] | None) -> list[str]:
+    """The students named (each once, in order), else everyone who submitted `assignment`."""
+    return list(dict.fromkeys(students or _submitted(course_dir, assignment)))
+
+
 def _submitted(course_dir: Path, assignment: str) -> list[str]:
     sub = course_dir / "submitted"
     if not sub.exists():
@@ -108,9 +118,9 @@ def grade_class(
         timeout=timeout,
         wall_timeout=wall_timeout,
     )
-    cpu_limit, wall_limit = settings.cpu_limit, settings.wall_limit
-    key = f"feedback={feedback};cpu={cpu_limit:g};wall={wall_limit:g}"
-    roster = list(dict.fromkeys(students or _submitted(course_dir, assignment)))
+    wall_limit = settings.wall_limit
+    key = _settings_key(settings)
+    roster = _roster(course_dir, assignment, students)
     own_executor = executor is None
     if executor is None:
         log_dir = store.state_dir(course_dir) / "logs" / assignment
@@ -267,8 +277,8 @@ def grade_assignments(
     )
     cells = max(_code_cells(course_dir, a) for a in assignments)
     per_job = cells * (first.wall_limit + first.interrupt_grace_wall + 10)
-    key = f"feedback={feedback};cpu={first.cpu_limit:g};wall={first.wall_limit:g}"
-    rosters = {a: list(dict.fromkeys(students or _submitted(course_dir, a))) for a in assignments}
+    key = _settings_key(first)
+    rosters = {a: _roster(course_dir, a, students) for a in assignments}
     log_dir = store.state_dir(course_dir) / "logs" / "all"
     shutil.rmtree(log_dir, ignore_errors=True)
     with LocalExecutor(
