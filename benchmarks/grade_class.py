@@ -4,7 +4,7 @@ peak memory of each run.
 
     .venv/bin/python benchmarks/grade_class.py [--students 30] [--assignments A ...]
                                                [--jobs N] [--per-assignment]
-                                               [--sandbox-off] [--bracket]
+                                               [--sandbox-off] [--bracket | --interleave]
                                                [--work-dir DIR]
 
 The class: `--students` students, each submitting every released assignment; 40 % submit
@@ -23,7 +23,11 @@ what an instructor would run after collecting submissions:
            what the sandbox costs;
 - with --bracket: the course's command also just before the plain run (this machine's
            speed drifts over the minutes plain takes); the plain run is then also
-           compared with the mean of the course's runs on either side of it.
+           compared with the mean of the course's runs on either side of it;
+- with --interleave: the course's command before the plain run and again after each of
+           its assignments (a fresh copy of the class each time), so that its runs sample
+           the machine's speed across the whole span of the plain run; the plain run is
+           then compared with their mean.
 
 Peak memory is the largest sum, over the run's whole process tree (coordinator, workers,
 fork server, kernels), of each process's proportional set size (shared pages counted
@@ -254,8 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the course's command just before the plain run, and compare the "
         "plain run with the mean of the runs on either side of it",
     )
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="also time the course's command before the plain run and after each of its "
+        "assignments, and compare the plain run with the mean of those runs",
+    )
     p.add_argument("--work-dir", type=Path, help="keep the course directories here")
     args = p.parse_args(argv)
+    if args.bracket and args.interleave:
+        p.error("--interleave already times the course's command before the plain run")
 
     assignments = args.assignments or released(ROOT)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="grade-class-"))
@@ -285,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         runs.insert(
             0, (f"autograder grade, one command, before plain ({jobs} workers)", "before", ours)
         )
+    # The course's runs between the plain run's assignments (--interleave); the last one,
+    # after the plain run's last assignment, is the "course" run itself.
+    between = [f"between-{i}" for i in range(len(assignments))] if args.interleave else []
+    for i, folder in enumerate(between):
+        where = "before plain" if i == 0 else f"after plain's {assignments[i - 1]}"
+        runs.append((f"autograder grade, one command, {where} ({jobs} workers)", folder, ours))
     if args.per_assignment:
         runs.append(
             (
@@ -323,15 +341,25 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    results = []
-    for label, folder, steps in runs:
-        total_wall = total_cpu = 0.0
-        peak = 0
-        for what, cmd, extra in steps:
-            wall, cpu, mem = timed(cmd, work / folder, dict(env, **extra), work / f"{folder}.log")
-            total_wall, total_cpu, peak = total_wall + wall, total_cpu + cpu, max(peak, mem)
-            print(f"  {label}: {what}: {wall:6.1f} s", flush=True)
-        results.append((label, folder, total_wall, total_cpu, peak))
+    # The order steps run in: each run's steps in turn, or with --interleave the course's
+    # runs between the plain run's assignments (before the first, after each).
+    labels = {folder: label for label, folder, _ in runs}
+    schedule = [(folder, step) for _, folder, steps in runs for step in steps]
+    if between:
+        plain = [(f, step) for f, step in schedule if f == "plain"]
+        ours_at = {f: step for f, step in schedule if f in between or f == "course"}
+        rest = [(f, s) for f, s in schedule if f not in ours_at and f != "plain"]
+        schedule = []
+        for i, plain_step in enumerate(plain):
+            schedule += [(between[i], ours_at[between[i]]), plain_step]
+        schedule += [("course", ours_at["course"])] + rest
+    totals: dict[str, list] = {}
+    for folder, (what, cmd, extra) in schedule:
+        wall, cpu, mem = timed(cmd, work / folder, dict(env, **extra), work / f"{folder}.log")
+        t = totals.setdefault(folder, [0.0, 0.0, 0])
+        t[0], t[1], t[2] = t[0] + wall, t[1] + cpu, max(t[2], mem)
+        print(f"  {labels[folder]}: {what}: {wall:6.1f} s", flush=True)
+    results = [(labels[f], f, *totals[f]) for f in dict.fromkeys(f for f, _ in schedule)]
 
     all_scores = {folder: scores(work / folder) for _, folder, *_ in results}
     keys = set().union(*all_scores.values())
@@ -341,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     graded = len({(s, a) for s, a, _ in all_scores["course"]})
 
     print()
+    width = max(len(label) for label, *_ in results)
     for label, _, wall, cpu, peak in results:
-        print(f"{label:<62} {wall:7.1f} s  (CPU {cpu:7.1f} s, peak memory {mib(peak)})")
+        print(f"{label:<{width}} {wall:7.1f} s  (CPU {cpu:7.1f} s, peak memory {mib(peak)})")
     by_folder = {folder: wall for _, folder, wall, _, _ in results}
     plain_wall = by_folder["plain"]
     for label, folder, wall, _, _ in results:
@@ -356,6 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"speed-up against the mean of the course's runs just before and just after the"
             f" plain run ({mean:.1f} s): {plain_wall / mean:.1f}x"
+        )
+    if between:
+        spread = [by_folder[f] for f in [*between, "course"]]
+        mean = sum(spread) / len(spread)
+        print(
+            f"speed-up against the mean of the course's {len(spread)} runs interleaved with"
+            f" the plain run ({mean:.1f} s; {min(spread):.1f} to {max(spread):.1f} s):"
+            f" {plain_wall / mean:.1f}x"
         )
     if "no-sandbox" in by_folder:
         cost = by_folder["course"] / by_folder["no-sandbox"] - 1
