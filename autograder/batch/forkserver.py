@@ -76,6 +76,10 @@ PRELOAD = (
     # (what learning found beyond the rest of this list)
     "IPython.core.magic_arguments",
     "IPython.core.magics.pylab",
+    # loaded by IPython when a notebook's first line magic (`%matplotlib`) is looked up
+    "IPython.core.magics.execution",
+    "IPython.core.magics.ast_mod",
+    "IPython.utils.module_paths",
     "torch._subclasses.schema_check_mode",
     # imported while a kernel initialises
     "IPython.core.completerlib",
