@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import traceback
 import warnings
 from typing import Any
@@ -224,8 +225,6 @@ def channel(path: str, token: str) -> None:
 
 def _open_figures() -> set[int] | None:
     """pyplot's open figure numbers (None if pyplot is not in use)."""
-    import sys
-
     pyplot = sys.modules.get("matplotlib.pyplot")
     return None if pyplot is None else set(pyplot.get_fignums())
 
@@ -234,8 +233,6 @@ def _close_figures_since(before: set[int] | None) -> None:
     """Close the figures the grader's calls made (a plotting answer, checked from its
     data): left open, the inline backend would render each one as this execution ends,
     for output nobody reads (a tenth of a second a figure)."""
-    import sys
-
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return

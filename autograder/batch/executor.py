@@ -1,7 +1,8 @@
 """Where submissions are executed: the executor interface and the local executor.
 
 The coordinator hands an :class:`Executor` the run's :class:`~.worker.Settings` and the
-students to grade, and reads outcomes back as they finish, in any order. It never learns
+students to grade (for a run over several assignments, (assignment, student) jobs in one
+queue: :meth:`Executor.run_jobs`), and reads outcomes back as they finish, in any order. It never learns
 how: :class:`LocalExecutor` runs worker processes on this machine (one more than the cores) with kernels
 forked from a warm fork server; a distributed engine would implement the same two methods
 and run :class:`~.worker.Grader` wherever the course directory is visible.

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import threading
+from datetime import datetime
 
 import jinja2
 from nbconvert.exporters import HTMLExporter
@@ -321,9 +322,7 @@ def extract_dates(obj):
 
 
 def _parse_date(text: str):
-    from datetime import datetime
-
-    from jupyter_client import jsonutil
+    from jupyter_client import jsonutil  # imported by then: this reads its messages
 
     if not jsonutil.ISO8601_PAT.match(text):
         return text
