@@ -263,13 +263,20 @@ def test_not_a_kernel_command_is_refused(forkserver):
         provisioner.spawn(forkserver.socket, ["/bin/sh", "-c", "echo hi"])
 
 
+def _in_gradebook(course, *assignments: str) -> None:
+    """Let the gradebook know the assignments' cells, as a grading run does first."""
+    api = course_mod.nbgrader_api(course.root)
+    with course_mod._in_dir(course.root):
+        for a in assignments:
+            course_mod._ensure_assignment(api, course.root, a)
+
+
 def test_a_stuck_worker_is_replaced_and_its_student_recorded(make_course):
     """If grading one submission takes longer than the job limit, is the worker killed,
     the student recorded as ungradable, and the batch finished by a fresh worker?"""
     course = make_course(bs.A)
     course.submit("slow", bs.A, course.solved(bs.A))
-    with course_mod._in_dir(course.root):
-        course_mod._ensure_assignment(course_mod.nbgrader_api(course.root), course.root, bs.A)
+    _in_gradebook(course, bs.A)
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
         outcomes = list(ex.run(settings, ["slow"]))
@@ -286,10 +293,7 @@ def test_one_queue_grades_several_assignments(make_course):
     course.submit("ada", bs.A, course.solved(bs.A))
     course.submit("ada", "04_parametrized", course.release_nb("04_parametrized"))
     course.submit("bo", "04_parametrized", course.solved("04_parametrized"))
-    api = course_mod.nbgrader_api(course.root)
-    with course_mod._in_dir(course.root):
-        for a in (bs.A, "04_parametrized"):
-            course_mod._ensure_assignment(api, course.root, a)
+    _in_gradebook(course, bs.A, "04_parametrized")
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     jobs = [("04_parametrized", "ada"), (bs.A, "ada"), ("04_parametrized", "bo")]
     with LocalExecutor(1, log_dir=course.root / "logs") as ex:
@@ -309,10 +313,7 @@ def test_a_lost_job_is_recorded_under_its_own_assignment(make_course):
     course = make_course(bs.A, "04_parametrized")
     course.submit("slow", bs.A, course.solved(bs.A))
     course.submit("slow", "04_parametrized", course.solved("04_parametrized"))
-    api = course_mod.nbgrader_api(course.root)
-    with course_mod._in_dir(course.root):
-        for a in (bs.A, "04_parametrized"):
-            course_mod._ensure_assignment(api, course.root, a)
+    _in_gradebook(course, bs.A, "04_parametrized")
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     jobs = [(bs.A, "slow"), ("04_parametrized", "slow")]
     with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
