@@ -493,8 +493,12 @@ def _without_subshells() -> None:
     from ipykernel import kernelapp
 
     app = kernelapp.IPKernelApp
-    original = app.init_sockets
-    if getattr(original, "_no_subshells", False):
+    original = getattr(app, "init_sockets", None)
+    if (
+        original is None
+        or "shell_channel_thread" not in app.class_trait_names()
+        or getattr(original, "_no_subshells", False)
+    ):
         return
 
     def init_sockets(self, *args, **kwargs):
