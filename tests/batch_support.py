@@ -158,15 +158,21 @@ def saturated(per_core: int = 2):
 
 
 @contextlib.contextmanager
-def starved(parent_pid: int, *, stopped: float = 0.5, running: float = 0.07):
+def starved(parent_pid: int, *, spare=(), stopped: float = 0.5, running: float = 0.07):
     """Keep every descendant of `parent_pid` (the fork server's kernels) stopped most of
     the time, as a scheduler starving them would: each gets the CPU only `running` out of
-    every `stopped + running` seconds."""
+    every `stopped + running` seconds. The processes in `spare` and their parent (the
+    grading workers, which the fork server starts too) run freely."""
     halt = threading.Event()
+    keep = set(spare)
+    for pid in spare:
+        with contextlib.suppress(psutil.Error):
+            keep.add(psutil.Process(pid).ppid())
 
     def kernels():
         with contextlib.suppress(psutil.Error):
-            return psutil.Process(parent_pid).children(recursive=True)
+            procs = psutil.Process(parent_pid).children(recursive=True)
+            return [p for p in procs if p.pid not in keep]
         return []
 
     def cycle():

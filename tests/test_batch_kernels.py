@@ -323,6 +323,64 @@ def test_a_lost_job_is_recorded_under_its_own_assignment(make_course):
     )
 
 
+def _dies_at_once(self, learn=None, workers=None):
+    """A fork server that fails before it could start anything (e.g. a broken torch)."""
+    fds = [int(slot.split(":", 1)[0]) for slot in workers or []]
+    self.proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit(3)"],
+        pass_fds=fds,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_workers_start_without_a_fork_server_that_failed_early(make_course, monkeypatch):
+    """The fork server starts the grading workers while it warms up. If it dies before
+    it could, are workers started directly and the class graded, with a note saying so?"""
+    course = make_course(bs.A)
+    for name in ("ada", "bo"):
+        course.submit(name, bs.A, course.solved(bs.A))
+    _in_gradebook(course, bs.A)
+    monkeypatch.setattr(ForkServerProcess, "start", _dies_at_once)
+    settings = Settings(course_dir=str(course.root), assignment=bs.A)
+    with LocalExecutor(2, log_dir=course.root / "logs") as ex:
+        outcomes = list(ex.run(settings, ["ada", "bo"]))
+        notes = list(ex.notes)
+    full = sum(bs.auto_points(course).values())
+    assert sorted((o.student, o.status, o.code, o.score) for o in outcomes) == [
+        ("ada", "graded", "", full),
+        ("bo", "graded", "", full),
+    ]
+    assert any("fork server did not start" in n for n in notes), notes
+    assert any("started directly" in n for n in notes), notes
+    assert bs.processes_mentioning(str(course.root)) == []
+
+
+def test_grading_goes_on_when_the_fork_server_dies_mid_run(make_course):
+    """The workers the fork server started do not depend on it: if it is killed half-way,
+    does every submission still get graded (by ordinary kernels), none lost?"""
+    course = make_course(bs.A)
+    names = ["ada", "bo", "cy"]
+    for name in names:
+        course.submit(name, bs.A, course.solved(bs.A))
+    _in_gradebook(course, bs.A)
+    settings = Settings(course_dir=str(course.root), assignment=bs.A)
+    outcomes = []
+    with LocalExecutor(1, log_dir=course.root / "logs") as ex:
+        for outcome in ex.run(settings, names):
+            outcomes.append(outcome)
+            if len(outcomes) == 1:
+                server = ex.forkserver.proc
+                server.kill()
+                server.wait()
+    full = sum(bs.auto_points(course).values())
+    assert sorted((o.student, o.status, o.code, o.score) for o in outcomes) == [
+        (name, "graded", "", full) for name in names
+    ]
+    assert len(list((course.root / "logs").glob("worker-*.log"))) == 1  # the same worker
+    assert bs.processes_mentioning(str(course.root)) == []
+
+
 def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
     """A flood of output is cut (with a note) once a cell, or the whole notebook, has
     printed its share; what came before is kept."""

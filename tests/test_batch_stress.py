@@ -37,7 +37,12 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
         assert executor.wait_ready()  # warm before the machine gets busy
         with (
             bs.saturated(per_core=2),
-            bs.starved(executor.forkserver.proc.pid, stopped=0.5, running=0.05),
+            bs.starved(
+                executor.forkserver.proc.pid,
+                spare=[w.pid for w in executor.workers.values()],
+                stopped=0.5,
+                running=0.05,
+            ),
         ):
             outcomes = coordinator.grade_class(
                 course_dir=course.root,

@@ -19,7 +19,8 @@
   kernel's audit hook, :mod:`.audit`), for the outcome, the summary, the CSV and a banner
   on its feedback pages.
 - :mod:`.forkserver` keeps an interpreter that has imported torch, matplotlib and
-  ipykernel, and forks a fresh kernel per submission; :mod:`.provisioner` is the
+  ipykernel, and forks a fresh kernel per submission (and, once, as it starts, the
+  workers' parent, which inherits torch and matplotlib); :mod:`.provisioner` is the
   jupyter_client kernel provisioner through which nbclient starts, watches, signals and
   kills those kernels.
 

@@ -128,9 +128,12 @@ class ForkServerProcess:
         self.problem: str | None = None
         self.ready: bool | None = None
 
-    def start(self, learn: list[str] | None = None) -> None:
-        """Start warming up; `learn`: instructor notebooks whose imports to preload."""
+    def start(self, learn: list[str] | None = None, workers: list[str] | None = None) -> None:
+        """Start warming up; `learn`: instructor notebooks whose imports to preload;
+        `workers`: ``FD:LOG`` slots of grading workers for the server to start (see
+        :func:`~.forkserver.start_worker_template`), the descriptors passed to it."""
         env = _quiet_threads(os.environ)
+        workers = workers or []
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -140,7 +143,9 @@ class ForkServerProcess:
                     "--kernel-log",
                     str(self.kernel_log),
                     *(["--learn", *learn] if learn is not None else []),
+                    *(["--owner", str(os.getpid()), "--workers", *workers] if workers else []),
                 ],
+                pass_fds=[int(slot.split(":", 1)[0]) for slot in workers],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -184,6 +189,26 @@ class ForkServerProcess:
             self.proc.stdout.close()
 
 
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    """Wait until processes that are not our children have exited; SIGKILL any left."""
+    sel = selectors.DefaultSelector()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            sel.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
+    deadline = time.monotonic() + timeout
+    try:
+        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(timeout=left):
+                sel.unregister(key.fd)
+                os.close(key.fd)
+        for key in list(sel.get_map().values()):
+            with contextlib.suppress(OSError):
+                os.kill(key.data, signal.SIGKILL)
+            os.close(key.fd)
+    finally:
+        sel.close()
+
+
 # --- local executor ---------------------------------------------------------------------
 
 
@@ -196,6 +221,7 @@ class _Worker:
     job: tuple[str, str] | None = None  # (assignment, student) being graded
     started: float = 0.0
     pid: int | None = None
+    by_forkserver: bool = False  # started by the fork server, not a process of our own
 
 
 class LocalExecutor(Executor):
@@ -239,16 +265,13 @@ class LocalExecutor(Executor):
         self._next_index = 0
 
     # -- lifecycle
-    def _start_forkserver(self, settings: Settings) -> None:
-        if self.fork and self.forkserver is None:
-            source = Path(settings.course_dir) / "source"
-            notebooks = [
-                str(p)
-                for a in self.learn_from or [settings.assignment]
-                for p in sorted((source / a).glob("*.ipynb"))
-            ]
-            self.forkserver = ForkServerProcess(self.run_dir, self.log_dir)
-            self.forkserver.start(learn=notebooks)
+    def _learn_notebooks(self, settings: Settings) -> list[str]:
+        source = Path(settings.course_dir) / "source"
+        return [
+            str(p)
+            for a in self.learn_from or [settings.assignment]
+            for p in sorted((source / a).glob("*.ipynb"))
+        ]
 
     def _settings_for_workers(self, settings: Settings) -> Settings:
         if self.forkserver is None or self.forkserver.socket is None:
@@ -257,8 +280,13 @@ class LocalExecutor(Executor):
         provisioner.write_kernelspec(kernel_dir, self.forkserver.socket, nice=self.kernel_nice)
         return replace(settings, forkserver=self.forkserver.socket, kernel_dir=str(kernel_dir))
 
-    def _spawn_workers(self, settings: Settings, n: int) -> None:
-        """Start `n` workers as one process that forks the others after its imports."""
+    def _spawn_workers(self, settings: Settings, n: int, *, learn: list[str] | None = None) -> None:
+        """Start `n` workers as one process that forks the others after its imports.
+
+        With `learn` (the notebooks to learn preloads from), that process is forked by the
+        fork server, which is started here: it has imported torch and matplotlib for the
+        kernels by then. Otherwise it is a process of its own (WORKER_BOOT).
+        """
         pairs = [socket.socketpair() for _ in range(n)]
         indexes = list(range(self._next_index, self._next_index + n))
         self._next_index += n
@@ -267,24 +295,29 @@ class LocalExecutor(Executor):
             for i, (_, theirs) in zip(indexes, pairs, strict=True)
         ]
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", WORKER_BOOT]
-                + [arg for slot in slots for arg in ("--slot", slot)],
-                pass_fds=[theirs.fileno() for _, theirs in pairs],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=settings.course_dir,
-                env=_quiet_threads(os.environ),
-                start_new_session=True,
-            )
+            if learn is not None:
+                assert self.forkserver is not None
+                self.forkserver.start(learn=learn, workers=slots)
+            else:
+                self._procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", WORKER_BOOT]
+                        + [arg for slot in slots for arg in ("--slot", slot)],
+                        pass_fds=[theirs.fileno() for _, theirs in pairs],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        cwd=settings.course_dir,
+                        env=_quiet_threads(os.environ),
+                        start_new_session=True,
+                    )
+                )
         finally:
             for _, theirs in pairs:
                 theirs.close()
-        self._procs.append(proc)
         for index, (mine, _) in zip(indexes, pairs, strict=True):
             mine.sendall(json.dumps(settings.to_json()).encode() + b"\n")
-            worker = _Worker(index, mine)
+            worker = _Worker(index, mine, by_forkserver=learn is not None)
             self.workers[index] = worker
             self.sel.register(mine, selectors.EVENT_READ, index)
 
@@ -304,6 +337,7 @@ class LocalExecutor(Executor):
         self.workers.pop(worker.index, None)
 
     def close(self) -> None:
+        by_server = [w.pid for w in self.workers.values() if w.by_forkserver and w.pid]
         for worker in list(self.workers.values()):
             self._retire(worker, kill=worker.job is not None)
         for proc in self._procs:  # each exits once its workers have
@@ -313,6 +347,7 @@ class LocalExecutor(Executor):
                 proc.kill()
                 proc.wait()
         self._procs.clear()
+        _wait_gone(by_server, timeout=30)  # (not our children: waited for by pid)
         if self.forkserver is not None:
             self.forkserver.stop()
             self.forkserver = None
@@ -321,14 +356,19 @@ class LocalExecutor(Executor):
 
     # -- the run
     def start(self, settings: Settings, expected: int) -> None:
-        """Start the fork server and the workers together: the workers import nbgrader
-        while the server imports torch."""
+        """Start the fork server, which starts the workers once it has imported torch and
+        matplotlib (without a fork server: start the workers)."""
         if self.workers or self.forkserver is not None:
             return
-        self._start_forkserver(settings)
+        if self.fork:
+            self.forkserver = ForkServerProcess(self.run_dir, self.log_dir)
         self._worker_settings = self._settings_for_workers(settings)
         self._warn_sandbox()
-        self._spawn_workers(self._worker_settings, min(self.jobs, max(1, expected)))
+        self._spawn_workers(
+            self._worker_settings,
+            min(self.jobs, max(1, expected)),
+            learn=self._learn_notebooks(settings) if self.fork else None,
+        )
 
     def _warn_sandbox(self) -> None:
         """Say once per run, loudly, which kernel protections this machine lacks."""
@@ -351,12 +391,20 @@ class LocalExecutor(Executor):
                 return False
             for key, _ in self.sel.select(timeout=min(left, 1.0)):
                 worker = self.workers.get(key.data)
-                if worker is not None and not worker.ready:
-                    self._read_ready(worker)
+                if worker is not None and not worker.ready and not self._read_ready(worker):
+                    if not worker.by_forkserver:
+                        return False  # a worker of our own could not start
+                    list(self._lost(worker, self._worker_settings, [], "did not start"))
         return True
 
-    def _read_ready(self, worker: _Worker) -> None:
-        data = worker.sock.recv(1 << 16)
+    def _read_ready(self, worker: _Worker) -> bool:
+        """Read what a starting worker said; False if it is gone."""
+        try:
+            data = worker.sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            return False
         worker.buf += data
         while b"\n" in worker.buf and not worker.ready:
             line, worker.buf = worker.buf.split(b"\n", 1)
@@ -364,6 +412,7 @@ class LocalExecutor(Executor):
             if "ready" in msg:
                 worker.ready = True
                 worker.pid = int(msg["ready"])
+        return True
 
     def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
         return self.run_jobs(settings, ((settings.assignment, s) for s in students))
@@ -443,7 +492,15 @@ class LocalExecutor(Executor):
             note = f"the grading worker {how} (log: {log})"
             assignment, student = job
             yield course.Outcome(student, assignment, "ungradable", note, code=f"worker_{how}")
-        if not worker.ready:
+        # A worker the fork server was to start, gone before it said it was ready: the
+        # server failed early (it starts them while warming up). Start one of our own,
+        # as without a fork server; that is no failure of the workers.
+        unstarted = not worker.ready and worker.by_forkserver
+        if unstarted:
+            note = "the fork server did not start the grading workers: started directly"
+            if note not in self.notes:
+                self.notes.append(note)
+        elif not worker.ready:
             self._startup_failures += 1
         if self._startup_failures >= 3:
             # Workers cannot even start (broken install?): fail what is left, loudly.
@@ -453,5 +510,5 @@ class LocalExecutor(Executor):
                 assignment, student = queue.pop(0)
                 yield course.Outcome(student, assignment, "ungradable", note, code="worker_crashed")
             return
-        if queue:
+        if queue or unstarted:
             self._spawn_worker(worker_settings)

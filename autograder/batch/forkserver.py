@@ -21,7 +21,9 @@ Run as ``python .../autograder/batch/forkserver.py SOCKET`` (a script: of the co
 package it imports the checking helpers, never the per-assignment modules); it prints
 ``ready`` on stdout once warm. Given ``--learn NOTEBOOK...`` it also learns, in a
 throwaway child and while already serving, which modules the instructor's notebooks
-import lazily, and preloads those too.
+import lazily, and preloads those too. Given ``--workers FD:LOG...`` it also starts the
+grading workers (:func:`start_worker_template`), forked once torch and matplotlib are
+imported, so that workers and kernels pay those imports once between them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ KERNEL_ENV = {
 # IPython shell: matplotlib_inline.backend_inline (registers with the shell when imported)
 # stays out. The course's own modules follow (COURSE_PRELOAD).
 PRELOAD = (
+    # (the grading workers are forked once the libraries up to WORKERS_FORK_BEFORE are in)
     "numpy",
     "torch",
     # torch imports these on first use (a non-scalar backward, `2 / x`, forward-mode AD):
@@ -93,6 +96,9 @@ PRELOAD = (
     "sqlite3",
     "tornado.platform.asyncio",
 )
+
+# The first module the grading workers do not need: IPython and ipykernel are the kernels'.
+WORKERS_FORK_BEFORE = "IPython"
 
 # The course's own checking helpers, which the first cell of every graded notebook
 # imports (~30 ms a kernel). Importing them touches no shell (the short display for failed
@@ -285,6 +291,66 @@ def preload_learned(names: list[str]) -> list[str]:
         if _threads() != 1:
             raise RuntimeError(f"importing {name} started a thread")
     return failed
+
+
+# --- the grading workers ---------------------------------------------------------------
+
+
+def start_worker_template(slots: list[str], owner: int, added_env: list[str]) -> int:
+    """Fork the process that becomes the grading workers (``autograder.batch.worker``,
+    one per ``FD:LOG`` slot, as the executor would start them) and return its pid.
+
+    Called while the server warms up, once torch and matplotlib are imported and before
+    anything of the kernels' own (IPython, ipykernel, the course's checks): the workers
+    then inherit those imports instead of paying them again. Nothing of a kernel's set-up
+    reaches them: the environment variables the server set for its kernels (`added_env`)
+    are removed again and matplotlib draws with Agg, as in a worker started on its own.
+
+    The workers do not depend on the server: they live until the executor (`owner`) ends,
+    so a fork server that fails later costs the run only its fast kernels.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _become_worker_template(slots, owner, added_env)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    for slot in slots:
+        with contextlib.suppress(OSError, ValueError):
+            os.close(int(slot.split(":", 1)[0]))
+    return pid
+
+
+def _become_worker_template(slots: list[str], owner: int, added_env: list[str]) -> int:
+    """Runs in the forked child: turn into the workers' parent; returns its exit code."""
+    os.setsid()  # neither the server's process group nor its session
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the server's "ready" pipe and its log are not the workers'
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    for key in added_env:
+        os.environ.pop(key, None)
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None:  # imported under the kernels' inline backend
+        matplotlib.rcParams["backend"] = os.environ.get("MPLBACKEND") or "agg"
+    sys.argv = ["-c"]
+    # As the executor's WORKER_BOOT: jsonschema's optional IRI grammar stays out, and the
+    # course package is this file's own, bare (its __init__ imports the checking library).
+    sys.modules["rfc3987_syntax"] = None
+    if "autograder" not in sys.modules:
+        import types
+
+        package = types.ModuleType("autograder")
+        package.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        sys.modules["autograder"] = package
+    from autograder.batch import worker
+
+    parsed = [(int(fd), log) for fd, log in (slot.split(":", 1) for slot in slots)]
+    return worker.start_workers(parsed, owner=owner)
 
 
 # --- the kernel child ------------------------------------------------------------------
@@ -524,7 +590,13 @@ class _Conn:
 class ForkServer:
     """Accepts spawn requests on a Unix socket and forks kernels; single-threaded."""
 
-    def __init__(self, path: str, kernel_log: str | None = None, learn: list[str] | None = None):
+    def __init__(
+        self,
+        path: str,
+        kernel_log: str | None = None,
+        learn: list[str] | None = None,
+        template: int | None = None,
+    ):
         self.path = path
         self.kernel_log = kernel_log or os.devnull
         self.sel = selectors.DefaultSelector()
@@ -541,6 +613,11 @@ class ForkServer:
         self.refusing: str | None = None  # why kernels can no longer be forked safely
         self.learner: tuple[int, int] | None = None
         self.learned = b""
+        # The grading workers' parent (start_worker_template), reaped when it ends
+        self.template: tuple[int, int] | None = None
+        if template is not None:
+            self.template = (template, os.pidfd_open(template))
+            self.sel.register(self.template[1], selectors.EVENT_READ, "template")
         if learn is not None:
             # Learn while already serving: kernels forked before it ends just import more.
             self.learner = start_learning(learn)
@@ -558,6 +635,8 @@ class ForkServer:
         fds.extend(self.orphans)
         if self.learner is not None:
             fds.append(self.learner[1])
+        if self.template is not None:
+            fds.append(self.template[1])
         return fds
 
     def serve_forever(self) -> None:
@@ -570,6 +649,8 @@ class ForkServer:
                     self._accept()
                 elif kind == "learn":
                     self._learn()
+                elif kind == "template":
+                    self._reap_template()
                 elif isinstance(kind, tuple) and kind[0] == "conn":
                     self._read(kind[1])
                 elif isinstance(kind, tuple) and kind[0] == "pid":
@@ -606,6 +687,15 @@ class ForkServer:
             file=sys.stderr,
             flush=True,
         )
+
+    def _reap_template(self) -> None:
+        assert self.template is not None
+        pid, fd = self.template
+        self.sel.unregister(fd)
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self.template = None
 
     def _accept(self) -> None:
         sock, _ = self.listener.accept()
@@ -693,6 +783,8 @@ class ForkServer:
         pids += list(self.orphans.values())
         if self.learner is not None:
             pids.append(self.learner[0])
+        if self.template is not None:  # stopped with the run: the workers are done
+            pids.append(self.template[0])
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
@@ -710,12 +802,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--learn", nargs="*", default=None, help="instructor notebooks to learn preloads from"
     )
+    parser.add_argument(
+        "--workers", nargs="*", default=None, help="FD:LOG per grading worker to start"
+    )
+    parser.add_argument("--owner", type=int, default=None, help="the workers end with this pid")
     args = parser.parse_args(argv)
     _die_with_parent()
     # As ipykernel_launcher does: neither the server's directory nor its own is a kernel's.
     here = os.path.dirname(os.path.abspath(__file__))
     if sys.path and (sys.path[0] in ("", os.getcwd()) or os.path.abspath(sys.path[0]) == here):
         del sys.path[0]
+    added_env = [key for key in KERNEL_ENV if key not in os.environ]
     for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
     started = time.perf_counter()
@@ -724,14 +821,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     _plain_module("sandbox")  # loaded before any kernel hides the course directory
     _plain_module("audit")
-    failed = warm() + warm(COURSE_PRELOAD)
+    cut = PRELOAD.index(WORKERS_FORK_BEFORE)
+    failed = warm(PRELOAD[:cut])
+    template = None
+    if args.workers:
+        if _threads() == 1:
+            template = start_worker_template(args.workers, args.owner or os.getppid(), added_env)
+        else:  # the executor starts them itself once their sockets close
+            print(f"forkserver: {_threads()} threads; workers not started", file=sys.stderr)
+            for slot in args.workers:
+                with contextlib.suppress(OSError, ValueError):
+                    os.close(int(slot.split(":", 1)[0]))
+    failed += warm(PRELOAD[cut:]) + warm(COURSE_PRELOAD)
     touch()
     if failed:
         print(f"forkserver: not preloaded: {failed}", file=sys.stderr)
     if _threads() != 1:  # forking a threaded process is unsafe: refuse rather than hang
         print(f"forkserver: {_threads()} threads after preload; refusing", file=sys.stderr)
         return 2
-    server = ForkServer(args.socket, args.kernel_log, learn=args.learn)
+    server = ForkServer(args.socket, args.kernel_log, learn=args.learn, template=template)
     print(f"ready {time.perf_counter() - started:.2f}", flush=True)
     server.serve_forever()
     return 0

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -279,6 +280,7 @@ def _serve(sock: socket.socket) -> None:
 
     log = logging.getLogger("autograder.batch")
     settings = Settings.from_json(json.loads(rfile.readline()))
+    os.chdir(settings.course_dir)  # (already there unless the fork server started us)
     grader = Grader(settings)
     send({"ready": os.getpid()})
     for line in rfile:
@@ -376,13 +378,14 @@ def _course_checks() -> list[str]:
     return [f"{assignments.__name__}.{m.name}" for m in pkgutil.iter_modules(assignments.__path__)]
 
 
-def _start_workers(slots: list[tuple[int, str]]) -> int:
+def start_workers(slots: list[tuple[int, str]], owner: int | None = None) -> int:
     """Run one worker per slot as children of this process, then wait for them.
 
     The children are forked after the heavy imports, so each worker pays them once per
     run instead of once per worker. Each child dies with this process, and this process
-    dies with the executor (PR_SET_PDEATHSIG), so killing a grading run leaves no worker
-    behind; a single worker killed for hanging takes no sibling with it.
+    dies with the executor: as its child (PR_SET_PDEATHSIG), or, when the fork server
+    started it, by watching the executor's pid (`owner`). So killing a grading run leaves
+    no worker behind; a single worker killed for hanging takes no sibling with it.
     """
     gc.disable()  # as the kernels' fork server does: the workers share these pages
     for name in (*HEAVY, *_course_checks()):
@@ -423,10 +426,34 @@ def _start_workers(slots: list[tuple[int, str]]) -> int:
                 os._exit(code)
         pids.append(pid)
         os.close(fd)
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    _wait_for(pids, owner)
     return 0
+
+
+def _wait_for(pids: list[int], owner: int | None) -> None:
+    """Reap the workers; if `owner` ends first, return at once (the workers die with this
+    process)."""
+    if owner is None:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        return
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(os.pidfd_open(owner), selectors.EVENT_READ, None)
+    except ProcessLookupError:
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            sel.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
+    while len(sel.get_map()) > 1:
+        for key, _ in sel.select():
+            if key.data is None:
+                return
+            sel.unregister(key.fd)
+            os.close(key.fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(key.data, 0)
 
 
 def _run_worker(fd: int, log: str) -> int:
@@ -456,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
     _die_with_parent()
-    code = _run_worker(*slots[0]) if len(slots) == 1 else _start_workers(slots)
+    code = _run_worker(*slots[0]) if len(slots) == 1 else start_workers(slots)
     # Nothing left to clean up: skip the interpreter's slow teardown.
     logging.shutdown()
     os._exit(code)
