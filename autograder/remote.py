@@ -131,6 +131,13 @@ def handle(req: Any) -> dict:
             raise TypeError("a request is a JSON object")
         target = _resolve(req["target"])
         op = req.get("op", "call")
+        if op == "each":  # several calls of one target, in order, until one raises
+            replies = []
+            for one in req.get("calls", []):
+                replies.append(handle({**req, "op": "call", **one}))
+                if "raised" in replies[-1]:
+                    break
+            return {"each": replies}
         if op == "getattr":
             return {"ok": _encode_result(target)}
         if op == "inspect":

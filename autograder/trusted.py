@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -177,7 +178,38 @@ class RemoteObject:
             "kwargs": wire.encode(dict(kwargs)),
             "watch": [[kind, sorted(names)] for kind, names, _ in watches],
         }
+        return self._finish(args, watches, self._session.request(req))
+
+    def _autograder_each(self, arg_lists: list[tuple]) -> list:
+        """The calls `self(*args)` for each of `arg_lists` in one request (see
+        :func:`autograder.checks.call_each`): one callable per call the kernel made, each
+        returning or raising what that call did. The kernel stops at the first call that
+        raises; a reply with fewer results and no such call is no result at all."""
+        watches = list(forbid.WATCHES)
+        req = {
+            "op": "each",
+            "target": self._expr,
+            "calls": [
+                {"args": wire.encode(list(args)), "kwargs": wire.encode({})} for args in arg_lists
+            ],
+            "watch": [[kind, sorted(names)] for kind, names, _ in watches],
+        }
         reply = self._session.request(req)
+        replies = reply.get("each") if "raised" not in reply else [reply]
+        if (
+            not isinstance(replies, list)
+            or not all(isinstance(r, dict) for r in replies)
+            or len(replies) > len(arg_lists)
+            or (len(replies) < len(arg_lists) and not (replies and "raised" in replies[-1]))
+        ):
+            raise RemoteError("KernelError", "the kernel gave no result (malformed reply)")
+        return [
+            functools.partial(self._finish, args, watches, r)
+            for args, r in zip(arg_lists, replies, strict=False)
+        ]
+
+    def _finish(self, args: tuple, watches: list, reply: dict):
+        """What a call returned or raised in the kernel, as if it had happened here."""
         for (_, _, hits), got in zip(watches, reply.get("hits", []), strict=False):
             if isinstance(got, list):
                 hits.extend(str(h) for h in got[:100_000])

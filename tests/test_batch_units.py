@@ -451,6 +451,108 @@ def test_the_grading_channel_refuses_oversized_replies_and_silence():
     silent.close()
 
 
+class _KernelInProcess:
+    """A grading channel whose far end is the kernel side's own request handler, run
+    here on a namespace of 'student' functions (replies JSON-encoded, as sent)."""
+
+    def __init__(self, monkeypatch, namespace: dict):
+        import json
+
+        from autograder import remote
+
+        monkeypatch.setattr(remote, "_namespace", lambda: namespace)
+        self.handle = lambda req: json.loads(json.dumps(remote.handle(json.loads(json.dumps(req)))))
+        self.requests = 0
+
+    def request(self, req: dict) -> dict:
+        self.requests += 1
+        return self.handle(req)
+
+
+def _ratio_student(calls: list, *, raise_on: int | None = None, warn_on: int | None = None):
+    import warnings
+
+    import torch
+
+    def matches_ratio(grad, a, fa):
+        calls.append(len(calls))
+        if len(calls) == raise_on:
+            raise ValueError("shapes differ")
+        if len(calls) == warn_on:
+            warnings.warn("a warning of the second call", UserWarning, stacklevel=1)
+        return bool(torch.allclose(grad, fa / a))
+
+    return matches_ratio
+
+
+def test_a_batch_of_calls_gives_what_calls_one_by_one_give_in_one_round_trip(monkeypatch):
+    import torch
+
+    from autograder.checks import call, call_each
+    from autograder.trusted import RemoteObject, Session
+
+    a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    triples = [(k * a / a, a, k * a) for k in (1.0, 2.0, 3.0)]
+    triples[1] = (triples[1][0] + 1, a, triples[1][2])  # a wrong gradient
+    results = {}
+    for how in ("one by one", "batch", "in the kernel"):
+        calls: list = []
+        student = _ratio_student(calls, warn_on=2)
+        channel = _KernelInProcess(monkeypatch, {"matches_ratio": student})
+        fn = RemoteObject(Session(run=None, channel=channel), "matches_ratio")
+        if how == "one by one":
+            got = [call("Q", fn, *t) for t in triples]
+        elif how == "batch":
+            got = call_each("Q", fn, triples)
+        else:  # the visible check: the student's own function, no grader in between
+            got = call_each("Q", student, triples)
+        results[how] = ([r for r, _ in got], [[str(w.message) for w in c] for _, c in got])
+        assert len(calls) == 3
+        if how == "batch":
+            assert channel.requests == 1
+    assert results["one by one"] == results["batch"] == results["in the kernel"]
+    assert results["batch"] == ([True, False, True], [[], ["a warning of the second call"], []])
+
+
+def test_a_batch_stops_where_a_call_raises_and_reports_that_call(monkeypatch):
+    import torch
+
+    from autograder.checks import call_each
+    from autograder.feedback import CheckFailed
+    from autograder.trusted import RemoteObject, Session
+
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    calls: list = []
+    channel = _KernelInProcess(monkeypatch, {"matches_ratio": _ratio_student(calls, raise_on=2)})
+    fn = RemoteObject(Session(run=None, channel=channel), "matches_ratio")
+    with pytest.raises(CheckFailed) as failed:
+        call_each("Q4", fn, [(a, a, a)] * 5)
+    assert len(calls) == 2  # the kernel made no call after the one that raised
+    text = str(failed.value)
+    assert "`matches_ratio` raised ValueError" in text and "shapes differ" in text
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [{"each": []}, {"each": [{"ok": True}]}, {"each": "x"}, {"ok": True}, {"each": [1, 2, 3]}],
+)
+def test_a_batch_answered_with_fewer_results_than_calls_is_no_result(monkeypatch, forged):
+    """A kernel that answers a batch with fewer results (none raising) would otherwise
+    have the checks count fewer rejections: it is a failed call, as a forged reply is."""
+    import torch
+
+    from autograder.checks import call_each
+    from autograder.feedback import CheckFailed
+    from autograder.trusted import RemoteObject, Session
+
+    channel = _KernelInProcess(monkeypatch, {})
+    channel.handle = lambda req: forged
+    fn = RemoteObject(Session(run=None, channel=channel), "matches_ratio")
+    a = torch.ones(2, dtype=torch.float64)
+    with pytest.raises(CheckFailed, match="KernelError"):
+        call_each("Q4", fn, [(a, a, a)] * 3)
+
+
 def test_edited_locked_and_test_cells_are_named(tmp_path):
     from autograder.batch import tamper
 

@@ -33,6 +33,7 @@ IN_KERNEL = [
     "patch_builtins",
     "stdout_stderr",
     "forge_wire_reply",
+    "forge_batch_reply",
     "edit_test_cells",
     "delete_test_cells",
     "tamper_test_metadata",

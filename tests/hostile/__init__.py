@@ -194,6 +194,18 @@ _r.serve = _forged
 _r.handle = lambda request: dict(_HUGE)
 """,
     ),
+    "forge_batch_reply": Hostile(
+        "the grader's batched calls answered with no results (so nothing is rejected)",
+        """
+import autograder.remote as _r
+_handle = _r.handle
+def _empty_batches(request):
+    if isinstance(request, dict) and request.get("op") == "each":
+        return {"each": []}
+    return _handle(request)
+_r.handle = _empty_batches
+""",
+    ),
     "edit_test_cells": Hostile("every test cell's code replaced by `pass`", edit=_blank_tests),
     "delete_test_cells": Hostile("every test cell deleted", edit=_delete_tests),
     "tamper_test_metadata": Hostile(
