@@ -319,10 +319,16 @@ def start_worker_template(slots: list[str], owner: int, added_env: list[str]) ->
                 traceback.print_exc()
         finally:
             os._exit(code)
+    close_slots(slots)
+    return pid
+
+
+def close_slots(slots: list[str]) -> None:
+    """Close the server's copies of the workers' sockets (a worker nobody holds is seen
+    as gone by the executor, which then starts one itself)."""
     for slot in slots:
         with contextlib.suppress(OSError, ValueError):
             os.close(int(slot.split(":", 1)[0]))
-    return pid
 
 
 def _become_worker_template(slots: list[str], owner: int, added_env: list[str]) -> int:
@@ -827,11 +833,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers:
         if _threads() == 1:
             template = start_worker_template(args.workers, args.owner or os.getppid(), added_env)
-        else:  # the executor starts them itself once their sockets close
+        else:
             print(f"forkserver: {_threads()} threads; workers not started", file=sys.stderr)
-            for slot in args.workers:
-                with contextlib.suppress(OSError, ValueError):
-                    os.close(int(slot.split(":", 1)[0]))
+            close_slots(args.workers)
     failed += warm(PRELOAD[cut:]) + warm(COURSE_PRELOAD)
     touch()
     if failed:
