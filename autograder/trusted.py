@@ -189,9 +189,7 @@ class RemoteObject:
         req = {
             "op": "each",
             "target": self._expr,
-            "calls": [
-                {"args": wire.encode(list(args)), "kwargs": wire.encode({})} for args in arg_lists
-            ],
+            "calls": [{"args": wire.encode(list(args))} for args in arg_lists],  # no kwargs
             "watch": _watch_request(watches),
         }
         reply = self._session.request(req)
