@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .feedback import CheckFailed, Finding, NotAnswered, install_notebook_display
+from .checking.feedback import CheckFailed, Finding, NotAnswered, install_notebook_display
 
 _LAZY = {
     "Tolerance": "compare",
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".checking.{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

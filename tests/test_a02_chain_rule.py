@@ -17,7 +17,7 @@ import torch
 from autograder import course as course_mod
 from autograder import graphs, notebooks
 from autograder.assignments import a02
-from autograder.feedback import CheckFailed
+from autograder.checking.feedback import CheckFailed
 
 try:  # the fixtures module, whether tests/ is a package or not
     from tests.conftest import ROOT, Course

@@ -17,7 +17,12 @@ import torch
 from autograder import course as course_mod
 from autograder import notebooks
 from autograder.assignments import a03
-from autograder.jacobians import batched_jacobian, jacobian_matrix, reference_vjp, reference_vjps
+from autograder.checking.jacobians import (
+    batched_jacobian,
+    jacobian_matrix,
+    reference_vjp,
+    reference_vjps,
+)
 from tests.conftest import ROOT, Course
 
 A = "03_vector_jacobian"

@@ -18,7 +18,7 @@ from torch import nn
 from autograder import course as course_mod
 from autograder import notebooks
 from autograder.assignments import a04
-from autograder.feedback import CheckFailed
+from autograder.checking.feedback import CheckFailed
 from tests.conftest import ROOT
 from tests.corpus import auto_cells, grade_corpus
 from tests.students import Student

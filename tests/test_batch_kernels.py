@@ -87,7 +87,7 @@ FIDELITY = [
     "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()\nfig2, ax2 = plt.subplots()\n"
     "ax2.plot([2, 1]);",
     "import torch\nprint(torch.get_default_dtype(), torch.get_num_threads() >= 1)",
-    "import autograder\nfrom autograder.feedback import CheckFailed\n"
+    "import autograder\nfrom autograder.checking.feedback import CheckFailed\n"
     "raise CheckFailed('Q1', 'wrong value', 'expected 2, got 3', [])",
     "1/0",
     # Output order across streams, explicit flushes, and a flush with nothing to send.
@@ -128,7 +128,7 @@ def test_course_helpers_are_preloaded_but_assignments_read_the_kernels_environme
     are left to the grader follows the kernel's own environment, not the server's."""
     env = {"AUTOGRADER_HIDDEN_BY_GRADER": hidden_by_grader}
     loaded, deferred = _run(provisioner.KERNEL_NAME, PRELOADED, tmp_path, env)
-    assert "'autograder.compare'" in loaded and "'autograder.forbid'" in loaded
+    assert "'autograder.checking.compare'" in loaded and "'autograder.checking.forbid'" in loaded
     assert "autograder.assignments.a0" not in loaded
     assert deferred == f"check_forward_difference {hidden_by_grader == '1'}"
 
@@ -384,7 +384,7 @@ def test_grading_goes_on_when_the_fork_server_dies_mid_run(make_course):
 def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
     """A flood of output is cut (with a note) once a cell, or the whole notebook, has
     printed its share; what came before is kept."""
-    from autograder.trusted import TrustedExecute
+    from autograder.judge.trusted import TrustedExecute
 
     v4 = nbformat.v4
     nb = v4.new_notebook()
@@ -432,7 +432,7 @@ def test_figures_made_for_the_grader_are_closed_not_rendered(tmp_path):
         server.bind(path)
         server.listen(1)
         msg_id = kc.execute(
-            f"__import__('autograder.remote', fromlist=['channel']).channel({path!r}, {token!r})"
+            f"__import__('autograder.kernel.remote', fromlist=['channel']).channel({path!r}, {token!r})"
         )
         server.settimeout(30)
         conn, _ = server.accept()

@@ -390,12 +390,12 @@ def test_grading_kernels_skip_hidden_checks_only(monkeypatch):
 def test_a_failed_check_is_stored_in_history_as_its_own_message():
     from IPython.core.interactiveshell import InteractiveShell
 
-    from autograder.feedback import CheckFailed
+    from autograder.checking.feedback import CheckFailed
 
     shell = InteractiveShell.instance()
     shell.history_manager.enabled = False
     result = shell.run_cell(
-        "from autograder.feedback import CheckFailed\n"
+        "from autograder.checking.feedback import CheckFailed\n"
         "raise CheckFailed('Q1 thing', 'wrong values', ['detail'])",
         store_history=True,
     )
@@ -411,7 +411,7 @@ def test_the_grading_channel_takes_only_answers_to_what_it_asked():
     import json
     import socket
 
-    from autograder.trusted import Channel, RemoteError
+    from autograder.judge.trusted import Channel, RemoteError
 
     ours, kernel = socket.socketpair()
     kernel.sendall(b'{"id": 1, "ok": "forged ahead of time"}\n')  # before anything was asked
@@ -433,7 +433,7 @@ def test_the_grading_channel_takes_only_answers_to_what_it_asked():
 def test_the_grading_channel_refuses_oversized_replies_and_silence():
     import socket
 
-    from autograder.trusted import Channel, RemoteError
+    from autograder.judge.trusted import Channel, RemoteError
 
     ours, kernel = socket.socketpair()
     channel = Channel(ours, timeout=0.5)
@@ -458,7 +458,7 @@ class _KernelInProcess:
     def __init__(self, monkeypatch, namespace: dict):
         import json
 
-        from autograder import remote
+        from autograder.kernel import remote
 
         monkeypatch.setattr(remote, "_namespace", lambda: namespace)
         self.handle = lambda req: json.loads(json.dumps(remote.handle(json.loads(json.dumps(req)))))
@@ -488,8 +488,8 @@ def _ratio_student(calls: list, *, raise_on: int | None = None, warn_on: int | N
 def test_a_batch_of_calls_gives_what_calls_one_by_one_give_in_one_round_trip(monkeypatch):
     import torch
 
-    from autograder.checks import call, call_each
-    from autograder.trusted import RemoteObject, Session
+    from autograder.checking.checks import call, call_each
+    from autograder.judge.trusted import RemoteObject, Session
 
     a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     triples = [(k * a / a, a, k * a) for k in (1.0, 2.0, 3.0)]
@@ -517,9 +517,9 @@ def test_a_batch_of_calls_gives_what_calls_one_by_one_give_in_one_round_trip(mon
 def test_a_batch_stops_where_a_call_raises_and_reports_that_call(monkeypatch):
     import torch
 
-    from autograder.checks import call_each
-    from autograder.feedback import CheckFailed
-    from autograder.trusted import RemoteObject, Session
+    from autograder.checking.checks import call_each
+    from autograder.checking.feedback import CheckFailed
+    from autograder.judge.trusted import RemoteObject, Session
 
     a = torch.tensor([1.0, 2.0], dtype=torch.float64)
     calls: list = []
@@ -541,9 +541,9 @@ def test_a_batch_answered_with_fewer_results_than_calls_is_no_result(monkeypatch
     have the checks count fewer rejections: it is a failed call, as a forged reply is."""
     import torch
 
-    from autograder.checks import call_each
-    from autograder.feedback import CheckFailed
-    from autograder.trusted import RemoteObject, Session
+    from autograder.checking.checks import call_each
+    from autograder.checking.feedback import CheckFailed
+    from autograder.judge.trusted import RemoteObject, Session
 
     channel = _KernelInProcess(monkeypatch, {})
     channel.handle = lambda req: forged

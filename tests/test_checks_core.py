@@ -11,13 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder.checks import call
-from autograder.compare import check_close
-from autograder.diagnose import Context
-from autograder.feedback import CheckFailed
-from autograder.forbid import autograd_calls, bound_references, recording, source_mentions
-from autograder.plots import check_curves
-from autograder.sampling import generator, uniform
+from autograder.checking.checks import call
+from autograder.checking.compare import check_close
+from autograder.checking.diagnose import Context
+from autograder.checking.feedback import CheckFailed
+from autograder.checking.forbid import autograd_calls, bound_references, recording, source_mentions
+from autograder.checking.plots import check_curves
+from autograder.checking.sampling import generator, uniform
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -6,8 +6,8 @@ import re
 
 import torch
 
-from autograder import diagnose, jacobians
 from autograder.assignments import a02
+from autograder.checking import diagnose, jacobians
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "diagnoses.md"

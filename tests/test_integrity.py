@@ -16,7 +16,7 @@ import hashlib
 import pytest
 
 from autograder import notebooks
-from autograder.trusted import TAMPER_MIME
+from autograder.judge.trusted import TAMPER_MIME
 from tests.conftest import Course
 from tests.hostile import ASSIGNMENT, HOSTILE, notebook
 

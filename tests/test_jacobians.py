@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import jacobians as jac
 from autograder.assignments import a03
-from autograder.feedback import CheckFailed
+from autograder.checking import jacobians as jac
+from autograder.checking.feedback import CheckFailed
 
 F64 = torch.float64
 

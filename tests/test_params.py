@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from autograder import params as P
-from autograder.feedback import CheckFailed, Finding
+from autograder.checking import params as P
+from autograder.checking.feedback import CheckFailed, Finding
 
 F64 = torch.float64
 

@@ -2,7 +2,7 @@
 
 A test cell calls a check twice: as the student sees it, then with ``hidden=True``
 (fresh random inputs, between nbgrader's hidden-test markers). During grading the hidden
-checks are decided by the grader itself (:mod:`autograder.trusted`), in its own process;
+checks are decided by the grader itself (:mod:`autograder.judge.trusted`), in its own process;
 the grader tells the student's kernel so through :data:`HIDDEN_BY_GRADER`, and there
 :func:`defer_hidden` makes the hidden calls return at once instead of computing a result
 nobody reads.

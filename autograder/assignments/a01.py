@@ -14,13 +14,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..checks import call, call_each, passed, require
-from ..compare import Tolerance, check_close, tolerance_for
-from ..diagnose import Context
-from ..feedback import CheckFailed, Finding
-from ..forbid import autograd_calls, bound_references, function_source, recording, source_mentions
-from ..plots import check_curves
-from ..sampling import describe, generator, uniform
+from ..checking.checks import call, call_each, passed, require
+from ..checking.compare import Tolerance, check_close, tolerance_for
+from ..checking.diagnose import Context
+from ..checking.feedback import CheckFailed, Finding
+from ..checking.forbid import (
+    autograd_calls,
+    bound_references,
+    function_source,
+    recording,
+    source_mentions,
+)
+from ..checking.plots import check_curves
+from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
 
 F64 = torch.float64

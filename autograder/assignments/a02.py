@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from .. import graphs
-from ..checks import call, passed, require, warning_findings
-from ..compare import as_tensor, check_close
-from ..diagnose import Context
-from ..feedback import CheckFailed, Finding
-from ..forbid import autograd_calls, recording
-from ..plots import _lines, check_curves
-from ..sampling import describe, generator, uniform
+from ..checking.checks import call, passed, require, warning_findings
+from ..checking.compare import as_tensor, check_close
+from ..checking.diagnose import Context
+from ..checking.feedback import CheckFailed, Finding
+from ..checking.forbid import autograd_calls, recording
+from ..checking.plots import _lines, check_curves
+from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
 
 F64 = torch.float64

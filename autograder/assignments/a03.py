@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 import torch
 
-from .. import jacobians as jac
-from ..checks import passed, require
-from ..compare import as_tensor, check_close
-from ..diagnose import Context
-from ..feedback import CheckFailed, Finding
-from ..forbid import autograd_calls
-from ..jacobians import (
+from ..checking import jacobians as jac
+from ..checking.checks import passed, require
+from ..checking.compare import as_tensor, check_close
+from ..checking.diagnose import Context
+from ..checking.feedback import CheckFailed, Finding
+from ..checking.forbid import autograd_calls
+from ..checking.jacobians import (
     batched_jacobian,
     call_student,
     check_jacobian,
@@ -27,7 +27,7 @@ from ..jacobians import (
     reference_vjp,
     reference_vjps,
 )
-from ..sampling import describe, generator, uniform
+from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
 
 F64 = torch.float64

@@ -4,7 +4,7 @@ Each `check_*` takes the student's function (and, for the module questions, the 
 the notebook built). With `hidden=False` (the visible test) it uses the notebook's fixed
 examples; with `hidden=True` (run at grading time) it draws fresh inputs and parameters,
 and other functions and modules of the same kind, and compares with references computed
-by torch on the same inputs. References come from :mod:`autograder.params`, parameter by
+by torch on the same inputs. References come from :mod:`autograder.checking.params`, parameter by
 parameter, so every message names the parameter (`a`, `b`, `weight`, `bias`, `t`).
 """
 
@@ -18,12 +18,12 @@ from torch import nn
 from torch.func import hessian, jacrev, vmap
 from torch.nn.utils import skip_init
 
-from ..checks import call, passed, require
-from ..compare import as_tensor, check_close, tolerance_for
-from ..diagnose import Context, diagnose_values
-from ..feedback import CheckFailed, Finding
-from ..forbid import autograd_calls
-from ..params import (
+from ..checking.checks import call, passed, require
+from ..checking.compare import as_tensor, check_close, tolerance_for
+from ..checking.diagnose import Context, diagnose_values
+from ..checking.feedback import CheckFailed, Finding
+from ..checking.forbid import autograd_calls
+from ..checking.params import (
     as_named,
     autograd_apis,
     check_param_grads,
@@ -35,7 +35,7 @@ from ..params import (
     require_untouched,
     snapshot,
 )
-from ..sampling import generator, uniform
+from ..checking.sampling import generator, uniform
 from . import defer_hidden
 
 F64 = torch.float64

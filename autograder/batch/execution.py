@@ -26,7 +26,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient.exceptions import DeadKernelError
 from traitlets import Float
 
-from ..trusted import TrustedExecute
+from ..judge.trusted import TrustedExecute
 
 
 @dataclass

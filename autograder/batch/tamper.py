@@ -3,7 +3,7 @@
 Three kinds:
 
 - **run-time**: a visible check passed inside the student's kernel but failed when the
-  grader re-ran it (:mod:`autograder.trusted` marks such test cells);
+  grader re-ran it (:mod:`autograder.judge.trusted` marks such test cells);
 - **edited cells**: a locked or test cell of the released notebook was edited, deleted,
   or had its nbgrader metadata changed in the submission. nbgrader restores these cells
   before grading, so they cost nothing, but the attempt is worth telling;
@@ -80,7 +80,7 @@ def edited_cells(released: Path, submitted: Path) -> list[str]:
 
 def runtime_marks(autograded: Path) -> list[str]:
     """Test cells the trusted re-check marked as changed at run time."""
-    from ..trusted import TAMPER_MIME
+    from ..judge.trusted import TAMPER_MIME
 
     out = []
     for cell in _cells(autograded) or []:

@@ -341,8 +341,8 @@ HEAVY = (
     # the trusted side of grading: the checks re-run here, with torch's references
     "torch",
     "matplotlib.pyplot",
-    "autograder.trusted",
-    "autograder.remote",
+    "autograder.judge.trusted",
+    "autograder.kernel.remote",
 )
 
 

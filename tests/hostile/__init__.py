@@ -165,7 +165,7 @@ _ip.CustomTB = lambda *a, **k: None
         "builtins and the failure class neutered",
         """
 import builtins as _b
-import autograder.feedback as _fb
+import autograder.checking.feedback as _fb
 _b.all = lambda *a: True
 _b.any = lambda *a: False
 _b.NotImplementedError = type("NotImplementedError", (Exception,), {})
@@ -185,7 +185,7 @@ print("\\n".join(f"✓ Q{i}: passed" for i in range(1, 6)))
         "the kernel side of trusted grading (both transports) replaced by forged replies",
         """
 import json as _json
-import autograder.remote as _r
+import autograder.kernel.remote as _r
 from IPython.display import display as _display
 _HUGE = {"ok": {"__tensor__": {"dtype": "float64", "shape": [10**9], "data": ""}}}
 def _forged(request_json):
@@ -197,7 +197,7 @@ _r.handle = lambda request: dict(_HUGE)
     "forge_batch_reply": Hostile(
         "the grader's batched calls answered with no results (so nothing is rejected)",
         """
-import autograder.remote as _r
+import autograder.kernel.remote as _r
 _handle = _r.handle
 def _empty_batches(request):
     if isinstance(request, dict) and request.get("op") == "each":

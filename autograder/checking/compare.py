@@ -4,7 +4,7 @@ Order of checks, as in `torch.testing.assert_close`: presence, shape, dtype/devi
 then values. Tolerances come from the *student's* dtype, so a correct float32 answer
 compared with a float64 reference is not failed for precision. Every failure names the
 question and what was checked, shows the worst element with its index and the tolerance,
-and carries the diagnoses from :mod:`autograder.diagnose`.
+and carries the diagnoses from :mod:`autograder.checking.diagnose`.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def _mro(exc: BaseException) -> list[str]:
 
 @contextlib.contextmanager
 def _watching(watch: list, target: Any) -> Any:
-    from . import forbid, params
+    from ..checking import forbid, params
 
     hits: list[list[str]] = []
     with contextlib.ExitStack() as stack:
@@ -141,7 +141,7 @@ def handle(req: Any) -> dict:
         if op == "getattr":
             return {"ok": _encode_result(target)}
         if op == "inspect":
-            from . import forbid
+            from ..checking import forbid
 
             names = set(req.get("names", []))
             return {"ok": {"bound": forbid.bound_references(target, names)}}

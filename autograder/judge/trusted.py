@@ -5,17 +5,17 @@ notebook has run (so the student's functions exist in the kernel), each test cel
 checks are run again *here*, in the grading process, which never executes student code.
 The checks draw fresh inputs and compute references with this process's own torch; the
 student's functions are reached through :class:`RemoteObject` stand-ins that ask the
-kernel to evaluate them and hand back plain data (:mod:`autograder.wire`). The test
+kernel to evaluate them and hand back plain data (:mod:`autograder.kernel.wire`). The test
 cell's outputs are replaced by this verdict, so nbgrader's own scoring
 (SaveAutoGrades) records what the trusted side decided. Nothing the student's code does
 to torch, numpy, this package, builtins, IPython hooks or stdout in the kernel can
 change a comparison.
 
 The requests travel over a :class:`Channel`: one kernel execution starts
-:func:`autograder.remote.channel`, which then answers JSON lines on a Unix socket
+:func:`autograder.kernel.remote.channel`, which then answers JSON lines on a Unix socket
 (about 0.5 ms a request, against ~15 ms for a kernel execution per request, and a
 hidden test may make hundreds). If the channel does not come up, each request is a
-kernel execution of :func:`autograder.remote.serve`, as before.
+kernel execution of :func:`autograder.kernel.remote.serve`, as before.
 
 The kernel is told that hidden tests are decided here, and skips them
 (:func:`autograder.assignments.defer_hidden`); it still runs the visible ones. If a
@@ -41,8 +41,9 @@ from nbformat.v4 import new_code_cell, new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from . import forbid, wire
-from .feedback import CheckFailed, Finding
+from ..checking import forbid
+from ..checking.feedback import CheckFailed, Finding
+from ..kernel import wire
 
 TAMPER_MIME = "application/vnd.autograder.tamper+json"
 
@@ -61,7 +62,7 @@ class RemoteNotImplemented(NotImplementedError):
 
 
 class Channel:
-    """A direct line to :func:`autograder.remote.channel` running in the kernel.
+    """A direct line to :func:`autograder.kernel.remote.channel` running in the kernel.
 
     JSON lines over a Unix socket. A reply must echo its request's id (nothing the kernel
     wrote ahead of time can pass for one) and is capped in size. A broken line, or a
@@ -127,7 +128,7 @@ class Session:
         if self.channel is not None:
             return self.channel.request(req)
         code = (
-            "__import__('autograder.remote', fromlist=['serve']).serve("
+            "__import__('autograder.kernel.remote', fromlist=['serve']).serve("
             + repr(json.dumps(req))
             + ")"
         )
@@ -182,7 +183,7 @@ class RemoteObject:
 
     def _autograder_each(self, arg_lists: list[tuple]) -> list:
         """The calls `self(*args)` for each of `arg_lists` in one request (see
-        :func:`autograder.checks.call_each`): one callable per call the kernel made, each
+        :func:`autograder.checking.checks.call_each`): one callable per call the kernel made, each
         returning or raising what that call did. The kernel stops at the first call that
         raises; a reply with fewer results and no such call is no result at all."""
         watches = list(forbid.WATCHES)
@@ -242,7 +243,7 @@ class RemoteObject:
 
 
 def _watch_request(watches: list) -> list:
-    """What the kernel is to record while the call runs (see :mod:`autograder.forbid`)."""
+    """What the kernel is to record while the call runs (see :mod:`autograder.checking.forbid`)."""
     return [[kind, sorted(names)] for kind, names, _ in watches]
 
 
@@ -568,7 +569,7 @@ class TrustedExecute(Execute):
         run here (the kernel skips them: see :func:`autograder.assignments.defer_hidden`)."""
         import os
 
-        from .assignments import HIDDEN_BY_GRADER
+        from ..assignments import HIDDEN_BY_GRADER
 
         return dict(os.environ, **{HIDDEN_BY_GRADER: "1"})
 
@@ -595,7 +596,7 @@ class TrustedExecute(Execute):
         return None
 
     def _open_channel(self) -> Channel | None:
-        """Start :func:`autograder.remote.channel` in the kernel and connect it; None if
+        """Start :func:`autograder.kernel.remote.channel` in the kernel and connect it; None if
         it does not come up (requests then go through the kernel's execute machinery)."""
         import os
         import secrets
@@ -617,7 +618,7 @@ class TrustedExecute(Execute):
             server.listen(4)
             token = secrets.token_hex(16)
             code = (
-                "__import__('autograder.remote', fromlist=['channel']).channel("
+                "__import__('autograder.kernel.remote', fromlist=['channel']).channel("
                 f"{path!r}, {token!r})"
             )
             self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)

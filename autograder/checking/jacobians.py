@@ -7,7 +7,7 @@ Layout: a Jacobian is outputs × inputs, J[i, j] = ∂yᵢ/∂xⱼ, shape (m, n)
 copies of the inputs, so a check never touches the student's tensors.
 
 On top of the core diagnoses (`transposed`, `block_diagonal`, `accumulated_rows`,
-`v_applied_twice` in :mod:`autograder.diagnose`), this module names:
+`v_applied_twice` in :mod:`autograder.checking.diagnose`), this module names:
 
 - `batch_axis`: the batch axis is not first, e.g. (m, N, n) from `torch.stack(rows)`;
 - `flattened`: the right numbers in a flattened shape, e.g. (N·m, n);
