@@ -7,47 +7,263 @@ recompiles the feedback templates. Profiled, these are about half of a worker's 
 per submission. The shims below keep the results identical and only remember what does
 not change between submissions:
 
-- ``jsonschema.validate`` checks each distinct schema once, then validates with a cached
-  validator (same errors, same exceptions);
-- ``nbgrader.api.create_engine`` returns one engine per database URL (each Gradebook
-  still opens and closes its own session and connections), and a gradebook that holds
-  nbgrader's whole schema is not re-created table by table (:func:`_schema_where_missing`);
-- :class:`CachedHTMLExporter` (the feedback exporter) shares compiled template bytecode
-  across exporters; jinja2 checks each template's source checksum before reusing it. Its
-  accessibility pass (alternative text for images, focusable cells) is done on the text
-  instead of through a BeautifulSoup tree built and re-serialized for every page (~0.3 s
-  a page): parsed again, the two pages are the same document. Highlighted code is
-  remembered by its source (:class:`RememberedHighlight`), rendered Markdown by its
-  source and attachments (:meth:`CachedHTMLExporter.markdown2html`);
-- jupyter_client reads the timestamps of every kernel message with dateutil's general
-  ISO 8601 parser (about an eighth of the worker's time per executed cell);
-  :func:`extract_dates` reads them with the standard library's, to the same datetimes,
-  falling back to dateutil's for anything the standard library does not read.
+- ``cached-validate``: ``jsonschema.validate`` checks each distinct schema once, then
+  validates with a cached validator (same errors, same exceptions);
+- ``cached-engines``: ``nbgrader.api.create_engine`` returns one engine per database URL
+  (each Gradebook still opens and closes its own session and connections);
+- ``schema-where-missing``: a gradebook that holds nbgrader's whole schema is not
+  re-created table by table (:func:`_schema_where_missing`);
+- ``html-exporter``: :class:`CachedHTMLExporter` (the feedback exporter) shares compiled
+  template bytecode across exporters; jinja2 checks each template's source checksum
+  before reusing it. Its accessibility pass (alternative text for images, focusable
+  cells) is done on the text instead of through a BeautifulSoup tree built and
+  re-serialized for every page (~0.3 s a page): parsed again, the two pages are the same
+  document. Highlighted code is remembered by its source (:class:`RememberedHighlight`),
+  rendered Markdown by its source and attachments (:meth:`CachedHTMLExporter.markdown2html`);
+- ``fast-dates``: jupyter_client reads the timestamps of every kernel message with
+  dateutil's general ISO 8601 parser (about an eighth of the worker's time per executed
+  cell); :func:`extract_dates` reads them with the standard library's, to the same
+  datetimes, falling back to dateutil's for anything the standard library does not read.
 
-They are installed by :func:`install` in grading workers only.
+Each shim reaches into another library, so each is a :class:`Patch` in :data:`PATCHES`
+that names what it relies on (:class:`Target`) and the library versions it was checked
+against. :func:`install` (grading workers only) checks every patch first: one whose
+target moved, changed shape, or whose library is outside the checked versions is left
+off with one warning per process on the ``autograder.batch`` logger, and grading goes on
+through the library's own code, only slower. :class:`CachedHTMLExporter` is used by name
+(nbgrader's ``GenerateFeedback.exporter_class``), so it asks :func:`active` and is
+nbconvert's plain HTMLExporter when its patch is off.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import logging
 import os
 import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import metadata
 
 import jinja2
 from nbconvert.exporters import HTMLExporter
 
-_installed = False
-_lock = threading.Lock()
+log = logging.getLogger("autograder.batch")
+
+_lock = threading.Lock()  # the checks' results; the engine cache
+_install_lock = threading.Lock()
 
 
-def _cached_validate():
-    import jsonschema
+# --- the registry -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something of another library that a patch relies on: ``module``'s attribute at
+    dotted ``path``. ``params``: it is callable and its parameters start with these names
+    (None: any object, not necessarily callable). ``same_as``: ``"module:path"`` of the
+    object it must be (e.g. a library's own function, re-exported where it is rebound)."""
+
+    module: str
+    path: str
+    params: tuple[str, ...] | None = ()
+    same_as: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.path}"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A speed-up that depends on other libraries' internals.
+
+    ``verified``: (distribution, lowest, below) for each library whose versions it was
+    checked against: ``lowest <= version < below``. ``make``: given the first target's
+    current value, returns what :func:`install` binds in its place; None when nothing is
+    rebound (a subclass used by name, which asks :func:`active`).
+    """
+
+    name: str
+    verified: tuple[tuple[str, str, str], ...]
+    targets: tuple[Target, ...]
+    make: Callable | None = None
+    doc: str = field(default="", compare=False)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers of a version string: '2.13.0+cpu' -> (2, 13, 0). A pre-release
+    counts as its release (so '0.10.0a1' is not below '0.10')."""
+    m = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(p) for p in m.group(0).split(".")) if m else ()
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _resolve(module: str, path: str):
+    """The object at `module`'s dotted attribute `path`; AttributeError naming the part
+    that is missing, ImportError if the module is."""
+    obj = importlib.import_module(module)
+    where = module
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise AttributeError(f"{where}.{part} is missing")
+        obj = getattr(obj, part)
+        where = f"{where}.{part}"
+    return obj
+
+
+def _param_names(obj) -> list[str] | None:
+    try:
+        return list(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def check(patch: Patch) -> list[str]:
+    """What keeps `patch` from being installed in this process ([] when nothing does).
+    Imports the target modules; changes nothing."""
+    problems = []
+    for dist, lowest, below in patch.verified:
+        found = _version(dist)
+        if found is None:
+            problems.append(f"{dist} is not installed")
+        elif not _release(lowest) <= _release(found) < _release(below):
+            problems.append(
+                f"{dist} {found} is not among the versions it was checked with "
+                f"({lowest} to below {below})"
+            )
+    for target in patch.targets:
+        try:
+            obj = _resolve(target.module, target.path)
+        except ImportError as exc:
+            problems.append(f"{target.module} cannot be imported ({exc})")
+            continue
+        except AttributeError as exc:
+            problems.append(str(exc))
+            continue
+        if getattr(obj, "_autograder_speedup", None) == patch.name:
+            continue  # this patch, installed (and checked) before
+        if target.params is not None:
+            if not callable(obj):
+                problems.append(f"{target} is not callable")
+                continue
+            names = _param_names(obj) if target.params else []
+            wanted = list(target.params)
+            if names is None or names[: len(wanted)] != wanted:
+                problems.append(
+                    f"{target} takes ({', '.join(names or ['?'])}), expected "
+                    f"({', '.join(wanted)}, ...)"
+                )
+        if target.same_as is not None:
+            module, _, path = target.same_as.partition(":")
+            try:
+                expected = _resolve(module, path)
+            except (ImportError, AttributeError) as exc:
+                problems.append(f"{target} cannot be compared with {module}.{path} ({exc})")
+                continue
+            if obj is not expected:
+                problems.append(f"{target} is no longer {module}.{path}")
+    return problems
+
+
+_checked: dict[str, list[str]] = {}  # patch name -> problems (checked once per process)
+_warned: dict[str, int] = {}  # patch name -> pid of the process that warned
+_installed: dict[str, bool] | None = None
+
+
+def _warn(patch: Patch, problems: list[str]) -> None:
+    """One warning per patch and process (a forked worker warns in its own log)."""
+    if _warned.get(patch.name) == os.getpid():
+        return
+    _warned[patch.name] = os.getpid()
+    versions = ", ".join(f"{d} {_version(d) or 'missing'}" for d, _, _ in patch.verified)
+    log.warning(
+        "speed-up %r is off (grading goes on without it, slower) with %s: %s",
+        patch.name,
+        versions,
+        "; ".join(problems),
+    )
+
+
+def _problems(patch: Patch) -> list[str]:
+    with _lock:
+        if patch.name not in _checked:
+            try:
+                _checked[patch.name] = check(patch)
+            except Exception as exc:  # a check must never stop grading
+                _checked[patch.name] = [f"checking failed: {type(exc).__name__}: {exc}"]
+        return _checked[patch.name]
+
+
+def active(name: str) -> bool:
+    """Whether patch `name` may be used in this process (checked once; a patch that may
+    not is reported by one warning)."""
+    patch = PATCHES[name]
+    problems = _problems(patch)
+    if problems:
+        _warn(patch, problems)
+    return not problems
+
+
+def install() -> dict[str, bool]:
+    """Check every patch and install those that pass, in this process (idempotent).
+    Returns (and remembers, see :func:`installed`) which patches are on."""
+    global _installed
+    with _install_lock:
+        if _installed is None:
+            status = {}
+            for patch in PATCHES.values():
+                on = active(patch.name)
+                if on and patch.make is not None:
+                    try:
+                        _bind(patch)
+                    except Exception as exc:  # only ever costs speed
+                        _checked[patch.name] = [f"installing failed: {type(exc).__name__}: {exc}"]
+                        _warn(patch, _checked[patch.name])
+                        on = False
+                status[patch.name] = on
+            _installed = status
+        return dict(_installed)
+
+
+def installed() -> dict[str, bool]:
+    """Which patches :func:`install` turned on in this process ({} before it ran)."""
+    return dict(_installed or {})
+
+
+def _bind(patch: Patch) -> None:
+    target = patch.targets[0]
+    owner_path, _, attr = target.path.rpartition(".")
+    owner = (
+        _resolve(target.module, owner_path)
+        if owner_path
+        else importlib.import_module(target.module)
+    )
+    original = getattr(owner, attr)
+    if getattr(original, "_autograder_speedup", None) == patch.name:
+        return
+    replacement = patch.make(original)
+    replacement._autograder_speedup = patch.name
+    setattr(owner, attr, replacement)
+
+
+# --- cached-validate --------------------------------------------------------------------
+
+
+def _cached_validate(original):
+    """jsonschema.validate that checks each distinct schema once and keeps its validator."""
     from jsonschema.exceptions import best_match
     from jsonschema.validators import validator_for
 
-    original = jsonschema.validate
     validators: dict[str, object] = {}
 
     def validate(instance, schema, cls=None, *args, **kwargs):
@@ -64,34 +280,51 @@ def _cached_validate():
             raise error
 
     validate.__wrapped__ = original
-    jsonschema.validate = validate
+    return validate
 
 
-def _database_file(url) -> tuple | None:
-    """(url, device, inode) of a SQLite file database as it is now; None for anything
-    else, or a file that does not exist (yet)."""
+# --- cached-engines ---------------------------------------------------------------------
+
+
+def _sqlite_database(url) -> str | None:
+    """The database of a SQLite URL ('' for an in-memory or temporary one); None for any
+    other backend (or what is not a URL)."""
     from sqlalchemy.engine import make_url
 
     try:
         url = make_url(url)
     except Exception:
         return None
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database == ":memory:" or "mode=memory" in database or url.query.get("mode") == "memory":
+        return ""
+    return database
+
+
+def _database_file(url) -> tuple | None:
+    """(url, device, inode) of a SQLite file database as it is now; None for anything
+    else, or a file that does not exist (yet)."""
+    database = _sqlite_database(url)
+    if not database:
         return None
     try:
-        st = os.stat(url.database)
+        st = os.stat(database)
     except OSError:
         return None
     return (str(url), st.st_dev, st.st_ino)
 
 
-def _cached_engines():
-    import nbgrader.api as nbapi
-
-    original = nbapi.create_engine
+def _cached_engines(original):
+    """create_engine that returns one engine per database URL and arguments, made anew
+    when a SQLite file was deleted or replaced. An in-memory SQLite database is private
+    to its engine, so each call for one still gets a new engine (and database)."""
     engines: dict[tuple, tuple] = {}  # key -> (engine, the file it was made for)
 
     def create_engine(url, *args, **kwargs):
+        if _sqlite_database(url) == "":
+            return original(url, *args, **kwargs)
         key = (str(url), args, tuple(sorted(kwargs.items())))
         current = _database_file(url)
         with _lock:
@@ -107,23 +340,24 @@ def _cached_engines():
         return engine
 
     create_engine.__wrapped__ = original
-    nbapi.create_engine = create_engine
+    return create_engine
 
 
-def _schema_where_missing():
+# --- schema-where-missing ---------------------------------------------------------------
+
+
+def _schema_where_missing(original):
     """A Gradebook, opened about ten times per submission, re-issues nbgrader's whole
     schema each time (``create_all`` asks after every table one by one). For a SQLite
     gradebook one query of ``sqlite_master`` says whether every table is already there,
     in which case ``create_all`` would create nothing and is skipped; otherwise it runs
-    as before."""
-    import nbgrader.api as nbapi
-
-    metadata = nbapi.Base.metadata
-    schema = frozenset(metadata.tables)
+    as before. `original`: the MetaData's bound ``create_all``."""
+    metadata_ = original.__self__
+    schema = frozenset(metadata_.tables)
 
     def complete(engine) -> bool:
         url = getattr(engine, "url", None)
-        if url is None or url.get_backend_name() != "sqlite":
+        if url is None or url.get_backend_name() != "sqlite" or not hasattr(engine, "connect"):
             return False
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -132,9 +366,47 @@ def _schema_where_missing():
     def create_all(bind=None, *args, **kwargs):
         if not args and not kwargs and complete(bind):
             return None
-        return type(metadata).create_all(metadata, bind, *args, **kwargs)
+        # Through the class at call time, as `metadata.create_all(...)` would have been.
+        return type(metadata_).create_all(metadata_, bind, *args, **kwargs)
 
-    metadata.create_all = create_all
+    create_all.__wrapped__ = original
+    return create_all
+
+
+# --- fast-dates -------------------------------------------------------------------------
+
+
+def extract_dates(obj):
+    """jupyter_client's ``extract_dates``, with ``datetime.fromisoformat`` for the
+    timestamps its pattern accepts (the same instants and offsets)."""
+    if isinstance(obj, dict):
+        return {k: extract_dates(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [extract_dates(o) for o in obj]
+    if isinstance(obj, str):
+        return _parse_date(obj)
+    return obj
+
+
+def _parse_date(text: str):
+    from jupyter_client import jsonutil  # imported by then: this reads its messages
+
+    if not jsonutil.ISO8601_PAT.match(text):
+        return text
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return jsonutil.parse_date(text)
+    if parsed.tzinfo is None:
+        return jsonutil.parse_date(text)  # naive: jupyter_client's own warning and zone
+    return parsed
+
+
+def _fast_dates(original):
+    return extract_dates
+
+
+# --- html-exporter ----------------------------------------------------------------------
 
 
 class _MemoryBytecodeCache(jinja2.BytecodeCache):
@@ -194,16 +466,23 @@ def accessible(html: str) -> tuple[str, int]:
     return "".join(out), missing
 
 
+HTML_EXPORTER = "html-exporter"
+
+
 class CachedHTMLExporter(HTMLExporter):
     """nbconvert's HTMLExporter; compiled templates are shared across instances, and the
-    accessibility pass works on the text (:func:`accessible`)."""
+    accessibility pass works on the text (:func:`accessible`). With the ``html-exporter``
+    patch off (see :func:`active`) it is the plain HTMLExporter."""
 
     def _create_environment(self):
         environment = super()._create_environment()
-        environment.bytecode_cache = _BYTECODE
+        if active(HTML_EXPORTER):
+            environment.bytecode_cache = _BYTECODE
         return environment
 
     def from_notebook_node(self, nb, resources=None, **kw):
+        if not active(HTML_EXPORTER):
+            return super().from_notebook_node(nb, resources, **kw)
         # HTMLExporter.from_notebook_node, up to rendering; then `accessible`.
         from nbconvert.exporters.templateexporter import TemplateExporter
         from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
@@ -231,7 +510,7 @@ class CachedHTMLExporter(HTMLExporter):
         # distinct cell once. The result depends only on the source, the cell's
         # attachments and the exporter's settings; the notebook's folder matters only
         # when images are embedded from disk, which are not remembered (files change).
-        if self.embed_images:
+        if self.embed_images or not active(HTML_EXPORTER):
             return super().markdown2html(context, source)
         attachments = context.get("cell", {}).get("attachments", {})
         key = (
@@ -294,6 +573,8 @@ def warm_feedback_templates() -> None:
     import contextlib
 
     with contextlib.suppress(Exception):
+        if not active(HTML_EXPORTER):
+            return  # no shared cache to fill
         import nbformat
         from nbgrader.converters import GenerateFeedback
         from nbgrader.coursedir import CourseDirectory
@@ -309,46 +590,112 @@ def warm_feedback_templates() -> None:
         exporter.from_notebook_node(nb, resources=resources)
 
 
-def extract_dates(obj):
-    """jupyter_client's ``extract_dates``, with ``datetime.fromisoformat`` for the
-    timestamps its pattern accepts (the same instants and offsets)."""
-    if isinstance(obj, dict):
-        return {k: extract_dates(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [extract_dates(o) for o in obj]
-    if isinstance(obj, str):
-        return _parse_date(obj)
-    return obj
+# --- the patches ------------------------------------------------------------------------
 
+_NBGRADER = ("nbgrader", "0.9.6", "0.10")
+_SQLALCHEMY = ("SQLAlchemy", "2.0", "3")
 
-def _parse_date(text: str):
-    from jupyter_client import jsonutil  # imported by then: this reads its messages
-
-    if not jsonutil.ISO8601_PAT.match(text):
-        return text
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return jsonutil.parse_date(text)
-    if parsed.tzinfo is None:
-        return jsonutil.parse_date(text)  # naive: jupyter_client's own warning and zone
-    return parsed
-
-
-def _fast_dates() -> None:
-    from jupyter_client import session
-
-    session.extract_dates = extract_dates
-
-
-def install() -> None:
-    """Install the shims in this process (idempotent)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        _installed = True
-    _cached_validate()
-    _cached_engines()
-    _schema_where_missing()
-    _fast_dates()
+PATCHES: dict[str, Patch] = {
+    p.name: p
+    for p in (
+        Patch(
+            "cached-validate",
+            verified=(("jsonschema", "4.18", "5"),),
+            targets=(
+                Target(
+                    "jsonschema",
+                    "validate",
+                    ("instance", "schema", "cls"),
+                    same_as="jsonschema.validators:validate",
+                ),
+                Target("jsonschema.validators", "validator_for", ("schema",)),
+                Target("jsonschema.exceptions", "best_match", ("errors",)),
+            ),
+            make=_cached_validate,
+            doc="nbgrader's metadata validation: one validator per schema",
+        ),
+        Patch(
+            "cached-engines",
+            verified=(_NBGRADER, _SQLALCHEMY),
+            targets=(
+                Target(
+                    "nbgrader.api", "create_engine", ("url",), same_as="sqlalchemy:create_engine"
+                ),
+                Target("sqlalchemy.engine", "make_url", ("name_or_url",)),
+                Target("sqlalchemy.engine", "Engine.dispose"),
+            ),
+            make=_cached_engines,
+            doc="one SQLAlchemy engine per gradebook URL",
+        ),
+        Patch(
+            "schema-where-missing",
+            verified=(_NBGRADER, _SQLALCHEMY),
+            targets=(
+                Target(
+                    "nbgrader.api", "Base.metadata.create_all", ("bind", "tables", "checkfirst")
+                ),
+                Target("nbgrader.api", "Base.metadata.tables", None),
+                Target("sqlalchemy.engine", "Connection.exec_driver_sql", ("self", "statement")),
+            ),
+            make=_schema_where_missing,
+            doc="nbgrader's schema created only in a gradebook that lacks a table",
+        ),
+        Patch(
+            "fast-dates",
+            verified=(("jupyter_client", "8.0", "8.11"),),
+            targets=(
+                Target(
+                    "jupyter_client.session",
+                    "extract_dates",
+                    ("obj",),
+                    same_as="jupyter_client.jsonutil:extract_dates",
+                ),
+                Target("jupyter_client.jsonutil", "ISO8601_PAT.match"),
+                Target("jupyter_client.jsonutil", "parse_date", ("s",)),
+            ),
+            make=_fast_dates,
+            doc="kernel message timestamps read by datetime.fromisoformat",
+        ),
+        Patch(
+            HTML_EXPORTER,
+            verified=(("nbconvert", "7.0", "7.18"),),
+            targets=(
+                Target(
+                    "nbconvert.exporters.html",
+                    "HTMLExporter.from_notebook_node",
+                    ("self", "nb", "resources"),
+                ),
+                Target(
+                    "nbconvert.exporters.html",
+                    "HTMLExporter._init_resources",
+                    ("self", "resources"),
+                ),
+                Target("nbconvert.exporters.html", "HTMLExporter._create_environment", ("self",)),
+                Target(
+                    "nbconvert.exporters.html",
+                    "HTMLExporter.markdown2html",
+                    ("self", "context", "source"),
+                ),
+                Target("nbconvert.exporters.html", "HTMLExporter.embed_images", None),
+                Target("nbconvert.exporters.html", "HTMLExporter.anchor_link_text", None),
+                Target("nbconvert.exporters.html", "HTMLExporter.exclude_anchor_links", None),
+                Target("nbconvert.exporters.html", "HTMLExporter.lexer_options", None),
+                Target(
+                    "nbconvert.exporters.templateexporter",
+                    "TemplateExporter.from_notebook_node",
+                    ("self", "nb", "resources"),
+                ),
+                Target("nbconvert.filters.highlight", "Highlight2HTML", ("pygments_lexer",)),
+                Target(
+                    "nbconvert.filters.highlight", "Highlight2HTML.extra_formatter_options", None
+                ),
+                Target(
+                    "nbconvert.filters.widgetsdatatypefilter",
+                    "WidgetsDataTypeFilter",
+                    ("notebook_metadata", "resources"),
+                ),
+            ),
+            doc="feedback pages: shared template bytecode, remembered highlighting and Markdown",
+        ),
+    )
+}
