@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autograder.checking import methods
 from autograder.checking.checks import call
 from autograder.checking.compare import check_close
 from autograder.checking.diagnose import Context
@@ -29,6 +30,7 @@ vectors = st.lists(finite, min_size=1, max_size=8).map(
 
 
 def _fail(*args, **kwargs) -> CheckFailed:
+    methods.LAST_CALL.pop("Q9 demo", None)  # no student call recorded: no evidence
     with pytest.raises(CheckFailed) as info:
         check_close("Q9 demo", "the gradient", *args, **kwargs)
     return info.value
@@ -47,11 +49,41 @@ def test_correct_float32_answer_passes_against_float64_reference(values):
 
 
 @given(vectors, st.integers(2, 5))
-def test_k_times_reference_is_diagnosed_as_accumulation(x, k):
-    """Is a gradient k times the reference named as accumulated over k backward calls?"""
-    err = _fail(k * 2 * x, 2 * x)
-    assert "accumulated" in err.codes
-    assert f"exactly {k}×" in err.render(color=False)
+@settings(max_examples=25, deadline=None)
+def test_k_times_reference_from_k_backward_calls_is_diagnosed_as_accumulation(x, k):
+    """Is a gradient k times the reference named as accumulated over k backward calls,
+    when the student's function did run backward k times?"""
+
+    def accumulating(t):  # backward k times on one leaf, never zeroed between
+        leaf = t.detach().clone().requires_grad_(True)
+        for _ in range(k):
+            (leaf**2).sum().backward()
+        return leaf.grad
+
+    got, _ = call("Q9 demo", accumulating, x.clone())
+    with pytest.raises(CheckFailed) as info:
+        check_close("Q9 demo", "the gradient", got, 2 * x)
+    assert "accumulated" in info.value.codes
+    assert f"exactly {k}×" in info.value.render(color=False)
+
+
+@given(vectors, st.integers(2, 5))
+@settings(max_examples=25, deadline=None)
+def test_k_times_reference_without_backward_is_not_called_accumulation(x, k):
+    """Is a k-fold answer from a function that never ran backward (a finite difference
+    divided by h instead of 2h) kept from being called accumulation?"""
+
+    def central_over_h(t):
+        return ((t + 1e-3) ** 2 - (t - 1e-3) ** 2) / 1e-3 * (k / 2)
+
+    got, _ = call("Q9 demo", central_over_h, x.clone())
+    with pytest.raises(CheckFailed) as info:
+        check_close("Q9 demo", "the gradient", got, 2 * x)
+    assert "accumulated" not in info.value.codes
+    if x.numel() >= 2:
+        assert "constant_factor" in info.value.codes
+    else:  # one number is a multiple of any other: no cause is guessed
+        assert info.value.codes == []
 
 
 @given(vectors)

@@ -2,10 +2,11 @@
 
 A test cell calls a check twice: as the student sees it, then with ``hidden=True``
 (fresh random inputs, between nbgrader's hidden-test markers). During grading the hidden
-checks are decided by the grader itself (:mod:`autograder.judge.trusted`), in its own process;
+checks are decided by the grader itself (:mod:`autograder.judge`), in its own process;
 the grader tells the student's kernel so through :data:`HIDDEN_BY_GRADER`, and there
 :func:`defer_hidden` makes the hidden calls return at once instead of computing a result
-nobody reads.
+nobody reads. Each module ends with ``defer_hidden(globals())``, which also marks where
+each run of a check begins (:func:`autograder.checking.checks.begin_check`).
 """
 
 from __future__ import annotations
@@ -20,20 +21,25 @@ HIDDEN_BY_GRADER = "AUTOGRADER_HIDDEN_BY_GRADER"
 
 
 def defer_hidden(namespace: dict[str, Any]) -> None:
-    """In a grading kernel, make each ``check_*`` of `namespace` skip ``hidden=True`` calls."""
-    if os.environ.get(HIDDEN_BY_GRADER) != "1":
-        return
+    """Wrap each ``check_*`` of `namespace`: every run begins a fresh check
+    (:func:`~autograder.checking.checks.begin_check`), and in a grading kernel the
+    ``hidden=True`` calls return at once."""
+    grading = os.environ.get(HIDDEN_BY_GRADER) == "1"
     for name, fn in list(namespace.items()):
         if name.startswith("check_") and inspect.isfunction(fn):
-            if "hidden" in inspect.signature(fn).parameters:
-                namespace[name] = _deferred(fn)
+            skip = grading and "hidden" in inspect.signature(fn).parameters
+            namespace[name] = _wrapped(fn, skip)
 
 
-def _deferred(check: Callable) -> Callable:
+def _wrapped(check: Callable, skip_hidden: bool) -> Callable:
+    from ..checking.checks import begin_check
+
     @functools.wraps(check)
-    def deferred(*args: Any, hidden: bool = False, **kwargs: Any) -> None:
-        if hidden:
+    def run(*args: Any, **kwargs: Any) -> None:
+        if skip_hidden and kwargs.get("hidden"):
             return None
+        begin_check()
         return check(*args, **kwargs)
 
-    return deferred
+    run.skips_hidden = skip_hidden  # whether the grader decides the hidden calls
+    return run

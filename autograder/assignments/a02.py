@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from .. import graphs
-from ..checking.checks import call, passed, require, warning_findings
+from ..checking.checks import call, passed, require
 from ..checking.compare import as_tensor, check_close
-from ..checking.diagnose import Context
+from ..checking.diagnose import Context, warning_findings
 from ..checking.feedback import CheckFailed, Finding
 from ..checking.forbid import autograd_calls, recording
 from ..checking.plots import _lines, check_curves

@@ -17,14 +17,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .diagnose import copy_then_requires_grad, explain_exception
+from . import methods
+from .diagnose import copy_then_requires_grad, explain_exception, warning_findings
 from .feedback import CheckFailed, Finding, NotAnswered, Passed
-
-NONLEAF_GRAD_WARNING = "is not a leaf Tensor is being accessed"
-
-# question -> (function, warnings) of its last student call, so that a comparison that
-# finds None can say why (see diagnose.none_causes).
-LAST_CALL: dict[str, tuple[Any, list]] = {}
+from .forbid import watch
 
 
 def _where(exc: BaseException) -> str:
@@ -39,27 +35,143 @@ def _where(exc: BaseException) -> str:
     return ""
 
 
-def warning_findings(caught: list[warnings.WarningMessage]) -> list[Finding]:
-    findings = []
-    for w in caught:
-        if NONLEAF_GRAD_WARNING in str(w.message):
-            findings.append(
-                Finding(
-                    "nonleaf_grad",
-                    "you read .grad of a non-leaf tensor (an intermediate result). torch keeps "
-                    "gradients only for leaves unless you call .retain_grad() on that tensor "
-                    "before backward().",
-                )
-            )
-    return findings
+# Questions whose check has already called the student's function twice in this run of
+# the check (see :func:`begin_check`).
+_REPEATED: set[str] = set()
 
 
-def call(question: str, fn: Any, *args: Any, name: str | None = None, **kwargs: Any):
+def begin_check() -> None:
+    """A check starts: its first call of the student's function is made twice again."""
+    _REPEATED.clear()
+
+
+def call(
+    question: str,
+    fn: Any,
+    *args: Any,
+    name: str | None = None,
+    rule: methods.Rule | None = None,
+    keeps_inputs: bool = True,
+    **kwargs: Any,
+):
     """Call the student's `fn(*args, **kwargs)`; return (result, warnings caught).
 
+    While it runs, what it does is recorded (:mod:`.methods`): the call fails if it
+    breaks the question's `rule` (the method asked for), or, unless `keeps_inputs` is
+    False, if it changed a tensor it was given. The first call of each check is made a
+    second time with the same inputs, and the two results must agree.
     Raises CheckFailed (with diagnoses) if it cannot be called or raises.
     """
-    return _call(question, fn, lambda: fn(*args, **kwargs), name)
+    name = name or getattr(fn, "__name__", "your function")
+    result, caught, hits = _recorded(question, fn, args, kwargs, name)
+    methods.LAST_CALL[question] = (fn, caught, hits)
+    _judge_record(question, hits, name, rule, keeps_inputs)
+    if question not in _REPEATED and _comparable(result):
+        _REPEATED.add(question)
+        first = _copied(result)  # the values now: a second call may write into them
+        again, _, hits2 = _recorded(question, fn, args, kwargs, name)
+        _judge_record(question, hits2, name, rule, keeps_inputs)
+        _agree(question, name, first, again, hits + hits2)
+    return result, caught
+
+
+def _recorded(question: str, fn: Any, args: tuple, kwargs: dict, name: str):
+    hits: list[str] = []
+    with watch(methods.KIND, frozenset(), hits):
+        if _in_kernel(fn):  # the kernel records, and hands the hits back
+            result, caught = _call(question, fn, lambda: fn(*args, **kwargs), name)
+        else:
+            with methods.recording(args, hits) as watched:
+                result, caught = _call(question, fn, lambda: fn(*watched, **kwargs), name)
+    return result, caught, hits
+
+
+def _in_kernel(fn: Any) -> bool:
+    """Whether `fn` stands for a function in the student's kernel (trusted grading)."""
+    return getattr(type(fn), "_autograder_each", None) is not None
+
+
+def _judge_record(question, hits, name, rule, keeps_inputs) -> None:
+    if keeps_inputs:
+        methods.check_inputs(question, hits, name)
+    if rule is not None:
+        methods.enforce(question, rule, hits, name)
+
+
+def _leaves(value: Any) -> list | None:
+    """The tensors and numbers of a result (tuples, lists, dicts), or None if it holds
+    anything else (a figure, a module: not compared between calls)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, bool | int | float) or value is None:
+        return [value]
+    if isinstance(value, tuple | list):
+        out = []
+        for v in value:
+            sub = _leaves(v)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    if isinstance(value, dict):
+        return _leaves([value[k] for k in sorted(value, key=str)])
+    return None
+
+
+def _copied(value: Any) -> list:
+    import torch
+
+    return [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in _leaves(value) or []]
+
+
+def _comparable(value: Any) -> bool:
+    return _leaves(value) is not None
+
+
+def _agree(question: str, name: str, first: Any, second: Any, hits: list[str]) -> None:
+    """Two calls with the same inputs must give the same result."""
+    import torch
+
+    a, b = _leaves(first), _leaves(second)
+    same = a is not None and b is not None and len(a) == len(b)
+    ratio = None
+    if same:
+        for x, y in zip(a, b, strict=True):
+            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+                x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
+                if x64.shape != y64.shape or not torch.allclose(
+                    x64, y64, rtol=1e-6, atol=1e-9, equal_nan=True
+                ):
+                    same = False
+                    mask = x64.abs() > 1e-9
+                    if x64.shape == y64.shape and int(mask.sum()) >= 2:
+                        r = y64[mask] / x64[mask]
+                        if torch.allclose(r, r.median().expand_as(r), rtol=1e-6):
+                            ratio = float(r.median())
+                    break
+            elif type(x) is not type(y) or (x != y and not (x != x and y != y)):
+                same = False
+                break
+    if same:
+        return
+    findings = []
+    if ratio is not None and abs(ratio - 2) < 1e-6 and methods.engine_runs(hits) >= 2:
+        findings.append(
+            Finding(
+                "accumulated_across_calls",
+                "the second call returned exactly twice the first: a .grad kept between calls "
+                "(a tensor or model defined outside the function) accumulated. Start from a "
+                "fresh tensor, or zero the gradient, inside the function.",
+            )
+        )
+    raise CheckFailed(
+        question,
+        f"`{name}` gave different results for the same input on two calls in a row",
+        ["a function of its inputs must return the same values each time it is called"],
+        findings,
+    )
 
 
 def call_each(question: str, fn: Any, arg_lists: list[tuple], *, name: str | None = None):
@@ -73,11 +185,17 @@ def call_each(question: str, fn: Any, arg_lists: list[tuple], *, name: str | Non
     each = getattr(type(fn), "_autograder_each", None)  # (the type's: not the student's)
     if each is None:
         return [call(question, fn, *args, name=name) for args in arg_lists]
-    try:
-        made = each(fn, arg_lists)
-    except Exception as exc:  # no result at all: the first call's failure
-        made = [functools.partial(_reraise, exc)]
-    return [_call(question, fn, done, name) for done in made]
+    name = name or getattr(fn, "__name__", "your function")
+    hits: list[str] = []
+    with watch(methods.KIND, frozenset(), hits):
+        try:
+            made = each(fn, arg_lists)
+        except Exception as exc:  # no result at all: the first call's failure
+            made = [functools.partial(_reraise, exc)]
+    results = [_call(question, fn, done, name) for done in made]
+    methods.LAST_CALL[question] = (fn, results[-1][1] if results else [], hits)
+    methods.check_inputs(question, hits, name)
+    return results
 
 
 def _reraise(exc: BaseException):
@@ -108,7 +226,6 @@ def _call(question: str, fn: Any, invoke: Callable[[], Any], name: str | None):
                 [f"{kind}: {_first_line(exc)}{_where(exc)}"],
                 findings,
             ) from None
-    LAST_CALL[question] = (fn, list(caught))
     return result, list(caught)
 
 

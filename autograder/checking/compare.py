@@ -185,7 +185,7 @@ def check_close(
         question,
         f"{what} differs from the reference",
         details,
-        diagnose_values(val, ref, tol, context),
+        diagnose_values(val, ref, tol, context, question),
     )
 
 

@@ -9,11 +9,15 @@ error messages are matched on stable substrings, not whole strings.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
+from . import methods
 from .feedback import Finding
+
+NONLEAF_GRAD_WARNING = "is not a leaf Tensor is being accessed"
 
 
 @dataclass
@@ -62,24 +66,34 @@ def _allclose(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> boo
         return False
 
 
-def _ratio(got: torch.Tensor, ref: torch.Tensor, atol: float) -> float | None:
-    """The constant c with got ≈ c·ref, if there is one."""
+def _ratio(got: torch.Tensor, ref: torch.Tensor, atol: float) -> tuple[float, int] | None:
+    """(c, n): the constant c with got ≈ c·ref, if there is one, and on how many elements
+    (where the reference is not zero) it was seen."""
     mask = ref.abs() > max(atol * 10, 1e-12)
-    if int(mask.sum()) == 0:
+    n = int(mask.sum())
+    if n == 0:
         return None
     r = got[mask] / ref[mask]
     c = float(r.median())
     if not torch.isfinite(torch.tensor(c)):
         return None
     if _allclose(got, c * ref, rtol=1e-5, atol=atol * 10):
-        return c
+        return c, n
     return None
 
 
-def diagnose_values(got: torch.Tensor, ref: torch.Tensor, tol, context: Context) -> list[Finding]:
-    """Findings for a value mismatch of tensors of equal shape (float64)."""
+def diagnose_values(
+    got: torch.Tensor, ref: torch.Tensor, tol, context: Context, question: str = ""
+) -> list[Finding]:
+    """Findings for a value mismatch of tensors of equal shape (float64).
+
+    A cause is named only with evidence: a ratio needs two or more elements that agree on
+    it (one number is a multiple of any other), and "accumulated" needs the autograd
+    engine to have run as many times in the student's call (:mod:`.methods`).
+    """
     findings: list[Finding] = []
     atol = float(tol.atol.max()) if isinstance(tol.atol, torch.Tensor) else tol.atol
+    hits = methods.LAST_CALL.get(question, (None, [], []))[2] if question else []
 
     for finding, wrong in context.mistakes:
         w = wrong.detach().to(torch.float64)
@@ -98,23 +112,30 @@ def diagnose_values(got: torch.Tensor, ref: torch.Tensor, tol, context: Context)
         )
         return findings
 
-    c = _ratio(got, ref, atol)
-    if c is not None:
+    found = _ratio(got, ref, atol)
+    if found is not None and not findings:
+        c, n = found
         k = round(c)
         if abs(c + 1) < 1e-6:
             findings.append(
                 Finding("sign_flipped", "your answer is the reference with its sign flipped.")
             )
-        elif 2 <= k <= 10 and abs(c - k) < 1e-6 and context.v is None:
+        elif (
+            2 <= k <= 10
+            and abs(c - k) < 1e-6
+            and context.v is None
+            and methods.engine_runs(hits) >= k
+        ):
             findings.append(
                 Finding(
                     "accumulated",
-                    f"your gradient is exactly {k}× the reference: .grad accumulated over "
-                    f"{k} backward calls. Zero it between calls (x.grad.zero_() or "
-                    "x.grad = None), or use a fresh tensor.",
+                    f"your gradient is exactly {k}× the reference, and your function ran "
+                    f"backward {methods.engine_runs(hits)} times: .grad accumulated over the "
+                    "calls. Zero it between calls (x.grad.zero_() or x.grad = None), or use a "
+                    "fresh tensor.",
                 )
             )
-        elif abs(c) < 1e-12:
+        elif abs(c) < 1e-12 and n >= 2:
             findings.append(
                 Finding(
                     "all_zero",
@@ -123,12 +144,13 @@ def diagnose_values(got: torch.Tensor, ref: torch.Tensor, tol, context: Context)
                     "or .grad was zeroed after backward.",
                 )
             )
-        else:
+        elif n >= 2 and abs(c) >= 1e-12:
             findings.append(
                 Finding(
                     "constant_factor",
-                    f"your answer is the reference times {c:.6g}: a constant factor is "
-                    "missing or extra (e.g. the 2 of x², or the 3 of 3x).",
+                    f"your answer is the reference times {c:.6g} on all {n} elements: a "
+                    "constant factor is missing or extra (e.g. the 2 of x², the 3 of 3x, or "
+                    "the 2h of a central difference).",
                 )
             )
 
@@ -349,6 +371,8 @@ _DETACHING = [
     (re.compile(r"torch\.(tensor|as_tensor)\(\s*\["), "torch.tensor([...]) of tensors"),
 ]
 _BACKWARD = re.compile(r"\.backward\(|autograd\.grad\b|torch\.func\.|\bgrad\(|jacrev|jacobian|vjp")
+# x.retain_grad() written after a backward() call in the same function.
+_RETAIN_LATE = re.compile(r"\.backward\([\s\S]*?\b(\w+)\.retain_grad\(\)")
 _COPY_THEN_GRAD = re.compile(
     r"(\w+)\s*=\s*(\w+)\.(clone|to|float|double|detach)\([^)]*\)[\s\S]*\b\2\.requires_grad_\("
 )
@@ -374,22 +398,33 @@ def copy_then_requires_grad(fn) -> list[Finding]:
 def none_causes(question: str) -> list[Finding]:
     """Why the student's last call in `question` may have produced a None gradient,
     from the warnings it raised and the source of the function."""
-    from . import checks, forbid
+    from . import forbid
 
-    fn, caught = checks.LAST_CALL.get(question, (None, []))
-    findings = checks.warning_findings(caught)
+    fn, caught, hits = methods.LAST_CALL.get(question, (None, [], []))
+    findings = warning_findings(caught)
     if findings:  # torch said it: .grad of a non-leaf
         return findings
     source = forbid.function_source(fn) if fn is not None else ""
     code = "\n".join(line.split("#")[0] for line in source.splitlines())
-    if not code:
-        return []
-    if not _BACKWARD.search(code):
+    recorded = any(h in (methods.EVALUATED, methods.NUMERICAL) for h in hits) or bool(hits)
+    ran_autograd = methods.engine_runs(hits) > 0 or methods.FORWARD in hits
+    if (recorded and not ran_autograd) or (not recorded and code and not _BACKWARD.search(code)):
         return [
             Finding(
                 "no_backward",
-                "nothing in your function runs autograd: call .backward() on the result (or use "
+                "nothing in your function ran autograd: call .backward() on the result (or use "
                 "torch.autograd.grad) before reading .grad.",
+            )
+        ]
+    if not code:
+        return []
+    late = _RETAIN_LATE.search(code)
+    if late:
+        return [
+            Finding(
+                "retain_grad_late",
+                f"`{late.group(1)}.retain_grad()` comes after backward(): retain_grad only keeps "
+                "the gradients of a backward pass that runs after it. Call it before backward.",
             )
         ]
     if _COPY_THEN_GRAD.search(code):
@@ -412,3 +447,18 @@ def none_causes(question: str) -> list[Finding]:
             )
         ]
     return []
+
+
+def warning_findings(caught: list[warnings.WarningMessage]) -> list[Finding]:
+    findings = []
+    for w in caught:
+        if NONLEAF_GRAD_WARNING in str(w.message):
+            findings.append(
+                Finding(
+                    "nonleaf_grad",
+                    "you read .grad of a non-leaf tensor (an intermediate result). torch keeps "
+                    "gradients only for leaves unless you call .retain_grad() on that tensor "
+                    "before backward().",
+                )
+            )
+    return findings

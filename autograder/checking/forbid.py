@@ -68,7 +68,9 @@ WATCHES: list[tuple[str, frozenset[str], list[str]]] = []
 
 
 @contextlib.contextmanager
-def _watch(kind: str, names: frozenset[str], hits: list[str]) -> Iterator[None]:
+def watch(kind: str, names: frozenset[str], hits: list[str]) -> Iterator[None]:
+    """While active, a call of a function in the student's kernel asks the kernel to
+    record `kind` (with `names`) and hands the hits back into `hits`."""
     entry = (kind, names, hits)
     WATCHES.append(entry)
     try:
@@ -97,7 +99,7 @@ def recording(names: set[str] | frozenset[str]) -> Iterator[list[str]]:
             saved.append((module, name, original))
             setattr(module, name, wrapper)
     try:
-        with _Recorder(names, hits), _watch("names", names, hits):
+        with _Recorder(names, hits), watch("names", names, hits):
             yield hits
     finally:
         for module, name, original in saved:
@@ -196,7 +198,7 @@ def autograd_calls() -> Iterator[list[str]]:
     ta._engine_run_backward = wrapper
     tag._engine_run_backward = wrapper
     try:
-        with _watch("autograd", frozenset(), hits):
+        with watch("autograd", frozenset(), hits):
             yield hits
     finally:
         ta._engine_run_backward = original

@@ -103,8 +103,10 @@ def _mro(exc: BaseException) -> list[str]:
 
 
 @contextlib.contextmanager
-def _watching(watch: list, target: Any) -> Any:
-    from ..checking import forbid, params
+def _watching(watch: list, target: Any, args: list) -> Any:
+    """Record what the grader asked for while the call runs; yields (hits, args to call
+    with): a `methods` watch hands the call instrumented copies of the functions given."""
+    from ..checking import forbid, methods, params
 
     hits: list[list[str]] = []
     with contextlib.ExitStack() as stack:
@@ -113,9 +115,13 @@ def _watching(watch: list, target: Any) -> Any:
                 hits.append(stack.enter_context(forbid.autograd_calls()))
             elif kind == "apis":
                 hits.append(stack.enter_context(params.autograd_apis(target)))
+            elif kind == methods.KIND:
+                found: list[str] = []
+                hits.append(found)
+                args = list(stack.enter_context(methods.recording(tuple(args), found)))
             else:
                 hits.append(stack.enter_context(forbid.recording(set(names))))
-        yield hits
+        yield hits, args
 
 
 def _reply(message: dict) -> None:
@@ -154,9 +160,9 @@ def handle(req: Any) -> dict:
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sink):
         warnings.simplefilter("always")
         modules = _module_args(args)
-        with _watching(req.get("watch", []), target) as hits:
+        with _watching(req.get("watch", []), target, args) as (hits, called_with):
             try:
-                result = target(*args, **kwargs)
+                result = target(*called_with, **kwargs)
                 reply["ok"] = _encode_result(result)
                 reply["modules"] = _module_changes(modules)
             except BaseException as exc:  # the student's error, reported as data
