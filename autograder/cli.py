@@ -1,12 +1,14 @@
 """Command line: `autograder release | grade | lint | demo`.
 
 Only parses arguments and calls the keyword-only functions of :mod:`autograder.course`
-(and :mod:`autograder.demo`), so the command line and the Python API cannot drift.
+(and :mod:`autograder.demo`), so the command line and the Python API cannot drift: the
+options' defaults are read from those functions' signatures.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -14,7 +16,15 @@ from pathlib import Path
 from . import __version__
 
 
+def _default(function, name: str):
+    """The default of `function`'s keyword `name`: the command line has none of its own."""
+    return inspect.signature(function).parameters[name].default
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import course
+    from .demo import run_demo
+
     p = argparse.ArgumentParser(
         prog="autograder", description="Release and grade the autograd course with nbgrader."
     )
@@ -22,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--course-dir",
         type=Path,
-        default=Path("."),
+        default=_default(course.grade, "course_dir"),
         help="nbgrader course directory (default: current directory)",
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -47,25 +57,51 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--submissions",
         type=Path,
+        default=_default(course.grade, "submissions"),
         help="folder in nbgrader layout (<student>/<assignment>/*.ipynb), or an LMS "
         "zip / flat folder of ..._<student>_attempt_<time>_<file>.ipynb files",
     )
-    g.add_argument("--student", action="append", dest="students", help="grade only this student")
-    g.add_argument("--csv", type=Path, help="where to write the grades CSV (default: grades.csv)")
-    g.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
     g.add_argument(
-        "--jobs", type=int, help="parallel workers (default: one more than the CPU cores)"
+        "--student",
+        action="append",
+        dest="students",
+        default=_default(course.grade, "students"),
+        help="grade only this student",
     )
     g.add_argument(
-        "--force", action="store_true", help="grade again what an earlier run already graded"
+        "--csv",
+        type=Path,
+        dest="csv_path",
+        metavar="CSV",
+        default=_default(course.grade, "csv_path"),
+        help="where to write the grades CSV (default: grades.csv)",
+    )
+    g.add_argument(
+        "--no-feedback",
+        action="store_false",
+        dest="feedback",
+        default=_default(course.grade, "feedback"),
+        help="skip the feedback HTML",
+    )
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=_default(course.grade, "jobs"),
+        help="parallel workers (default: one more than the CPU cores)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=_default(course.grade, "force"),
+        help="grade again what an earlier run already graded",
     )
 
     d = sub.add_parser("demo", help="release the course and grade the bundled sample class")
     d.add_argument(
         "--work-dir",
         type=Path,
-        default=Path("build/demo"),
-        help="scratch course directory for the sample class (default: build/demo)",
+        default=_default(run_demo, "work_dir"),
+        help="scratch course directory for the sample class (default: %(default)s)",
     )
     return p
 
@@ -88,26 +124,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(problems)} problem(s) in {len(names)} assignment(s)")
             return 1 if problems else 0
         if args.command == "release":
-            for path in course.release(
-                course_dir=args.course_dir, assignments=args.assignments or None
-            ):
+            for path in course.release(course_dir=args.course_dir, assignments=args.assignments):
                 print(f"released {path}")
             return 0
         if args.command == "grade":
-            from .report import print_summary
+            from .report import exit_status, print_summary
 
             outcomes = course.grade(
                 course_dir=args.course_dir,
-                assignment=args.assignments or None,
+                assignment=args.assignments,
                 submissions=args.submissions,
                 students=args.students,
-                feedback=not args.no_feedback,
-                csv_path=args.csv,
+                feedback=args.feedback,
+                csv_path=args.csv_path,
                 jobs=args.jobs,
                 force=args.force,
             )
             print_summary(outcomes)
-            return 0 if all(o.status == "graded" for o in outcomes) else 1
+            return exit_status(outcomes)
         if args.command == "demo":
             from .demo import run_demo
 

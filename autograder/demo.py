@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import course
-from .report import print_summary
+from .report import exit_status, print_summary
 
 
 def run_demo(*, course_dir: Path = Path("."), work_dir: Path = Path("build/demo")) -> int:
@@ -38,4 +38,4 @@ def run_demo(*, course_dir: Path = Path("."), work_dir: Path = Path("build/demo"
     console.print(f"gradebook: {work_dir / 'gradebook.db'}")
     console.print(f"grades CSV: {csv_path}")
     console.print(f"feedback HTML: {work_dir / 'feedback'}/<student>/<assignment>/")
-    return 0 if all(o.status == "graded" for o in outcomes) else 1
+    return exit_status(outcomes)

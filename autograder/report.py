@@ -1,4 +1,5 @@
-"""Summaries of a grading run for people: a table on the terminal."""
+"""The summary of a grading run, for people (a table and a line naming what was not
+graded), and the run's exit status: one rule for the command line and the demo."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.table import Table
 
-from .course import Outcome
+from .core.outcome import Outcome
 
 
 def summary_table(outcomes: Iterable[Outcome], title: str = "Grades") -> Table:
@@ -44,3 +45,8 @@ def print_summary(
         f"{graded} graded, {len(bad)} ungradable"
         + (": " + ", ".join(f"{o.student} ({o.reason})" for o in bad) if bad else "")
     )
+
+
+def exit_status(outcomes: Iterable[Outcome]) -> int:
+    """0 when every submission was graded, 1 when some could not be."""
+    return 0 if all(o.status == "graded" for o in outcomes) else 1

@@ -55,9 +55,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import course as course_mod  # noqa: E402
 from autograder import notebooks  # noqa: E402
 from autograder.batch.executor import default_jobs  # noqa: E402
+from autograder.core.nbgrader_io import tools_on_path  # noqa: E402
 
 SEED = "20261124"
 
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, AUTOGRADER_SEED=SEED)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])  # alembic, nbgrader
-    course_mod._tools_on_path()
+    tools_on_path()
     jobs = args.jobs or default_jobs()
     jobs_arg = ["--jobs", str(args.jobs)] if args.jobs else []
     command = [sys.executable, "-m", "autograder.cli"]

@@ -16,11 +16,11 @@ import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from autograder import course as course_mod
 from autograder import notebooks
 from autograder.batch import execution, provisioner
 from autograder.batch.executor import ForkServerProcess, LocalExecutor
-from autograder.batch.worker import Settings
+from autograder.core.request import Settings
+from autograder.core.runs import NotebookRun
 from tests import batch_support as bs
 
 pytestmark = pytest.mark.slow
@@ -114,8 +114,7 @@ def test_forked_kernel_behaves_like_a_fresh_kernel(forkserver, tmp_path):
 PRELOADED = [
     "import sys\nprint(sorted(m for m in sys.modules if m.startswith('autograder')))",
     "from autograder.assignments import a01\n"
-    "print(a01.check_forward_difference.__name__, hasattr(a01.check_forward_difference, "
-    "'__wrapped__'))",
+    "print(a01.check_forward_difference.__name__, a01.check_forward_difference.skips_hidden)",
 ]
 
 
@@ -229,7 +228,7 @@ def test_time_limit_kills_the_kernel_and_everything_it_started(forkserver, tmp_p
     try:
         kc.wait_for_ready(timeout=60)
         pid = km.provisioner.pid
-        run = execution.NotebookRun()
+        run = NotebookRun()
         watch = execution.CellWatch(
             pid, pid, cpu_limit=1.0, wall_limit=60, grace_cpu=1.0, grace_wall=5, run=run
         )
@@ -263,20 +262,12 @@ def test_not_a_kernel_command_is_refused(forkserver):
         provisioner.spawn(forkserver.socket, ["/bin/sh", "-c", "echo hi"])
 
 
-def _in_gradebook(course, *assignments: str) -> None:
-    """Let the gradebook know the assignments' cells, as a grading run does first."""
-    api = course_mod.nbgrader_api(course.root)
-    with course_mod._in_dir(course.root):
-        for a in assignments:
-            course_mod._ensure_assignment(api, course.root, a)
-
-
 def test_a_stuck_worker_is_replaced_and_its_student_recorded(make_course):
     """If grading one submission takes longer than the job limit, is the worker killed,
     the student recorded as ungradable, and the batch finished by a fresh worker?"""
     course = make_course(bs.A)
     course.submit("slow", bs.A, course.solved(bs.A))
-    _in_gradebook(course, bs.A)
+    bs.in_gradebook(course, bs.A)
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
         outcomes = list(ex.run(settings, ["slow"]))
@@ -293,7 +284,7 @@ def test_one_queue_grades_several_assignments(make_course):
     course.submit("ada", bs.A, course.solved(bs.A))
     course.submit("ada", "04_parametrized", course.release_nb("04_parametrized"))
     course.submit("bo", "04_parametrized", course.solved("04_parametrized"))
-    _in_gradebook(course, bs.A, "04_parametrized")
+    bs.in_gradebook(course, bs.A, "04_parametrized")
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     jobs = [("04_parametrized", "ada"), (bs.A, "ada"), ("04_parametrized", "bo")]
     with LocalExecutor(1, log_dir=course.root / "logs") as ex:
@@ -313,7 +304,7 @@ def test_a_lost_job_is_recorded_under_its_own_assignment(make_course):
     course = make_course(bs.A, "04_parametrized")
     course.submit("slow", bs.A, course.solved(bs.A))
     course.submit("slow", "04_parametrized", course.solved("04_parametrized"))
-    _in_gradebook(course, bs.A, "04_parametrized")
+    bs.in_gradebook(course, bs.A, "04_parametrized")
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     jobs = [(bs.A, "slow"), ("04_parametrized", "slow")]
     with LocalExecutor(1, fork=False, job_timeout=1.0, log_dir=course.root / "logs") as ex:
@@ -340,7 +331,7 @@ def test_workers_start_without_a_fork_server_that_failed_early(make_course, monk
     course = make_course(bs.A)
     for name in ("ada", "bo"):
         course.submit(name, bs.A, course.solved(bs.A))
-    _in_gradebook(course, bs.A)
+    bs.in_gradebook(course, bs.A)
     monkeypatch.setattr(ForkServerProcess, "start", _dies_at_once)
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     with LocalExecutor(2, log_dir=course.root / "logs") as ex:
@@ -363,7 +354,7 @@ def test_grading_goes_on_when_the_fork_server_dies_mid_run(make_course):
     names = ["ada", "bo", "cy"]
     for name in names:
         course.submit(name, bs.A, course.solved(bs.A))
-    _in_gradebook(course, bs.A)
+    bs.in_gradebook(course, bs.A)
     settings = Settings(course_dir=str(course.root), assignment=bs.A)
     outcomes = []
     with LocalExecutor(1, log_dir=course.root / "logs") as ex:

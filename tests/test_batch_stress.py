@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from autograder import course as course_mod
 from autograder.batch import coordinator
 from autograder.batch.executor import LocalExecutor
+from autograder.core.request import GradeRequest
 from tests import batch_support as bs
 from tests.conftest import Course
 
@@ -25,9 +25,7 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
     course = make_course(A)
     for name in ("first", "second"):
         course.submit(name, A, course.solved(A))
-    api = course_mod.nbgrader_api(course.root)
-    with course_mod._in_dir(course.root):
-        course_mod._ensure_assignment(api, course.root, A)
+    bs.in_gradebook(course, A)
     timeout = 1.0
     settings = coordinator.settings_for(
         course_dir=course.root, assignment=A, timeout=timeout, wall_timeout=600
@@ -44,14 +42,14 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
                 running=0.05,
             ),
         ):
-            outcomes = coordinator.grade_class(
+            request = GradeRequest(
                 course_dir=course.root,
-                assignment=A,
+                assignments=(A,),
                 timeout=timeout,
                 wall_timeout=600,
                 progress=False,
-                executor=executor,
             )
+            outcomes = coordinator.grade(request, executor=executor)
     full = sum(bs.auto_points(course).values())
     for o in outcomes:
         assert (o.status, o.code, o.score) == ("graded", "", full), o.reason

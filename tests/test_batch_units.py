@@ -1,5 +1,5 @@
 """Batch grading, piece by piece: submission checks, the outcome store, gradebook locking,
-progress and summaries. No kernels here."""
+progress and the run's summary. No kernels here."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from autograder import course as course_mod
+from autograder import report
 from autograder.batch import gradebook, progress, store
+from autograder.core.nbgrader_io import tools_on_path
+from autograder.core.outcome import Outcome
+from autograder.core.submissions import submission_problem
 from tests import batch_support as bs
 
 A = bs.A
@@ -56,7 +59,7 @@ def test_a_submission_that_cannot_be_graded_says_why(course, files, code, words)
                 nbformat.write(course.release_nb(A), str(folder / name))
             else:
                 (folder / name).write_bytes(data)
-    problem = course_mod.submission_problem(course.root, A, "s")
+    problem = submission_problem(course.root, A, "s")
     assert problem is not None and problem[0] == code
     assert words in problem[1]
 
@@ -65,7 +68,7 @@ def test_another_assignments_notebook_under_this_name_is_caught(course):
     """Is a notebook named like this assignment's, but holding another's cells, refused?"""
     other = nbformat.read(str(course.root / "source" / "02_other" / "02_other.ipynb"), 4)
     course.submit("s", A, other)
-    code, reason = course_mod.submission_problem(course.root, A, "s")
+    code, reason = submission_problem(course.root, A, "s")
     assert code == "wrong_assignment" and "02_other's cells" in reason
 
 
@@ -73,17 +76,16 @@ def test_a_valid_submission_passes_the_checks(course):
     """Does the release notebook, blank or answered, pass?"""
     course.submit("blank", A, course.release_nb(A))
     course.submit("solved", A, course.solved(A))
-    assert course_mod.submission_problem(course.root, A, "blank") is None
-    assert course_mod.submission_problem(course.root, A, "solved") is None
-    assert course_mod.check_submission(course.root / "submitted" / "solved" / A, A) is None
+    assert submission_problem(course.root, A, "blank") is None
+    assert submission_problem(course.root, A, "solved") is None
 
 
 def test_outcome_store_keeps_one_row_per_submission(tmp_path):
     """Does recording a student's outcome twice keep one row, the latest?"""
     s = store.OutcomeStore(tmp_path / "o.sqlite")
-    first = course_mod.Outcome("ann", A, "graded", score=3, max_score=4, cells={"q": (3.0, 4.0)})
+    first = Outcome("ann", A, "graded", score=3, max_score=4, cells={"q": (3.0, 4.0)})
     s.put(first, "fp1")
-    s.put(course_mod.Outcome("ann", A, "ungradable", "kernel died", code="kernel_died"), "fp2")
+    s.put(Outcome("ann", A, "ungradable", "kernel died", code="kernel_died"), "fp2")
     fp, outcome = s.get(A, "ann")
     assert fp == "fp2" and outcome.code == "kernel_died"
     s.put(first, "fp1")
@@ -131,7 +133,7 @@ def test_concurrent_gradebook_writers_never_collide(tmp_path):
     they can, all succeed (no 'database is locked')?"""
     from nbgrader.api import Gradebook
 
-    course_mod._tools_on_path()  # a new gradebook runs alembic
+    tools_on_path()  # a new gradebook runs alembic
     db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
     with Gradebook(db_url):
         pass
@@ -166,12 +168,12 @@ def test_gradebook_lock_is_reentrant_and_released(tmp_path):
 
 def _outcomes():
     return [
-        course_mod.Outcome("ann", A, "graded", score=13, max_score=14, needs_manual=1),
-        course_mod.Outcome(
+        Outcome("ann", A, "graded", score=13, max_score=14, needs_manual=1),
+        Outcome(
             "bob", A, "graded", "timed out: q3-answer used more than 3 s of CPU", 11, 14,
             code="timed_out",
         ),
-        course_mod.Outcome("cy", A, "ungradable", "f.ipynb: invalid JSON (x)", code="invalid_json"),
+        Outcome("cy", A, "ungradable", "f.ipynb: invalid JSON (x)", code="invalid_json"),
     ]  # fmt: skip
 
 
@@ -199,18 +201,18 @@ def test_progress_on_a_terminal_counts_outcomes(monkeypatch):
 
 
 def test_summary_names_what_went_wrong_and_for_whom():
-    """Does the summary say who was not graded cleanly and why, and the exit status
-    reflect it?"""
+    """Does the summary (the command line's) give every score and say who could not be
+    graded and why, and the exit status reflect it?"""
     outcomes = _outcomes()
-    line = progress.summary_line(outcomes)
-    assert line.startswith("2 graded, 1 ungradable")
-    assert "bob/01_derivatives: timed out" in line and "cy/01_derivatives" in line
-    assert "ann" not in line
-    assert progress.exit_status(outcomes) == 1
-    assert progress.exit_status(outcomes[:1]) == 0
     out = io.StringIO()
-    progress.print_summary(outcomes, Console(file=out, width=200))
-    assert "13 / 14" in out.getvalue() and "invalid json" in out.getvalue()
+    report.print_summary(outcomes, Console(file=out, width=200))
+    text = out.getvalue()
+    assert "13 / 14" in text and "11 / 14" in text and "1 pt to grade by hand" in text
+    assert "timed out: q3-answer used more than 3 s of CPU" in text
+    last = text.strip().splitlines()[-1]
+    assert last == "2 graded, 1 ungradable: cy (f.ipynb: invalid JSON (x))"
+    assert report.exit_status(outcomes) == 1
+    assert report.exit_status(outcomes[:2]) == 0
 
 
 # --- speed-ups that must not change results ----------------------------------------------
@@ -294,10 +296,10 @@ import os, sys
 from pathlib import Path
 from nbgrader.api import Gradebook
 from sqlalchemy import MetaData
-from autograder import course
 from autograder.batch import speedups
+from autograder.core.nbgrader_io import tools_on_path
 
-course._tools_on_path()  # nbgrader asks `alembic` for the version of a new file
+tools_on_path()  # nbgrader asks `alembic` for the version of a new file
 speedups.install()
 calls = []
 real = MetaData.create_all
@@ -710,7 +712,7 @@ def test_an_executor_that_grades_one_assignment_at_a_time_still_runs_mixed_jobs(
     """An executor that implements only `run` gets every (assignment, student) job of a
     multi-assignment run, one assignment at a time, with that assignment's settings."""
     from autograder.batch.executor import Executor
-    from autograder.batch.worker import Settings
+    from autograder.core.request import Settings
 
     class OneAtATime(Executor):
         def __init__(self):
@@ -720,7 +722,7 @@ def test_an_executor_that_grades_one_assignment_at_a_time_still_runs_mixed_jobs(
             students = list(students)
             self.calls.append((settings.assignment, students))
             for s in students:
-                yield course_mod.Outcome(s, settings.assignment, "graded", "")
+                yield Outcome(s, settings.assignment, "graded", "")
 
     ex = OneAtATime()
     settings = Settings(course_dir="/nowhere", assignment="a1")
@@ -728,6 +730,72 @@ def test_an_executor_that_grades_one_assignment_at_a_time_still_runs_mixed_jobs(
     outcomes = list(ex.run_jobs(settings, jobs))
     assert ex.calls == [("a2", ["x", "z"]), ("a1", ["y"])]
     assert sorted((o.assignment, o.student) for o in outcomes) == sorted(jobs)
+
+
+def test_a_custom_executor_gets_every_assignment_in_one_queue(course):
+    """Grading several assignments with an executor of one's own: does it get one queue of
+    every (assignment, student) job, once, and each outcome come back under its own
+    assignment, in roster order?"""
+    from autograder.batch import coordinator
+    from autograder.batch.executor import Executor
+    from autograder.core.request import GradeRequest
+
+    course.submit("ada", A, course.release_nb(A))
+    course.submit("bo", A, raw=b"not json")
+    other = nbformat.read(str(course.root / "source" / "02_other" / "02_other.ipynb"), 4)
+    course.submit("ada", "02_other", other, name="02_other.ipynb")
+
+    class Recording(Executor):
+        def __init__(self):
+            self.queues = []
+
+        def run(self, settings, students):  # pragma: no cover - run_jobs is overridden
+            raise AssertionError("one queue expected")
+
+        def run_jobs(self, settings, jobs):
+            jobs = list(jobs)
+            self.queues.append(jobs)
+            for assignment, student in jobs:
+                yield Outcome(student, assignment, "graded", score=1, max_score=1)
+
+    executor = Recording()
+    request = GradeRequest(
+        course_dir=course.root, assignments=(A, "02_other"), timeout=1.0, progress=False
+    )
+    outcomes = coordinator.grade(request, executor=executor)
+    assert executor.queues == [[(A, "ada"), ("02_other", "ada")]]  # bo: invalid, not run
+    assert [(o.assignment, o.student, o.status) for o in outcomes] == [
+        (A, "ada", "graded"),
+        (A, "bo", "ungradable"),
+        ("02_other", "ada", "graded"),
+    ]
+
+
+def test_failures_are_classified_from_the_runs_then_the_log():
+    """One classifier: a kernel killed after ignoring an interrupt, then a kernel that
+    died, then what nbgrader's error and log say, then the log's last line."""
+    from autograder.core.failures import classify
+    from autograder.core.request import Settings
+    from autograder.core.runs import CellEvent, NotebookRun
+
+    settings = Settings(course_dir="/nowhere", assignment=A, cpu_limit=3, wall_limit=8)
+    killed = NotebookRun(events=[CellEvent(4, "q4-answer", "killed", 5.0, 6.0, "cpu")])
+    died = NotebookRun(died_in="q2-answer", exit_status=-9)
+    failed = {"success": False, "error": "DeadKernelError: Kernel died", "log": ""}
+    assert classify(failed, [killed, died], settings) == (
+        "timed_out",
+        "timed out: q4-answer used more than 3 s of CPU and ignored the interrupt (kernel killed)",
+    )
+    assert classify(failed, [died], settings) == (
+        "kernel_died",
+        "kernel died in q2-answer, killed by SIGKILL (out of memory?)",
+    )
+    assert classify(failed) == ("kernel_died", "kernel died")
+    checksums = {"success": False, "log": "[AutogradeApp] Inconsistent checksums for cell"}
+    assert classify(checksums) == ("changed_cells", "locked or test cells changed")
+    other = {"success": False, "error": "Traceback ...\nValueError: bad thing\n\n"}
+    assert classify(other) == ("autograde_failed", "autograde failed: ValueError: bad thing")
+    assert classify({"success": False}) == ("autograde_failed", "autograde failed")
 
 
 def test_kernel_clock_counts_live_descendants(tmp_path):
@@ -762,7 +830,7 @@ def test_kernel_clock_counts_live_descendants(tmp_path):
                 break
             time.sleep(0.05)
         assert cpu >= 0.6, f"only {cpu:.2f} CPU-s seen"
-        ours = sorted(p.pid for p in clock._descendants())
+        ours = sorted(p.pid for p in clock.descendants())
         theirs = sorted(p.pid for p in psutil.Process(top.pid).children(recursive=True))
         assert len(ours) == 2 and ours == theirs
     finally:

@@ -90,9 +90,6 @@ COMMAND_EVENTS = (
 
 # Grader side ---------------------------------------------------------------------------
 
-# The current submission's audit spec, read by the kernel provisioner in the same worker.
-CURRENT: dict | None = None
-
 
 class Watch:
     """One grading worker's side: a fresh FIFO per submission, read when it is done."""

@@ -7,6 +7,9 @@ the rest to an executor and records each outcome as it arrives. The grading work
 the gradebook themselves through nbgrader, one transaction at a time machine-wide
 (:mod:`.gradebook`); the coordinator's own outcome store (:mod:`.store`) is what makes a
 re-run skip finished work and a killed run resume.
+
+One entry point, :func:`grade`, for one assignment or several: every submission of the
+run goes into one queue, whatever executor runs them.
 """
 
 from __future__ import annotations
@@ -18,11 +21,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import course
+from ..core.nbgrader_io import (
+    ensure_assignment,
+    forget_submission,
+    in_dir,
+    load_config,
+    nbgrader_api,
+    read_scores,
+)
+from ..core.outcome import Outcome
+from ..core.request import GradeRequest, Settings
+from ..core.submissions import submission_problem, submitted_students
 from . import gradebook, store
 from .executor import Executor, LocalExecutor
 from .progress import GradingProgress
-from .worker import Settings, forget
 
 DEFAULT_CPU_LIMIT = 120.0
 # Failures of the grading machinery rather than of the submission: never reused.
@@ -33,7 +45,7 @@ def limits(course_dir: Path, timeout: float | None, wall_timeout: float | None):
     """(cpu, wall) seconds per cell: `timeout` defaults to the course's Execute.timeout,
     measured in CPU time; the wall limit to five times that (at least a minute)."""
     if timeout is None:
-        cfg = course.load_config(course_dir)
+        cfg = load_config(course_dir)
         configured = cfg.Execute.get("timeout")
         timeout = float(configured) if configured and configured > 0 else DEFAULT_CPU_LIMIT
     wall = wall_timeout if wall_timeout is not None else max(60.0, 5.0 * timeout)
@@ -77,69 +89,64 @@ def _settings_key(settings: Settings) -> str:
     return f"feedback={settings.feedback};cpu={settings.cpu_limit:g};wall={settings.wall_limit:g}"
 
 
-def _roster(course_dir: Path, assignment: str, students: list[str] | None) -> list[str]:
+def _roster(course_dir: Path, assignment: str, students) -> list[str]:
     """The students named (each once, in order), else everyone who submitted `assignment`."""
-    return list(dict.fromkeys(students or _submitted(course_dir, assignment)))
+    return list(dict.fromkeys(students or submitted_students(course_dir, assignment)))
 
 
-def _submitted(course_dir: Path, assignment: str) -> list[str]:
-    sub = course_dir / "submitted"
-    if not sub.exists():
-        return []
-    return sorted(p.name for p in sub.iterdir() if (p / assignment).is_dir())
+def grade(
+    request: GradeRequest, *, executor: Executor | None = None, console: Console | None = None
+) -> list[Outcome]:
+    """Grade every submission the request names; outcomes assignment by assignment, each
+    in roster order.
 
-
-def grade_class(
-    *,
-    course_dir: Path,
-    assignment: str,
-    students: list[str] | None = None,
-    jobs: int | None = None,
-    timeout: float | None = None,
-    wall_timeout: float | None = None,
-    feedback: bool = True,
-    force: bool = False,
-    progress: bool | None = None,
-    console: Console | None = None,
-    executor: Executor | None = None,
-) -> list[course.Outcome]:
-    """Grade every submission of `assignment`; one Outcome per student, in roster order.
-
-    `jobs`: parallel workers (default: one more than the cores). `timeout`: CPU seconds a cell may
-    use (default: the course's Execute.timeout); `wall_timeout`: wall seconds a cell may
-    take. `force`: grade again even what an earlier run graded and has not changed since.
-    `progress`: show a progress bar (default: only on a terminal).
+    Several assignments are graded in one run: the fork server and the workers start once
+    (and learn from every assignment's notebooks) instead of once per assignment, and the
+    submissions of every assignment share one queue (:meth:`.Executor.run_jobs`), so no
+    core idles at the end of each assignment. `executor`: where the submissions run
+    (default: a :class:`.LocalExecutor` of ``request.jobs`` workers, closed at the end).
     """
-    course_dir = Path(course_dir).resolve()
+    course_dir = request.course_dir
+    assignments = list(request.assignments)
     settings = settings_for(
         course_dir=course_dir,
-        assignment=assignment,
-        feedback=feedback,
-        timeout=timeout,
-        wall_timeout=wall_timeout,
+        assignment=assignments[0],
+        feedback=request.feedback,
+        timeout=request.timeout,
+        wall_timeout=request.wall_timeout,
     )
-    wall_limit = settings.wall_limit
     key = _settings_key(settings)
-    roster = _roster(course_dir, assignment, students)
+    force = request.force
+    rosters = {a: _roster(course_dir, a, request.students) for a in assignments}
     own_executor = executor is None
     if executor is None:
-        log_dir = store.state_dir(course_dir) / "logs" / assignment
+        # logs/<assignment>/, or logs/all/ for a run over several assignments
+        name = assignments[0] if len(assignments) == 1 else "all"
+        log_dir = store.state_dir(course_dir) / "logs" / name
         shutil.rmtree(log_dir, ignore_errors=True)
-        per_job = _code_cells(course_dir, assignment) * (
-            wall_limit + settings.interrupt_grace_wall + 10
+        cells = max(_code_cells(course_dir, a) for a in assignments)
+        per_job = cells * (settings.wall_limit + settings.interrupt_grace_wall + 10)
+        executor = LocalExecutor(
+            request.jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=assignments
         )
-        executor = LocalExecutor(jobs, log_dir=log_dir, job_timeout=per_job + 600)
     try:
-        if _likely_work(course_dir, assignment, roster, key, force):
+        if any(_likely_work(course_dir, a, rosters[a], key, force) for a in assignments):
             # Warm up (kernels' imports, workers' imports) while the gradebook is prepared
             # and the submissions checked; stopped unused if nothing needs grading.
-            executor.start(settings, len(roster))
-        return _grade(
-            course_dir, assignment, roster, settings, key, force, progress, console, executor
-        )
+            executor.start(settings, sum(map(len, rosters.values())))
+        outcome_store = store.OutcomeStore.for_course(course_dir)
+        try:
+            plans = [
+                _plan(course_dir, a, rosters[a], key, force, outcome_store, request.feedback)
+                for a in assignments
+            ]
+            _execute(plans, settings, outcome_store, request.progress, console, executor)
+        finally:
+            outcome_store.close()
     finally:
         if own_executor:
             executor.close()
+    return [outcome for plan in plans for outcome in plan.result()]
 
 
 def _likely_work(course_dir: Path, assignment: str, roster, key: str, force: bool) -> bool:
@@ -167,14 +174,14 @@ class _Plan:
 
     assignment: str
     roster: list[str]
-    outcomes: dict[str, course.Outcome] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
     todo: list[str] = field(default_factory=list)
 
-    def result(self) -> list[course.Outcome]:
+    def result(self) -> list[Outcome]:
         for student in self.roster:  # an executor must answer for every student; be sure
             if student not in self.outcomes:
-                self.outcomes[student] = course.Outcome(
+                self.outcomes[student] = Outcome(
                     student,
                     self.assignment,
                     "ungradable",
@@ -187,22 +194,22 @@ class _Plan:
 def _plan(course_dir, assignment, roster, key, force, outcome_store, feedback) -> _Plan:
     """Prepare the gradebook for `assignment`, record what needs no execution, list the rest."""
     gradebook.serialize_sqlite()
-    api = course.nbgrader_api(course_dir)
+    api = nbgrader_api(course_dir)
     plan = _Plan(assignment, roster)
-    with course._in_dir(course_dir):
-        course._ensure_assignment(api, course_dir, assignment)
+    with in_dir(course_dir):
+        ensure_assignment(api, course_dir, assignment)
         with api.gradebook as gb:
             in_gradebook = {s.student.id for s in gb.find_assignment(assignment).submissions}
         for student in roster:
             fp = store.fingerprint(course_dir, assignment, student, key)
             plan.fingerprints[student] = fp
-            problem = course.submission_problem(course_dir, assignment, student)
+            problem = submission_problem(course_dir, assignment, student)
             earlier = None if force else outcome_store.get(assignment, student)
             if problem is not None:
                 code, reason = problem
                 if student in in_gradebook:
-                    forget(api, course_dir, assignment, student)
-                outcome = course.Outcome(student, assignment, "ungradable", reason, code=code)
+                    forget_submission(api, course_dir, assignment, student)
+                outcome = Outcome(student, assignment, "ungradable", reason, code=code)
                 outcome.reused = (
                     earlier is not None
                     and earlier[0] == fp
@@ -240,70 +247,9 @@ def _execute(plans: list[_Plan], settings, outcome_store, progress, console, exe
             bar.advance(outcome)
 
 
-def _grade(course_dir, assignment, roster, settings, key, force, progress, console, executor):
-    outcome_store = store.OutcomeStore.for_course(course_dir)
-    try:
-        plan = _plan(course_dir, assignment, roster, key, force, outcome_store, settings.feedback)
-        _execute([plan], settings, outcome_store, progress, console, executor)
-    finally:
-        outcome_store.close()
-    return plan.result()
-
-
-def grade_assignments(
-    *,
-    course_dir: Path,
-    assignments: list[str],
-    students: list[str] | None = None,
-    jobs: int | None = None,
-    timeout: float | None = None,
-    wall_timeout: float | None = None,
-    feedback: bool = True,
-    force: bool = False,
-    progress: bool | None = None,
-    console: Console | None = None,
-) -> list[course.Outcome]:
-    """Grade several assignments in one run: the fork server and the workers start once
-    (and learn from every assignment's notebooks) instead of once per assignment, and the
-    submissions of every assignment share one queue. Outcomes come back assignment by
-    assignment, each in roster order."""
-    course_dir = Path(course_dir).resolve()
-    first = settings_for(
-        course_dir=course_dir,
-        assignment=assignments[0],
-        feedback=feedback,
-        timeout=timeout,
-        wall_timeout=wall_timeout,
-    )
-    cells = max(_code_cells(course_dir, a) for a in assignments)
-    per_job = cells * (first.wall_limit + first.interrupt_grace_wall + 10)
-    key = _settings_key(first)
-    rosters = {a: _roster(course_dir, a, students) for a in assignments}
-    log_dir = store.state_dir(course_dir) / "logs" / "all"
-    shutil.rmtree(log_dir, ignore_errors=True)
-    with LocalExecutor(
-        jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=list(assignments)
-    ) as executor:
-        if any(_likely_work(course_dir, a, rosters[a], key, force) for a in assignments):
-            # Warm up while every assignment's gradebook is prepared and its submissions
-            # checked (see grade_class).
-            executor.start(first, sum(map(len, rosters.values())))
-        outcome_store = store.OutcomeStore.for_course(course_dir)
-        try:
-            plans = [
-                _plan(course_dir, a, rosters[a], key, force, outcome_store, feedback)
-                for a in assignments
-            ]
-            # One queue for the whole run: no core idles at the end of each assignment.
-            _execute(plans, first, outcome_store, progress, console, executor)
-        finally:
-            outcome_store.close()
-    return [outcome for plan in plans for outcome in plan.result()]
-
-
 def _reuse(
-    api, course_dir: Path, earlier: course.Outcome, in_gradebook: set[str], feedback: bool
-) -> course.Outcome | None:
+    api, course_dir: Path, earlier: Outcome, in_gradebook: set[str], feedback: bool
+) -> Outcome | None:
     """The earlier outcome if its results are all still in place, else None."""
     student, assignment = earlier.student, earlier.assignment
     if earlier.code in RETRY_CODES:
@@ -316,7 +262,7 @@ def _reuse(
         if feedback and not any(fb.glob("*.html")):
             return None
         # The gradebook is the truth (an instructor may have graded by hand since).
-        fresh = course._read_scores(api, assignment, student)
+        fresh = read_scores(api, assignment, student)
         fresh.code, fresh.reason = earlier.code, earlier.reason
         fresh.seconds, fresh.kernel_cpu = earlier.seconds, earlier.kernel_cpu
     else:

@@ -9,8 +9,9 @@ ignores interrupts still ends. A generous ``wall_limit`` catches cells that wait
 computing (``time.sleep`` in a loop). nbclient's own timeout stays as a last resort, set
 above all of these.
 
-What happened is recorded per notebook in :data:`RUNS` (read with :func:`take_runs`), so the
-grader can tell "interrupted, rest graded" from "killed" from "kernel died".
+What happened is recorded per notebook (:class:`~autograder.core.runs.NotebookRun`) in the
+submission's :class:`SubmissionContext`, so the grader can tell "interrupted, rest graded"
+from "killed" from "kernel died".
 """
 
 from __future__ import annotations
@@ -23,45 +24,40 @@ import time
 from dataclasses import dataclass, field
 
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
-from traitlets import Float
+from traitlets import Float, Instance
 
+from ..core.runs import CellEvent, NotebookRun
 from ..judge.trusted import TrustedExecute
 
 
 @dataclass
-class CellEvent:
-    """A cell that ran out of time: what was done to it and how much it had used."""
+class SubmissionContext:
+    """What the grading of one submission hands its kernels and collects from them: the
+    kernel sandbox's part of the fork request (:meth:`.sandbox.Jail.start`; None when
+    kernels are not sandboxed), the audit hook's FIFO (:meth:`.audit.Watch.start`) and
+    one :class:`NotebookRun` per notebook executed.
 
-    index: int
-    label: str
-    action: str  # "interrupted" or "killed"
-    cpu: float
-    wall: float
-    limit: str  # "cpu" or "wall"
+    The grading worker makes one per submission and hands it to
+    :class:`WatchedExecute` through the nbgrader API's config
+    (``WatchedExecute.submission``); the preprocessor passes it on to the kernel manager
+    it creates, whose provisioner (:class:`.provisioner.ForkProvisioner`) reads it.
+    Traitlets copies config values into each component: a context is one live object,
+    so a copy is the context itself.
+    """
 
+    sandbox: dict | None = None
+    audit: dict | None = None
+    runs: list[NotebookRun] = field(default_factory=list)
 
-@dataclass
-class NotebookRun:
-    """One notebook's execution: time used, cells stopped, and how the kernel ended."""
+    @property
+    def workdir(self) -> str | None:
+        """The sandboxed kernel's private directory (None without a sandbox)."""
+        return self.sandbox.get("workdir") if self.sandbox else None
 
-    cpu: float = 0.0
-    wall: float = 0.0
-    cells: int = 0
-    events: list[CellEvent] = field(default_factory=list)
-    slowest_cell: float = 0.0  # wall seconds of the slowest cell
-    died_in: str | None = None  # label of the cell the kernel died in
-    exit_status: int | None = None  # the kernel's exit status when it died
-
-
-RUNS: list[NotebookRun] = []
-
-
-def take_runs() -> list[NotebookRun]:
-    """The runs recorded since the last call (one per notebook executed)."""
-    runs = list(RUNS)
-    RUNS.clear()
-    return runs
+    def __deepcopy__(self, memo) -> SubmissionContext:
+        return self
 
 
 def cell_label(cell, index: int) -> str:
@@ -91,14 +87,14 @@ class KernelClock:
         if self._n % 10 == 1:  # live children: only now and then
             total = 0.0
             with contextlib.suppress(self._psutil.Error):
-                for child in self._descendants():
+                for child in self.descendants():
                     with contextlib.suppress(self._psutil.Error):
                         ct = child.cpu_times()
                         total += ct.user + ct.system
             self._children = total
         return own + self._children
 
-    def _descendants(self) -> list:
+    def descendants(self) -> list:
         """The process's live descendants, read from each thread's children list in
         /proc (a few small reads), rather than psutil's scan of every process on the
         machine (~1 ms); psutil's where the kernel keeps no such lists."""
@@ -268,6 +264,13 @@ class QuickReadyClient(AsyncKernelClient):
                 break
 
 
+class SubmissionKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, carrying the submission's context to the provisioner
+    that starts its kernel (the provisioner's parent is its kernel manager)."""
+
+    submission = Instance(SubmissionContext, allow_none=True)
+
+
 class WatchedExecute(TrustedExecute):
     """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc).
 
@@ -288,9 +291,21 @@ class WatchedExecute(TrustedExecute):
         20.0, help="Wall seconds an interrupted cell may still take before the kernel is killed."
     ).tag(config=True)
 
+    submission = Instance(
+        SubmissionContext,
+        allow_none=True,
+        help="The submission being graded: its kernels' sandbox and audit FIFO, and where "
+        "each notebook's run is recorded (None: recorded nowhere, no sandbox).",
+    ).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SubmissionKernelManager)
+        super().__init__(*args, **kwargs)
+
     def preprocess(self, nb, resources=None, km=None):
         self._run = NotebookRun()
-        RUNS.append(self._run)
+        if self.submission is not None:
+            self.submission.runs.append(self._run)
         self._watch: CellWatch | None = None
         started = time.monotonic()
         try:
@@ -303,6 +318,8 @@ class WatchedExecute(TrustedExecute):
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         km.client_class = f"{QuickReadyClient.__module__}.{QuickReadyClient.__name__}"
+        if isinstance(km, SubmissionKernelManager):
+            km.submission = self.submission
         return km
 
     def _watch_kernel(self) -> CellWatch | None:
@@ -331,10 +348,7 @@ class WatchedExecute(TrustedExecute):
             return super().execute_cell(cell, cell_index, execution_count, store_history)
 
     def _channel_dir(self) -> str | None:
-        from . import sandbox
-
-        box = sandbox.CURRENT
-        return box.get("workdir") if box else None
+        return self.submission.workdir if self.submission is not None else None
 
     def _judging(self, index: int, label: str):
         """The trusted re-check of a test cell runs under the same limits as a cell."""

@@ -1,11 +1,14 @@
 """Where submissions are executed: the executor interface and the local executor.
 
-The coordinator hands an :class:`Executor` the run's :class:`~.worker.Settings` and the
-students to grade (for a run over several assignments, (assignment, student) jobs in one
-queue: :meth:`Executor.run_jobs`), and reads outcomes back as they finish, in any order. It never learns
-how: :class:`LocalExecutor` runs worker processes on this machine (one more than the cores) with kernels
-forked from a warm fork server; a distributed engine would implement the same two methods
-and run :class:`~.worker.Grader` wherever the course directory is visible.
+The coordinator hands an :class:`Executor` the run's
+:class:`~autograder.core.request.Settings` and the (assignment, student) jobs to grade,
+all in one queue (:meth:`Executor.run_jobs`), and reads outcomes back as they finish, in
+any order. It never learns how: :class:`LocalExecutor` runs worker processes on this
+machine (one more than the cores) with kernels forked from a warm fork server; a
+distributed engine would implement the same methods and run :class:`~.worker.Grader`
+wherever the course directory is visible. An executor that grades one assignment at a
+time implements only :meth:`Executor.run`; the default :meth:`Executor.run_jobs` feeds it
+the queue assignment by assignment.
 
 An executor must yield exactly one outcome per student it was given, whatever happens to
 the worker that graded it (crash, hang): the batch always finishes.
@@ -29,9 +32,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import course
+from ..core.outcome import Outcome
+from ..core.request import Settings
 from . import provisioner, sandbox
-from .worker import Settings, outcome_from_json
 
 
 class Executor(abc.ABC):
@@ -43,12 +46,10 @@ class Executor(abc.ABC):
         """Begin warming up for about `expected` jobs before they are known (optional)."""
 
     @abc.abstractmethod
-    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
+    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[Outcome]:
         """Grade each student's submission; yield one Outcome per student, in any order."""
 
-    def run_jobs(
-        self, settings: Settings, jobs: Iterable[tuple[str, str]]
-    ) -> Iterator[course.Outcome]:
+    def run_jobs(self, settings: Settings, jobs: Iterable[tuple[str, str]]) -> Iterator[Outcome]:
         """Grade (assignment, student) pairs of several assignments sharing `settings`
         (but for the assignment); one Outcome per pair, in any order.
 
@@ -414,12 +415,10 @@ class LocalExecutor(Executor):
                 worker.pid = int(msg["ready"])
         return True
 
-    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[course.Outcome]:
+    def run(self, settings: Settings, students: Iterable[str]) -> Iterator[Outcome]:
         return self.run_jobs(settings, ((settings.assignment, s) for s in students))
 
-    def run_jobs(
-        self, settings: Settings, jobs: Iterable[tuple[str, str]]
-    ) -> Iterator[course.Outcome]:
+    def run_jobs(self, settings: Settings, jobs: Iterable[tuple[str, str]]) -> Iterator[Outcome]:
         """One queue for every job, whatever its assignment: a worker takes the next job as
         soon as it is free."""
         queue = list(jobs)
@@ -474,7 +473,7 @@ class LocalExecutor(Executor):
                     worker.pid = int(msg["ready"])
                 elif "outcome" in msg:
                     worker.job = None
-                    yield outcome_from_json(msg["outcome"])
+                    yield Outcome.from_json(msg["outcome"])
         now = time.monotonic()
         for worker in list(self.workers.values()):
             if (
@@ -491,7 +490,7 @@ class LocalExecutor(Executor):
         if job is not None:
             note = f"the grading worker {how} (log: {log})"
             assignment, student = job
-            yield course.Outcome(student, assignment, "ungradable", note, code=f"worker_{how}")
+            yield Outcome(student, assignment, "ungradable", note, code=f"worker_{how}")
         # A worker the fork server was to start, gone before it said it was ready: the
         # server failed early (it starts them while warming up). Start one of our own,
         # as without a fork server; that is no failure of the workers.
@@ -508,7 +507,7 @@ class LocalExecutor(Executor):
             note = "grading workers cannot start" + (f": {tail[0][:300]}" if tail else "")
             while queue:
                 assignment, student = queue.pop(0)
-                yield course.Outcome(student, assignment, "ungradable", note, code="worker_crashed")
+                yield Outcome(student, assignment, "ungradable", note, code="worker_crashed")
             return
         if queue or unstarted:
             self._spawn_worker(worker_settings)

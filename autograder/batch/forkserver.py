@@ -123,24 +123,6 @@ COURSE_PRELOAD = (
     "autograder.assignments",
 )
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent exits."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:  # pragma: no cover - not Linux
-        return 1
-
 
 def warm(preload=PRELOAD) -> list[str]:
     """Import the heavy libraries and touch their lazy caches; return what failed."""
@@ -250,7 +232,7 @@ def start_learning(notebooks: list[str]) -> tuple[int, int]:
         try:
             os.close(read_fd)
             os.setsid()
-            _die_with_parent()
+            _processes().die_with_parent()
             # Spare CPU only: it competes with the workers' start-up and the first kernels,
             # which gain at most a few milliseconds each from what it learns.
             os.nice(19)
@@ -288,7 +270,7 @@ def preload_learned(names: list[str]) -> list[str]:
             __import__(name)
         except BaseException as exc:
             failed.append(f"{name}: {exc!r}"[:200])
-        if _threads() != 1:
+        if _processes().threads() != 1:
             raise RuntimeError(f"importing {name} started a thread")
     return failed
 
@@ -376,7 +358,7 @@ def _become_kernel(request: dict, base_path: list[str], log_fd: int, close_fds: 
     try:
         gc.enable()  # (the server runs without it: see main)
         os.setsid()  # own session and process group: killpg reaches all it starts
-        _die_with_parent()
+        _processes().die_with_parent()
         for fd in close_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -451,6 +433,11 @@ def prepare_child(request: dict) -> None:
 
 
 _PLAIN: dict = {}
+
+
+def _processes():
+    """The process helpers (:mod:`autograder.batch.processes`), as a plain module."""
+    return _plain_module("processes")
 
 
 def _plain_module(name: str):
@@ -813,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--owner", type=int, default=None, help="the workers end with this pid")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    processes = _processes()
+    processes.die_with_parent()
     # As ipykernel_launcher does: neither the server's directory nor its own is a kernel's.
     here = os.path.dirname(os.path.abspath(__file__))
     if sys.path and (sys.path[0] in ("", os.getcwd()) or os.path.abspath(sys.path[0]) == here):
@@ -831,17 +819,19 @@ def main(argv: list[str] | None = None) -> int:
     failed = warm(PRELOAD[:cut])
     template = None
     if args.workers:
-        if _threads() == 1:
+        if processes.threads() == 1:
             template = start_worker_template(args.workers, args.owner or os.getppid(), added_env)
         else:
-            print(f"forkserver: {_threads()} threads; workers not started", file=sys.stderr)
+            print(
+                f"forkserver: {processes.threads()} threads; workers not started", file=sys.stderr
+            )
             close_slots(args.workers)
     failed += warm(PRELOAD[cut:]) + warm(COURSE_PRELOAD)
     touch()
     if failed:
         print(f"forkserver: not preloaded: {failed}", file=sys.stderr)
-    if _threads() != 1:  # forking a threaded process is unsafe: refuse rather than hang
-        print(f"forkserver: {_threads()} threads after preload; refusing", file=sys.stderr)
+    if processes.threads() != 1:  # forking a threaded process is unsafe: refuse rather than hang
+        print(f"forkserver: {processes.threads()} threads after preload; refusing", file=sys.stderr)
         return 2
     server = ForkServer(args.socket, args.kernel_log, learn=args.learn, template=template)
     print(f"ready {time.perf_counter() - started:.2f}", flush=True)

@@ -29,7 +29,6 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Bool, Dict, Integer, Unicode
 
-from . import audit as _audit
 from . import sandbox as _sandbox
 
 PROVISIONER_NAME = "autograder-fork"
@@ -196,8 +195,14 @@ class ForkProvisioner(LocalProvisioner):
             # spares the kernel manager its 0.1 s polling sleeps.
             self.process.settle(1.0)
 
+    def _submission(self):
+        """The submission's context, which the kernel manager carries (None: none;
+        see :class:`autograder.batch.execution.SubmissionContext`)."""
+        return getattr(self.parent, "submission", None)
+
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        box = _sandbox.CURRENT
+        submission = self._submission()
+        box = submission.sandbox if submission is not None else None
         if box and self.parent is not None:
             # A sandboxed kernel has no network: talk to it over Unix sockets in its folder.
             self.parent.transport = "ipc"
@@ -208,6 +213,8 @@ class ForkProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         path = self.socket_path or os.environ.get(SOCKET_ENV, "")
         cwd = kwargs.get("cwd")
+        submission = self._submission()
+        box = submission.sandbox if submission is not None else None
         try:
             proc = spawn(
                 path,
@@ -216,14 +223,14 @@ class ForkProvisioner(LocalProvisioner):
                 env=kwargs.get("env"),
                 rlimits=self.rlimits,
                 nice=self.nice,
-                sandbox=_sandbox.CURRENT,
-                audit=_audit.CURRENT,
+                sandbox=box,
+                audit=submission.audit if submission is not None else None,
             )
         except ForkUnavailable as exc:
             if not self.fallback:
                 raise
             self.log.warning("starting an ordinary kernel: %s", exc)
-            if _sandbox.CURRENT:
+            if box:
                 self.log.warning("this kernel is NOT sandboxed")
             return await super().launch_kernel(cmd, **kwargs)
         self.process = proc

@@ -451,10 +451,6 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-# The current job's request, read by the kernel provisioner in the same worker process.
-CURRENT: dict | None = None
-
-
 def ipc_prefix(request: dict) -> str:
     """Where the kernel's ZMQ Unix sockets live (the kernel creates them when it binds)."""
     return os.path.join(request["workdir"], ".k")

@@ -15,8 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .. import course
-from .worker import outcome_from_json, outcome_to_json
+from ..core.outcome import Outcome
 
 STATE_DIR = ".autograder"
 
@@ -65,16 +64,16 @@ class OutcomeStore:
     def for_course(cls, course_dir: Path) -> OutcomeStore:
         return cls(state_dir(course_dir) / "outcomes.sqlite")
 
-    def get(self, assignment: str, student: str) -> tuple[str, course.Outcome] | None:
+    def get(self, assignment: str, student: str) -> tuple[str, Outcome] | None:
         row = self.db.execute(
             "SELECT fingerprint, outcome FROM outcomes WHERE assignment = ? AND student = ?",
             (assignment, student),
         ).fetchone()
         if row is None:
             return None
-        return row[0], outcome_from_json(json.loads(row[1]))
+        return row[0], Outcome.from_json(json.loads(row[1]))
 
-    def put(self, outcome: course.Outcome, fp: str) -> None:
+    def put(self, outcome: Outcome, fp: str) -> None:
         with self.db:
             self.db.execute(
                 "INSERT INTO outcomes (assignment, student, fingerprint, outcome, updated)"
@@ -86,7 +85,7 @@ class OutcomeStore:
                     outcome.assignment,
                     outcome.student,
                     fp,
-                    json.dumps(outcome_to_json(outcome)),
+                    json.dumps(outcome.to_json()),
                     time.time(),
                 ),
             )
@@ -97,11 +96,11 @@ class OutcomeStore:
                 "DELETE FROM outcomes WHERE assignment = ? AND student = ?", (assignment, student)
             )
 
-    def all(self, assignment: str) -> dict[str, course.Outcome]:
+    def all(self, assignment: str) -> dict[str, Outcome]:
         rows = self.db.execute(
             "SELECT student, outcome FROM outcomes WHERE assignment = ?", (assignment,)
         )
-        return {s: outcome_from_json(json.loads(o)) for s, o in rows}
+        return {s: Outcome.from_json(json.loads(o)) for s, o in rows}
 
     def close(self) -> None:
         self.db.close()

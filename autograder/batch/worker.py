@@ -19,62 +19,17 @@ import json
 import logging
 import os
 import selectors
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import course
-from . import audit, gradebook, provisioner, sandbox
-from .forkserver import _die_with_parent, _threads
-
-if TYPE_CHECKING:  # imported by Grader: the coordinator, which imports Settings, needs neither
-    from . import execution
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What every job of one grading run shares."""
-
-    course_dir: str
-    assignment: str
-    feedback: bool = True
-    cpu_limit: float = 120.0  # CPU seconds per cell
-    wall_limit: float = 600.0  # wall seconds per cell (catches waiting without computing)
-    interrupt_grace_cpu: float = 2.0
-    interrupt_grace_wall: float = 20.0
-    forkserver: str | None = None  # fork server socket; None: ordinary kernels
-    kernel_dir: str | None = None  # holds kernels/<name>/kernel.json for the fork server
-    kernel_threads: int = 1  # intra-op threads per kernel (one kernel per core)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> Settings:
-        return cls(**data)
-
-    @property
-    def nbclient_timeout(self) -> int:
-        """nbclient's own (wall-clock) cell timeout: a last resort above all our limits."""
-        return int(self.wall_limit + self.interrupt_grace_wall + 60)
-
-
-def outcome_to_json(o: course.Outcome) -> dict:
-    data = asdict(o)
-    data["cells"] = {k: list(v) for k, v in o.cells.items()}
-    return data
-
-
-def outcome_from_json(data: dict) -> course.Outcome:
-    data = dict(data)
-    data["cells"] = {k: tuple(v) for k, v in (data.get("cells") or {}).items()}
-    known = course.Outcome.__dataclass_fields__
-    return course.Outcome(**{k: v for k, v in data.items() if k in known})
+from ..core.failures import classify, describe
+from ..core.nbgrader_io import forget_submission, in_dir, load_config, read_scores, tools_on_path
+from ..core.outcome import Outcome
+from ..core.request import Settings
+from . import audit, gradebook, processes, provisioner, sandbox
 
 
 class Grader:
@@ -86,7 +41,7 @@ class Grader:
         self._execution, self._tamper = execution, tamper
         self.settings = settings
         self.course_dir = Path(settings.course_dir)
-        course._tools_on_path()
+        tools_on_path()
         gradebook.serialize_sqlite()
         speedups.install()
         os.environ["OMP_NUM_THREADS"] = str(settings.kernel_threads)
@@ -121,7 +76,7 @@ class Grader:
         from . import execution, speedups
 
         s = self.settings
-        cfg = course.load_config(self.course_dir)
+        cfg = load_config(self.course_dir)
         # nbgrader's pipeline as configured, with Execute swapped for the watched one.
         pipeline = cfg.Autograde.get("autograde_preprocessors") or list(
             Autograde.class_traits()["autograde_preprocessors"].default()
@@ -151,36 +106,39 @@ class Grader:
         coursedir = CourseDirectory(config=cfg)
         return NbGraderAPI(coursedir=coursedir, config=cfg)
 
-    def grade(self, student: str, assignment: str | None = None) -> course.Outcome:
+    def grade(self, student: str, assignment: str | None = None) -> Outcome:
         """Grade `student`'s submission of `assignment` (default: the settings')."""
         started = time.monotonic()
-        with course._in_dir(self.course_dir):
+        with in_dir(self.course_dir):
             outcome = self._grade(student, assignment or self.settings.assignment)
         outcome.seconds = round(time.monotonic() - started, 3)
         return outcome
 
-    def _grade(self, student: str, a: str) -> course.Outcome:
-        execution = self._execution
-        execution.take_runs()
+    def _grade(self, student: str, a: str) -> Outcome:
         submitted = self.course_dir / "submitted" / student / a
-        sandbox.CURRENT = box = self.jail.start(str(submitted)) if self.jail else None
-        audit.CURRENT = self.audit.start(box and box["workdir"]) if self.audit else None
+        box = self.jail.start(str(submitted)) if self.jail else None
+        context = self._execution.SubmissionContext(
+            sandbox=box, audit=self.audit.start(box and box["workdir"]) if self.audit else None
+        )
+        # Handed to this submission's Execute preprocessors (and from them to the kernel
+        # provisioner) through the API's config: see SubmissionContext.
+        self.api.config.WatchedExecute.submission = context
         try:
             result = self.api.autograde(a, student, force=True, create=True)
         finally:
-            runs = execution.take_runs()
+            self.api.config.WatchedExecute.submission = None
+            runs = context.runs
             status = next((r.exit_status for r in runs if r.died_in), None)
             limits_hit = self.jail.finish(status) if self.jail else []
             reads = self.audit.finish() if self.audit else []
-            sandbox.CURRENT = audit.CURRENT = None
         kernel_cpu = round(sum(r.cpu for r in runs), 3)
         slowest = max((r.slowest_cell for r in runs), default=0.0)
         if not result.get("success"):
-            code, reason = failure(result, runs, self.settings)
+            code, reason = classify(result, runs, self.settings)
             if limits_hit:
                 code, reason = "limit_exceeded", f"{reason}: {'; '.join(limits_hit)}"
-            forget(self.api, self.course_dir, a, student)
-            return course.Outcome(
+            forget_submission(self.api, self.course_dir, a, student)
+            return Outcome(
                 student,
                 a,
                 "ungradable",
@@ -189,7 +147,7 @@ class Grader:
                 kernel_cpu=kernel_cpu,
                 slowest_cell=slowest,
             )
-        outcome = course._read_scores(self.api, a, student)
+        outcome = read_scores(self.api, a, student)
         outcome.kernel_cpu = kernel_cpu
         outcome.slowest_cell = slowest
         stopped = [e for r in runs for e in r.events if e.action == "interrupted"]
@@ -209,64 +167,11 @@ class Grader:
             fb = self.api.generate_feedback(a, student, force=True)
             if not fb.get("success"):
                 outcome.code = outcome.code or "feedback_failed"
-                note = "feedback failed: " + course._failure_reason(fb)
+                note = "feedback failed: " + classify(fb)[1]
                 outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
             elif flags:
                 self._tamper.mark_feedback(self.course_dir / "feedback" / student / a, flags)
         return outcome
-
-
-def describe(event: execution.CellEvent, s: Settings) -> str:
-    if event.limit == "cpu":
-        return f"{event.label} used more than {s.cpu_limit:g} s of CPU"
-    return f"{event.label} ran for more than {s.wall_limit:g} s"
-
-
-def failure(result: dict, runs: list[execution.NotebookRun], s: Settings) -> tuple[str, str]:
-    """(code, reason) for a submission nbgrader could not grade."""
-    import signal
-
-    killed = [e for r in runs for e in r.events if e.action == "killed"]
-    if killed:
-        e = killed[-1]
-        return "timed_out", f"timed out: {describe(e, s)} and ignored the interrupt (kernel killed)"
-    died = next((r for r in runs if r.died_in), None)
-    if died is not None:
-        status = died.exit_status
-        if status is None:
-            how = ""
-        elif status < 0:
-            try:
-                name = signal.Signals(-status).name
-            except ValueError:
-                name = f"signal {-status}"
-            how = f", killed by {name}" + (" (out of memory?)" if -status == 9 else "")
-        else:
-            how = f", exit status {status}"
-        return "kernel_died", f"kernel died in {died.died_in}{how}"
-    reason = course._failure_reason(result)
-    code = {
-        "kernel died": "kernel_died",
-        "timed out": "timed_out",
-        "locked or test cells changed": "changed_cells",
-        "wrong assignment": "wrong_assignment",
-    }.get(reason, "autograde_failed")
-    return code, reason
-
-
-def forget(api, course_dir: Path, assignment: str, student: str) -> None:
-    """Leave no grade behind for a submission that could not be graded: remove it from
-    the gradebook (an earlier run may have graded an older version) and drop its
-    autograded and feedback folders."""
-    from nbgrader.api import MissingEntry
-
-    with api.gradebook as gb:
-        with contextlib.suppress(MissingEntry):
-            gb.remove_submission(assignment, student)
-    for top in ("autograded", "feedback"):
-        folder = course_dir / top / student / assignment
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- process main ----------------------------------------------------------------------
@@ -294,14 +199,14 @@ def _serve(sock: socket.socket) -> None:
             outcome = grader.grade(student, assignment)
         except Exception as exc:  # the batch goes on; the failure is this student's outcome
             log.exception("grading %s failed", student)
-            outcome = course.Outcome(
+            outcome = Outcome(
                 student,
                 assignment,
                 "ungradable",
                 f"grading failed: {type(exc).__name__}: {exc}",
                 code="grader_error",
             )
-        send({"student": student, "outcome": outcome_to_json(outcome)})
+        send({"student": student, "outcome": outcome.to_json()})
         log.info(
             "%s/%s: %s in %.2f s (worker CPU %.2f s, kernel CPU %.2f s)",
             student,
@@ -399,7 +304,7 @@ def start_workers(slots: list[tuple[int, str]], owner: int | None = None) -> int
     speedups.warm_feedback_templates()
     pids = []
     for fd, log in slots:
-        if _threads() != 1:  # forking a threaded process is unsafe: start afresh instead
+        if processes.threads() != 1:  # forking a threaded process is unsafe: start afresh instead
             proc = subprocess.Popen(
                 [sys.executable, "-m", "autograder.batch.worker", "--slot", f"{fd}:{log}"],
                 pass_fds=[fd],
@@ -416,7 +321,7 @@ def start_workers(slots: list[tuple[int, str]], owner: int | None = None) -> int
             code = 1
             try:
                 gc.enable()
-                _die_with_parent()
+                processes.die_with_parent()
                 for other, _ in slots:
                     if other != fd:
                         with contextlib.suppress(OSError):
@@ -482,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     slots = [(int(fd), log) for fd, log in (a.split(":", 1) for a in args.slot)]
-    _die_with_parent()
+    processes.die_with_parent()
     code = _run_worker(*slots[0]) if len(slots) == 1 else start_workers(slots)
     # Nothing left to clean up: skip the interpreter's slow teardown.
     logging.shutdown()
