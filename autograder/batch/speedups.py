@@ -148,7 +148,8 @@ def check(patch: Patch) -> list[str]:
             problems.append(f"{target.module} cannot be imported ({exc})")
             continue
         except AttributeError as exc:
-            problems.append(str(exc))
+            if str(exc) not in problems:  # (several targets under one that is missing)
+                problems.append(str(exc))
             continue
         if getattr(obj, "_autograder_speedup", None) == patch.name:
             continue  # this patch, installed (and checked) before
