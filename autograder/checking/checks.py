@@ -63,25 +63,26 @@ def call(
     Raises CheckFailed (with diagnoses) if it cannot be called or raises.
     """
     name = name or getattr(fn, "__name__", "your function")
-    result, caught, hits = _recorded(question, fn, args, kwargs, name)
+    options = methods.options_for(rule)
+    result, caught, hits = _recorded(question, fn, args, kwargs, name, options)
     methods.LAST_CALL[question] = (fn, caught, hits)
     _judge_record(question, hits, name, rule, keeps_inputs)
     if question not in _REPEATED and _comparable(result):
         _REPEATED.add(question)
         first = _copied(result)  # the values now: a second call may write into them
-        again, _, hits2 = _recorded(question, fn, args, kwargs, name)
+        again, _, hits2 = _recorded(question, fn, args, kwargs, name, options)
         _judge_record(question, hits2, name, rule, keeps_inputs)
         _agree(question, name, first, again, hits + hits2)
     return result, caught
 
 
-def _recorded(question: str, fn: Any, args: tuple, kwargs: dict, name: str):
+def _recorded(question: str, fn: Any, args: tuple, kwargs: dict, name: str, options):
     hits: list[str] = []
-    with watch(methods.KIND, frozenset(), hits):
+    with watch(methods.KIND, options, hits):
         if _in_kernel(fn):  # the kernel records, and hands the hits back
             result, caught = _call(question, fn, lambda: fn(*args, **kwargs), name)
         else:
-            with methods.recording(args, hits) as watched:
+            with methods.recording(args, hits, options) as watched:
                 result, caught = _call(question, fn, lambda: fn(*watched, **kwargs), name)
     return result, caught, hits
 

@@ -118,7 +118,9 @@ def _watching(watch: list, target: Any, args: list) -> Any:
             elif kind == methods.KIND:
                 found: list[str] = []
                 hits.append(found)
-                args = list(stack.enter_context(methods.recording(tuple(args), found)))
+                args = list(
+                    stack.enter_context(methods.recording(tuple(args), found, frozenset(names)))
+                )
             else:
                 hits.append(stack.enter_context(forbid.recording(set(names))))
         yield hits, args

@@ -1,0 +1,473 @@
+"""Which differentiation mechanism an answer used, recorded while it runs.
+
+A value check cannot tell a gradient computed with autograd from the same numbers
+reached by a finite difference or by the closed-form formula. So while a student's
+function runs, this module records what it did:
+
+- ``reverse``: the autograd engine ran (``backward``, ``torch.autograd.grad``,
+  ``torch.autograd.functional.*`` and the ``torch.func`` transforms grad, vjp, jacrev all
+  run it, however they were imported);
+- ``forward``: a forward-mode level was entered (dual numbers of
+  ``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacfwd``, forward-mode
+  ``autograd.functional.jacobian``);
+- ``numerical``: a function the check handed to the answer was evaluated at inputs that
+  are not among the values it was given (numerical differencing);
+- the caller's tensors: whether the call changed their values, ``requires_grad`` or
+  ``.grad``.
+
+A question declares a :class:`Rule` (what it requires and what it forbids) and
+:func:`enforce` turns the record into a failed check with its own diagnosis. The record
+is kept where the function runs: in the notebook's kernel for a visible test, and there
+too when the grader re-runs a hidden test (it asks the kernel to record, as for
+:mod:`.forbid`'s watches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .feedback import CheckFailed, Finding
+
+REVERSE = "reverse"
+FORWARD = "forward"
+NUMERICAL = "numerical"
+EVALUATED = "evaluated"  # the given function, at the given inputs
+INPUT = "input"  # "input:<argument>:<what changed>"
+
+KIND = "methods"  # the watch kind, as the grader names it to the kernel
+
+_NAMES = {
+    REVERSE: "reverse-mode autograd (backward, torch.autograd.grad, torch.func.grad/vjp/jacrev)",
+    FORWARD: "forward-mode AD (dual numbers, torch.func.jvp, jacfwd)",
+    NUMERICAL: "numerical differencing (evaluating the function at shifted inputs)",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a question asks for: at least one mechanism of `require` (if any), none of
+    `forbid`. `asks` says it in the question's words ("autograd", "backward", "a formula")."""
+
+    require: frozenset[str] = frozenset()
+    forbid: frozenset[str] = frozenset()
+    asks: str = ""
+
+
+AUTOGRAD = Rule(frozenset({REVERSE, FORWARD}), frozenset({NUMERICAL}), "autograd")
+REVERSE_MODE = Rule(frozenset({REVERSE}), frozenset({NUMERICAL}), "reverse-mode autograd")
+BY_FORMULA = Rule(frozenset(), frozenset({REVERSE, FORWARD, NUMERICAL}), "a formula, by hand")
+NO_AUTOGRAD = Rule(frozenset(), frozenset({REVERSE, FORWARD}), "no autograd")
+ANY = Rule()
+
+
+def options_for(rule: Rule | None) -> frozenset[str]:
+    """What must be recorded to judge `rule`: shifted inputs only where numerical
+    differencing is forbidden (it costs a test per torch op)."""
+    return frozenset({SHIFTS}) if rule is not None and NUMERICAL in rule.forbid else frozenset()
+
+
+# --- recording --------------------------------------------------------------------------
+
+_ACTIVE: list[list[str]] = []  # the hit lists of the recordings now running
+
+# question -> (function, warnings caught, hits) of its last call of the student's code, so
+# that a failed comparison can name a cause only with evidence (see diagnose).
+LAST_CALL: dict[str, tuple[Any, list, list[str]]] = {}
+
+
+def _note(hit: str) -> None:
+    for hits in _ACTIVE:
+        hits.append(hit)
+
+
+def _engine_hook(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def engine(*args: Any, **kwargs: Any) -> Any:
+        _note(REVERSE)
+        return original(*args, **kwargs)
+
+    return engine
+
+
+def _dual_hook(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def enter(*args: Any, **kwargs: Any) -> Any:
+        _note(FORWARD)
+        return original(*args, **kwargs)
+
+    return enter
+
+
+@contextlib.contextmanager
+def _hooks() -> Iterator[None]:
+    """Patch the engine's one entry point and forward AD's level entry for the duration."""
+    import torch._functorch.predispatch as predispatch
+    import torch.autograd as ta
+    import torch.autograd.graph as tag
+
+    engine = tag._engine_run_backward
+    dual = predispatch._enter_dual_level
+    hooked_engine = _engine_hook(engine)
+    ta._engine_run_backward = hooked_engine
+    tag._engine_run_backward = hooked_engine
+    predispatch._enter_dual_level = _dual_hook(dual)
+    try:
+        yield
+    finally:
+        ta._engine_run_backward = engine
+        tag._engine_run_backward = engine
+        predispatch._enter_dual_level = dual
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor | None:
+    """The values of `t` as an ordinary float64 tensor (functorch wrappers and dual
+    numbers unwrapped), or None when they cannot be read."""
+    try:
+        from torch._C import _functorch
+
+        for _ in range(16):
+            if not _functorch.is_functorch_wrapped_tensor(t):
+                break
+            t = _functorch.get_unwrapped(t)
+        with torch.no_grad():
+            if t.is_complex() or t.dtype == torch.bool:
+                return None
+            return torch.autograd.forward_ad.unpack_dual(t).primal.detach().to(torch.float64)
+    except Exception:
+        return None
+
+
+def _values(args: tuple) -> list[torch.Tensor]:
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            p = _plain(a)
+            if p is not None:
+                out.append(p.flatten())
+        elif isinstance(a, int | float) and not isinstance(a, bool):
+            out.append(torch.tensor([float(a)], dtype=torch.float64))
+    return out
+
+
+def _outside(given: list[torch.Tensor], point: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether `point` holds a value that is none of the given values (compared in the
+    dtype the function was evaluated in, so a cast to float32 is not a shift)."""
+    if not given or point.numel() == 0:
+        return False
+    pool = torch.cat([g.to(dtype).to(torch.float64) for g in given])
+    pool = pool[torch.isfinite(pool)]
+    pt = point.to(dtype).to(torch.float64)
+    pt = pt[torch.isfinite(pt)]
+    return bool((~torch.isin(pt, pool)).any())
+
+
+def _instrumented(fn: Callable, given: list[torch.Tensor], hits: list[str]) -> Callable:
+    @functools.wraps(fn)
+    def evaluated(*args: Any, **kwargs: Any) -> Any:
+        shifted = False
+        try:
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.is_floating_point():
+                    p = _plain(a)
+                    if p is not None and _outside(given, p, a.dtype):
+                        shifted = True
+                elif isinstance(a, float):
+                    shifted |= _outside(
+                        given, torch.tensor([a], dtype=torch.float64), torch.float64
+                    )
+        except Exception:  # recording must never change what the answer computes
+            shifted = False
+        hits.append(NUMERICAL if shifted else EVALUATED)
+        return fn(*args, **kwargs)
+
+    return evaluated
+
+
+# Shifts seen in the answer's own arithmetic: a copy of an input moved by a small step
+# (x + h, x - h, x + h·eᵢ, x + i·h) is how a numerical difference starts.
+SHIFTS = "shifts"  # the watch option that turns this on (its cost is one test per torch op)
+_MAX_SHIFT = 1e-2  # relative to the input's scale: larger moves are not a difference step
+_MIN_SHIFT = 1e-10  # smaller ones are guards against division by zero (x + 1e-12)
+_MAX_TESTS = 20_000
+
+
+class _ShiftWatch(TorchFunctionMode):
+    """Notes NUMERICAL when a torch op takes or makes a slightly shifted copy of an input."""
+
+    def __init__(self, given: list[torch.Tensor], hits: list[str]):
+        super().__init__()
+        self.given = [(g, float(g.abs().max()) if g.numel() else 0.0) for g in given]
+        self.hits = hits
+        self.tests = 0
+        self.found = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not self.found and self.tests < _MAX_TESTS:
+            try:
+                for t in (*args, out):
+                    if isinstance(t, torch.Tensor) and self._shifted(t):
+                        self.found = True
+                        self.hits.append(NUMERICAL)
+                        break
+            except Exception:  # recording must never change what the answer computes
+                pass
+        return out
+
+    def _shifted(self, t: torch.Tensor) -> bool:
+        if not (t.is_floating_point() or t.is_complex()):
+            return False
+        for g, scale in self.given:
+            if t.numel() != g.numel() or t.numel() == 0:
+                continue
+            self.tests += 1
+            with _ModeOff():
+                p = _plain_any(t)
+                if p is None:
+                    continue
+                if p.is_complex():  # a complex step: the input's values, a small i·h added
+                    im = p.imag.reshape(-1).abs()
+                    if torch.equal(p.real.reshape(-1), g) and 0 < float(im.max()) <= _MAX_SHIFT:
+                        return True
+                    continue
+                d = (p.reshape(-1) - g).abs()
+                d = d[torch.isfinite(d)]
+                if d.numel() == 0:
+                    continue
+                top = float(d.max())
+                limit = 1.0 + scale
+                if _MIN_SHIFT * limit < top <= _MAX_SHIFT * limit:
+                    return True
+        return False
+
+
+class _ModeOff:
+    """Run the watch's own arithmetic outside every torch function mode."""
+
+    def __enter__(self):
+        self._guard = torch._C.DisableTorchFunction()
+        self._guard.__enter__()
+
+    def __exit__(self, *exc):
+        return self._guard.__exit__(*exc)
+
+
+def _plain_any(t: torch.Tensor) -> torch.Tensor | None:
+    """Like :func:`_plain`, keeping complex values (a complex step is a shift too)."""
+    if t.is_complex():
+        try:
+            return t.detach().to(torch.complex128)
+        except Exception:
+            return None
+    return _plain(t)
+
+
+def instrument(args: tuple, hits: list[str]) -> tuple:
+    """`args` with each plain function replaced by one that records where it is evaluated.
+
+    Modules, classes and the student's objects are left alone: only the functions a check
+    hands over (module-level functions and torch's builtins) are watched.
+    """
+    given = _values(args)
+    return tuple(
+        _instrumented(a, given, hits)
+        if isinstance(a, types.FunctionType | types.BuiltinFunctionType)
+        else a
+        for a in args
+    )
+
+
+def _state(t: torch.Tensor) -> tuple:
+    with torch.no_grad():
+        grad = None if t.grad is None else t.grad.detach().clone()
+        return (t.detach().clone(), t.requires_grad, grad)
+
+
+def _snapshot(args: tuple) -> list[tuple[int, Any, Any]]:
+    out: list[tuple[int, Any, Any]] = []
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            out.append((i, a, _state(a)))
+        elif isinstance(a, torch.nn.Module):
+            out.append((i, a, {k: (p, _state(p)) for k, p in a.named_parameters()}))
+    return out
+
+
+def _module_changes(i: int, module: torch.nn.Module, before: dict) -> list[str]:
+    out = []
+    for k, (p, (_, requires_grad, grad)) in before.items():
+        if p.requires_grad != requires_grad:
+            out.append(f"{INPUT}:{i}:module_requires_grad:{k}")
+        if (p.grad is None) != (grad is None) or (
+            p.grad is not None and grad is not None and not torch.equal(p.grad, grad)
+        ):
+            out.append(f"{INPUT}:{i}:module_grad:{k}")
+    return out
+
+
+def _changes(snapshot: list) -> list[str]:
+    out = []
+    for i, tensor, state in snapshot:
+        if isinstance(tensor, torch.nn.Module):
+            out += _module_changes(i, tensor, state)
+            continue
+        values, requires_grad, grad = state
+        with torch.no_grad():
+            now = tensor.detach()
+            if now.shape != values.shape or not torch.equal(
+                torch.nan_to_num(now), torch.nan_to_num(values)
+            ):
+                out.append(f"{INPUT}:{i}:values")
+            if tensor.requires_grad != requires_grad:
+                out.append(f"{INPUT}:{i}:requires_grad")
+            after = tensor.grad
+            if (after is None) != (grad is None) or (
+                after is not None and grad is not None and not torch.equal(after, grad)
+            ):
+                out.append(f"{INPUT}:{i}:grad")
+    return out
+
+
+@contextlib.contextmanager
+def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset()):
+    """Record into `hits` what a call with `args` does; yields the args to call with.
+    With the option :data:`SHIFTS`, the answer's own arithmetic is watched for shifted
+    copies of its inputs too."""
+    snapshot = _snapshot(args)
+    _ACTIVE.append(hits)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_hooks())
+            if SHIFTS in options:
+                stack.enter_context(_ShiftWatch(_values(args), hits))
+            yield instrument(args, hits)
+    finally:
+        _ACTIVE.remove(hits)
+        with contextlib.suppress(Exception):
+            hits.extend(_changes(snapshot))
+
+
+# --- judging the record -----------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """What one or more calls did, read from their hits."""
+
+    used: set[str]
+    shifted: int  # evaluations of the given function at shifted inputs
+    evaluations: int
+    inputs: list[tuple[int, str]]
+
+    @classmethod
+    def of(cls, hits: list[str]) -> Record:
+        used = {h for h in hits if h in (REVERSE, FORWARD)}
+        shifted = sum(h == NUMERICAL for h in hits)
+        if shifted:
+            used.add(NUMERICAL)
+        inputs = []
+        for h in hits:
+            if h.startswith(INPUT + ":"):
+                _, index, what = h.split(":", 2)
+                if index.isdigit():
+                    inputs.append((int(index), what))
+        return cls(used, shifted, shifted + sum(h == EVALUATED for h in hits), inputs)
+
+
+def engine_runs(hits: list[str]) -> int:
+    """How many times the autograd engine ran (backward, autograd.grad, ...)."""
+    return sum(h == REVERSE for h in hits)
+
+
+def enforce(question: str, rule: Rule, hits: list[str], name: str) -> None:
+    """Fail the check if the call broke the question's rule."""
+    record = Record.of(hits)
+    forbidden = sorted(record.used & rule.forbid)
+    if forbidden:
+        what = forbidden[0]
+        if what == NUMERICAL:
+            detail = (
+                f"`{name}` evaluated the function it was given at {record.shifted} shifted "
+                "input(s): that is a numerical difference"
+            )
+        else:
+            detail = f"`{name}` used {_NAMES[what]}"
+        raise CheckFailed(
+            question,
+            f"this question asks for {rule.asks}; your function used another method",
+            [detail],
+            [
+                Finding(
+                    "method_forbidden",
+                    f"this question asks for {rule.asks}: {_NAMES[what]} is not allowed here, "
+                    "even when its values are right.",
+                )
+            ],
+        )
+    if rule.require and not (record.used & rule.require):
+        wanted = " or ".join(_NAMES[m] for m in sorted(rule.require))
+        raise CheckFailed(
+            question,
+            f"this question asks for {rule.asks}; your function computed no gradient with it",
+            [f"while `{name}` ran, no {wanted} was used"],
+            [
+                Finding(
+                    "method_missing",
+                    f"this question asks for {rule.asks}: a formula, a finite difference or "
+                    "values from elsewhere do not count, even when they are right.",
+                )
+            ],
+        )
+
+
+_WHAT = {
+    "values": "changed its values in place",
+    "requires_grad": "switched its requires_grad",
+    "grad": "left a gradient in its .grad",
+    "module_requires_grad": "switched requires_grad of the model's parameter",
+    "module_grad": "left a gradient in .grad of the model's parameter",
+}
+
+
+def _say(what: str) -> str:
+    kind, _, param = what.partition(":")
+    return _WHAT.get(kind, kind) + (f" `{param}`" if param else "")
+
+
+def check_inputs(question: str, hits: list[str], name: str, labels: list[str] | None = None):
+    """Fail the check if the call changed a tensor it was given."""
+    changes = Record.of(hits).inputs
+    if not changes:
+        return
+    index, what = changes[0]
+    label = labels[index] if labels and index < len(labels) else f"argument {index + 1}"
+    raise CheckFailed(
+        question,
+        f"`{name}` changed the caller's tensor ({label})",
+        [f"{label}: `{name}` {_say(what)}"]
+        + [
+            f"{labels[i] if labels and i < len(labels) else f'argument {i + 1}'}: {_say(w)}"
+            for i, w in changes[1:3]
+        ],
+        [
+            Finding(
+                "changed_model" if what.startswith("module") else "changed_input",
+                "a function must not change the model it is given: compute the gradients "
+                "without writing them into its parameters (torch.autograd.grad, or "
+                "torch.func.functional_call with copies of the parameters), and leave "
+                "requires_grad as it was."
+                if what.startswith("module")
+                else "a function must not change the tensors it is given: work on a copy "
+                "(x.detach().clone().requires_grad_(True)) so the caller's x keeps its "
+                "values, its requires_grad and an empty .grad.",
+            )
+        ],
+    )

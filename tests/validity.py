@@ -1,0 +1,113 @@
+"""Every simulated student's checks under many seeds, in-process (no nbgrader, no kernel).
+
+Grading draws fresh hidden inputs on every run, so a wrong answer must fail on every
+draw and a right one pass on every draw, not on most. For one student this runs the
+solved notebook's code cells once (answers replaced as the student wrote them) in a
+forked process, then each test cell of the instructor's notebook — its visible and its
+hidden checks — under each seed (``AUTOGRADER_SEED``), and reports, per test cell and
+seed, whether it passed and which causes its failure named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+from dataclasses import dataclass
+
+from autograder import notebooks
+from autograder.checking.sampling import SEED_ENV
+from tests.conftest import ROOT
+from tests.students import Student
+
+
+@dataclass(frozen=True)
+class CellRun:
+    """One test cell under one seed: passed, or the causes its failure named."""
+
+    passed: bool
+    codes: tuple[str, ...] = ()
+    summary: str = ""
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def test_cells(assignment: str) -> dict[str, str]:
+    """grade id -> source (visible and hidden checks) of every automatically graded test
+    cell of the instructor's notebook."""
+    source = notebooks.read(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    return {
+        _nbgrader(c)["grade_id"]: c.source
+        for c in source.cells
+        if c.cell_type == "code" and _nbgrader(c).get("grade") and not _nbgrader(c).get("solution")
+    }
+
+
+def _solved(assignment: str, student: Student):
+    source = notebooks.read(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    release = notebooks.read(ROOT / "release" / assignment / f"{assignment}.ipynb")
+    answers = notebooks.solutions(source)
+    answers.update(student.answers)
+    return notebooks.fill(release, answers)
+
+
+def _python(source: str) -> str:
+    """A cell's code without IPython's magics and shell escapes."""
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
+    )
+
+
+def _run_student(assignment: str, student: Student, seeds: tuple[int, ...]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autograder.checking.feedback import CheckFailed
+
+    nb = _solved(assignment, student)
+    namespace: dict = {"__name__": "__main__"}
+    tests = test_cells(assignment)
+    results: dict[str, list[CellRun]] = {}
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            gid = _nbgrader(cell).get("grade_id")
+            if gid in tests:
+                continue
+            with contextlib.suppress(BaseException):
+                exec(compile(_python(cell.source), f"<cell {gid}>", "exec"), namespace)
+            plt.close("all")
+        for gid, code in tests.items():
+            runs = []
+            for seed in seeds:
+                os.environ[SEED_ENV] = str(seed)
+                try:
+                    exec(compile(_python(code), f"<test {gid}>", "exec"), namespace)
+                    runs.append(CellRun(True))
+                except CheckFailed as exc:
+                    runs.append(CellRun(False, tuple(exc.codes), exc.summary))
+                except BaseException as exc:  # noqa: BLE001 - a test cell that errors scores 0
+                    runs.append(CellRun(False, (), f"{type(exc).__name__}: {exc}"[:200]))
+                plt.close("all")
+            results[gid] = runs
+    return results
+
+
+def run_corpus(
+    assignment: str, students: dict[str, Student], seeds: tuple[int, ...]
+) -> dict[str, dict[str, list[CellRun]]]:
+    """student -> grade id -> one CellRun per seed; each student in a process of its own."""
+    context = multiprocessing.get_context("fork")
+    names = [n for n, s in students.items() if not s.blank]
+    with context.Pool(2, maxtasksperchild=1) as pool:
+        pending = {
+            n: pool.apply_async(_run_student, (assignment, students[n], seeds)) for n in names
+        }
+        return {n: r.get(timeout=900) for n, r in pending.items()}
