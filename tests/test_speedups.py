@@ -51,6 +51,28 @@ def test_every_patch_names_its_targets_and_versions():
             assert patch.name == speedups.HTML_EXPORTER  # used by name, asks `active`
 
 
+def test_pyproject_allows_the_versions_the_patches_were_checked_with():
+    """Are the dependency ranges the ones the patches name (so an install from them
+    gets every speed-up)?"""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    ranges = {}
+    for line in pyproject["project"]["dependencies"]:
+        req = Requirement(line)
+        ranges[canonical(req.name)] = req.specifier
+    for patch in speedups.PATCHES.values():
+        for dist, lowest, below in patch.verified:
+            spec = ranges.get(canonical(dist))
+            assert spec is not None, f"{dist} ({patch.name}) is not in pyproject.toml"
+            assert {str(s) for s in spec} == {f">={lowest}", f"<{below}"}, (patch.name, spec)
+
+
 @pytest.mark.parametrize(
     ("text", "release"),
     [("2.13.0+cpu", (2, 13, 0)), ("0.10.0a1", (0, 10, 0)), ("8.10.0", (8, 10, 0)), ("x", ())],
