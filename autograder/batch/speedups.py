@@ -54,7 +54,8 @@ from nbconvert.exporters import HTMLExporter
 
 log = logging.getLogger("autograder.batch")
 
-_lock = threading.Lock()  # the checks' results; the engine cache
+_lock = threading.Lock()  # the engine cache
+_check_lock = threading.Lock()
 _install_lock = threading.Lock()
 
 
@@ -196,7 +197,7 @@ def _warn(patch: Patch, problems: list[str]) -> None:
 
 
 def _problems(patch: Patch) -> list[str]:
-    with _lock:
+    with _check_lock:
         if patch.name not in _checked:
             try:
                 _checked[patch.name] = check(patch)
