@@ -14,6 +14,10 @@ from autograder import notebooks
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader") or {}
+
+
 @dataclass
 class Course:
     """A throw-away nbgrader course directory built from this repository's files."""
@@ -34,6 +38,22 @@ class Course:
     # Notebooks ----------------------------------------------------------------------
     def source_nb(self, assignment: str):
         return notebooks.read(next((self.root / "source" / assignment).glob("*.ipynb")))
+
+    def auto_cells(self, assignment: str) -> dict[str, float]:
+        """grade_id -> points of every automatically graded test cell."""
+        return {
+            notebooks.grade_id(cell): float(cell.metadata["nbgrader"]["points"])
+            for cell in self.source_nb(assignment).cells
+            if _nbgrader(cell).get("grade") and not _nbgrader(cell).get("solution")
+        }
+
+    def manual_points(self, assignment: str) -> float:
+        """The points of the answers graded by hand (written answers)."""
+        return sum(
+            float(cell.metadata["nbgrader"]["points"])
+            for cell in self.source_nb(assignment).cells
+            if _nbgrader(cell).get("grade") and _nbgrader(cell).get("solution")
+        )
 
     def release_nb(self, assignment: str):
         return notebooks.read(ROOT / "release" / assignment / f"{assignment}.ipynb")

@@ -1,29 +1,25 @@
-"""The simulated-student corpora of 02, 03 and 04, graded by the real nbgrader pipeline.
+"""The simulated students of tests/students/, graded by the real nbgrader pipeline.
 
-Each corpus (tests/students/) is submitted as one class and graded once per assignment.
-Every student must score exactly its expected cells (lost cells 0, every other automatic
-cell full marks), and each lost cell's message must name the expected diagnosis before
-any expected-vs-got line. A fast test checks that the corpora, together with 01's, assert
-every mistake the diagnosis layer is meant to name.
+Each assignment's corpus is submitted as one class and graded once. Every student must
+score exactly its expected points per test cell (the cells it loses 0, every other one
+full points), each lost cell's message must name the expected cause before any
+expected-vs-got line (or name none, where none may be guessed), in the notebook and in
+the feedback HTML. Fast tests check that the corpora fit their notebooks and, together,
+assert every mistake the diagnosis layer is meant to name.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 
 from autograder import notebooks
-from tests.corpus import auto_cells, grade_corpus
-from tests.students import (
-    a01_derivatives,
-    a02_chain_rule,
-    a03_vector_jacobian,
-    a04_parametrized,
-)
+from tests.conftest import Course
+from tests.students import Student, corpora
 
-CORPORA = {c.ASSIGNMENT: c for c in (a02_chain_rule, a03_vector_jacobian, a04_parametrized)}
-ALL_CORPORA = [a01_derivatives, *CORPORA.values()]
+CORPORA = corpora()
 
 # Mistakes each named by its own diagnosis code, asserted somewhere in the corpora.
 REQUIRED = {
@@ -51,60 +47,35 @@ REQUIRED = {
     "integer_requires_grad",
 }
 
-# One student per assignment whose feedback HTML must show the diagnosis:
-# (student, cell, code, what follows the diagnosis in that failure).
-FEEDBACK = {
-    "02_chain_rule": (
-        "adjoint_missing_factor",
-        "q3-2-adjoints",
-        "missing_chain_factor",
-        "Mismatched elements",
-    ),
-    "03_vector_jacobian": (
-        "accumulated_rows",
-        "q6-2-rows",
-        "accumulated_rows",
-        "Mismatched elements",
-    ),
-    "04_parametrized": ("no_create_graph", "q4-2-second", "no_grad_fn", "RuntimeError: element 0"),
-}
-
 # Lines of a failure that must come after its diagnosis: the numbers, and any traceback.
 AFTER_DIAGNOSIS = re.compile(r"Mismatched elements|^\s*expected |Traceback", re.MULTILINE)
+CAUSE = "Likely cause ["
 
 
-def _graded(tmp_path_factory, assignment: str):
-    return grade_corpus(
-        tmp_path_factory.mktemp(assignment[:3]), assignment, CORPORA[assignment].STUDENTS
-    )
-
-
-@pytest.fixture(scope="module")
-def graded_02(tmp_path_factory):
-    return _graded(tmp_path_factory, "02_chain_rule")
-
-
-@pytest.fixture(scope="module")
-def graded_03(tmp_path_factory):
-    return _graded(tmp_path_factory, "03_vector_jacobian")
-
-
-@pytest.fixture(scope="module")
-def graded_04(tmp_path_factory):
-    return _graded(tmp_path_factory, "04_parametrized")
-
-
-def _course(request, assignment: str):
-    return request.getfixturevalue(f"graded_{assignment[:2]}")
-
-
-def _diagnosis_comes_first(text: str, code: str) -> bool:
+def _cause_first(text: str, code: str) -> bool:
     """In the failure naming `code`, the diagnosis precedes every expected-vs-got line."""
-    tag = f"[{code}]"
+    tag = f"{CAUSE}{code}]"
     start = text.rfind("✗", 0, text.index(tag))
+    if start < 0:
+        return False
     failure = text[start:]
     after = AFTER_DIAGNOSIS.search(failure)
     return after is None or failure.index(tag) < after.start()
+
+
+def _html_text(page: str) -> str:
+    """The feedback page as plain text: tags removed, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", notebooks.plain(page)))
+
+
+def _printed(nb) -> str:
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "stream"
+    )
 
 
 # --- the corpora themselves (fast) ---------------------------------------------------------
@@ -112,74 +83,119 @@ def _diagnosis_comes_first(text: str, code: str) -> bool:
 
 def test_corpora_assert_every_mistake_by_its_own_code():
     """Is each mistake of the list asserted, by its own code, by at least one simulated
-    student of the four corpora?"""
+    student of the corpora?"""
     asserted = {
-        code for c in ALL_CORPORA for s in c.STUDENTS.values() for code in s.diagnoses.values()
+        code for c in CORPORA.values() for s in c.STUDENTS.values() for code in s.causes.values()
     }
     assert REQUIRED - asserted == set()
 
 
-@pytest.mark.parametrize("corpus", list(CORPORA.values()), ids=lambda c: c.ASSIGNMENT)
+@pytest.mark.parametrize("corpus", list(CORPORA.values()), ids=list(CORPORA))
 def test_each_corpus_has_mistakes_and_correct_alternatives(corpus):
-    """Does each corpus hold at least six wrong submissions, each naming a diagnosis, and at
-    least three correct alternatives, one of them in float32?"""
+    """Does each corpus hold the perfect and blank submissions, at least six wrong ones
+    naming a cause, and at least three correct alternatives, one of them in float32?"""
     students = corpus.STUDENTS
-    wrong = [n for n, s in students.items() if s.lost and not s.blank]
+    named = [n for n, s in students.items() if s.causes and not s.blank]
     right = [n for n, s in students.items() if not s.lost and not s.blank and n != "perfect"]
-    assert len(wrong) >= 6 and len(right) >= 3, (wrong, right)
+    assert len(named) >= 6 and len(right) >= 3, (named, right)
     assert "alt_float32" in right
     assert students["blank"].blank and not students["perfect"].answers
-    for name, s in students.items():
-        assert set(s.diagnoses) <= s.lost, name
-        if name in wrong:
-            assert s.diagnoses, f"{name} names no diagnosis"
+
+
+@pytest.mark.parametrize("corpus", list(CORPORA.values()), ids=list(CORPORA))
+def test_each_student_names_cells_of_its_notebook(tmp_path, corpus):
+    """Do the students replace answer cells and expect results of test cells that the
+    notebook has, and do its automatic points add up to the corpus's POINTS?"""
+    a = corpus.ASSIGNMENT
+    course = Course.create(tmp_path, [a])
+    answers = set(notebooks.solutions(course.source_nb(a)))
+    cells = course.auto_cells(a)
+    assert sum(cells.values()) == corpus.POINTS
+    for name, s in corpus.STUDENTS.items():
+        assert set(s.answers) <= answers, (name, set(s.answers) - answers)
+        assert set(s.lost) | set(s.says) <= set(cells), (name, set(s.lost) | set(s.says))
 
 
 # --- through nbgrader ----------------------------------------------------------------------
 
-CASES = [(a, name) for a, c in CORPORA.items() for name in c.STUDENTS]
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("assignment", "name"), CASES, ids=[f"{a[:2]}-{n}" for a, n in CASES])
-def test_simulated_student(request, assignment, name):
-    """Does each simulated student score exactly its expected cells (the wrong ones 0, every
-    other one full marks), with the likely cause named first in each lost cell?"""
-    course, outcomes = _course(request, assignment)
-    student = CORPORA[assignment].STUDENTS[name]
-    outcome = outcomes[name]
-    assert outcome.status == "graded", outcome.reason
-    assert "tampered" not in outcome.reason, outcome.reason  # honest, right or wrong
-    cells = auto_cells(course, assignment)
-    got = {gid: outcome.cells[gid][0] for gid in cells}
-    if student.blank:
-        assert got == dict.fromkeys(cells, 0.0)
-        messages = course.messages(name, assignment)
-        assert all("not answered yet" in messages[gid] for gid in cells), messages
-        return
-    expected = {gid: 0.0 if gid in student.lost else pts for gid, pts in cells.items()}
-    assert got == expected, student.about
+def _problems(course: Course, assignment: str, name: str, s: Student, outcome) -> list[str]:
+    """What differs from what `s` expects, in words (nothing when all is as expected)."""
+    if outcome is None:
+        return ["no outcome"]
+    if outcome.status != "graded" or "tampered" in outcome.reason:
+        return [f"{outcome.status}: {outcome.reason}"]  # honest, right or wrong
+    cells = course.auto_cells(assignment)
+    manual = course.manual_points(assignment)
     messages = course.messages(name, assignment)
-    for gid in student.lost:
-        assert "✗" in messages[gid], (gid, messages[gid])
-    for gid, code in student.diagnoses.items():
+    problems = []
+    for gid, points in cells.items():
+        expected = 0.0 if s.blank or gid in s.lost else points
+        if outcome.cells[gid][0] != expected:
+            problems.append(
+                f"{gid}: {outcome.cells[gid][0]} points, not {expected}\n{messages[gid]}"
+            )
+    if outcome.max_score != sum(cells.values()) + manual:
+        problems.append(f"max score {outcome.max_score}")
+    if name == "perfect" and (outcome.score, outcome.needs_manual) != (sum(cells.values()), manual):
+        problems.append(f"score {outcome.score}, to grade by hand {outcome.needs_manual}")
+
+    # Cell -> the cause its message must name (None: none), and the texts it must show.
+    causes = dict.fromkeys(cells) if s.blank else dict(s.lost)
+    texts = {gid: ["not answered yet"] for gid in cells} if s.blank else {g: ["✗"] for g in s.lost}
+    for gid, more in s.says.items():
+        texts.setdefault(gid, []).extend(more)
+    page = _html_text(course.feedback_html(name, assignment))
+    for gid, wanted in texts.items():
+        for want in wanted:
+            if want not in messages[gid]:
+                problems.append(f"{gid}: says no {want!r}\n{messages[gid]}")
+            if want not in page:
+                problems.append(f"{gid}: the feedback shows no {want!r}")
+    for gid, code in causes.items():
         text = messages[gid]
-        assert f"Likely cause [{code}]" in text, (gid, text)
-        assert _diagnosis_comes_first(text, code), (gid, text)
+        if code is None and CAUSE in text:
+            problems.append(f"{gid}: names a cause, none may be guessed\n{text}")
+        if code is not None and not (f"{CAUSE}{code}]" in text and _cause_first(text, code)):
+            problems.append(f"{gid}: does not name [{code}] first\n{text}")
+        if code is not None and not (f"{CAUSE}{code}]" in page and _cause_first(page, code)):
+            problems.append(f"{gid}: the feedback does not name [{code}] first")
+        if s.blank and "Traceback" in text:
+            problems.append(f"{gid}: a traceback for a blank answer\n{text}")
+
+    nb = course.autograded_nb(name, assignment)
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):  # stderr would zero the cell
+            for o in cell.outputs:
+                if o.output_type == "stream" and o.name == "stderr":
+                    problems.append(f"{meta['grade_id']}: writes to stderr: {o.text!r}")
+    printed = _printed(nb)
+    for want in s.prints:
+        if not (want.search(printed) if isinstance(want, re.Pattern) else want in printed):
+            problems.append(f"prints nothing like {want!r}")
+    return problems
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", sorted(FEEDBACK))
-def test_feedback_html_names_the_diagnosis_first(request, assignment):
-    """Does the student's feedback HTML show the diagnosis, before the numbers?"""
-    course, _ = _course(request, assignment)
-    name, gid, code, then = FEEDBACK[assignment]
-    assert CORPORA[assignment].STUDENTS[name].diagnoses[gid] == code
-    html = notebooks.plain(course.feedback_html(name, assignment))
-    tag = html.index(f"Likely cause [{code}]")
-    header = html.rfind("✗", 0, tag)
-    assert header >= 0
-    before = html[header:tag]
-    for marker in ("Mismatched elements", "expected", "Traceback", "Error:"):
-        assert marker not in before, (marker, before)
-    assert then in html[tag:]
+@pytest.mark.parametrize("assignment", list(CORPORA))
+def test_corpus_through_nbgrader(tmp_path, assignment):
+    """Graded as one class, does every simulated student score exactly its expected points
+    per test cell, with the expected cause named first (or none) in the notebook and the
+    feedback, every expected text shown, and nothing written to stderr by a test cell?"""
+    corpus = CORPORA[assignment]
+    course = Course.create(tmp_path, [assignment])
+    for name, s in corpus.STUDENTS.items():
+        nb = course.release_nb(assignment) if s.blank else course.solved(assignment, **s.answers)
+        course.submit(name, assignment, nb)
+    outcomes = course.grade(assignment)
+    assert set(outcomes) == set(corpus.STUDENTS)
+    problems = {
+        name: found
+        for name, s in corpus.STUDENTS.items()
+        if (found := _problems(course, assignment, name, s, outcomes.get(name)))
+    }
+    assert not problems, "\n\n".join(
+        f"{name} ({corpus.STUDENTS[name].about}):\n  " + "\n  ".join(found)
+        for name, found in problems.items()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,15 @@ from autograder import course, notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = course.source_assignments(ROOT)
+# Text that must not reach a student: block markers, and the hidden calls of the checks.
+MARKERS = (
+    "BEGIN SOLUTION",
+    "END SOLUTION",
+    "BEGIN HIDDEN TESTS",
+    "END HIDDEN TESTS",
+    "BEGIN MARK SCHEME",
+    "hidden=True",
+)
 
 
 def _blocks(source: str, begin: str, end: str) -> list[str]:
@@ -62,6 +72,48 @@ def test_release_holds_no_solution_or_hidden_test_code(assignment):
     leaked = [line for line in hidden if line in released_lines and line not in visible]
     assert hidden and not leaked
     assert "YOUR CODE HERE" in release_path.read_text()
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_holds_no_marker(assignment):
+    """Are the solution, hidden-test and mark-scheme markers, and every hidden call, gone
+    from the student's notebook (code and markdown alike)?"""
+    text = (ROOT / "release" / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8")
+    for marker in MARKERS:
+        assert marker not in text, marker
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_keeps_every_signature_and_docstring(assignment):
+    """Does each answer cell of the release keep, in the source's order, every function's
+    signature and docstring, with nbgrader's stub in place of the body and nothing else?"""
+    source = notebooks.read(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    release = notebooks.read(ROOT / "release" / assignment / f"{assignment}.ipynb")
+    solutions = notebooks.solutions(source)
+    stubs = {
+        notebooks.grade_id(c): c
+        for c in release.cells
+        if (c.metadata.get("nbgrader") or {}).get("solution")
+    }
+    assert list(stubs) == list(solutions)
+    for gid, cell in stubs.items():
+        if cell.cell_type != "code":
+            continue
+        functions = [
+            node for node in ast.parse(solutions[gid]).body if isinstance(node, ast.FunctionDef)
+        ]
+        assert functions, gid
+        for fn in functions:
+            signature = solutions[gid].splitlines()[fn.lineno - 1]
+            doc = (ast.get_docstring(fn) or "").splitlines()
+            assert signature in cell.source.splitlines(), (gid, signature)
+            assert doc and doc[0] in cell.source, (gid, fn.name)
+        body = {
+            line.strip()
+            for line in cell.source.splitlines()
+            if line.strip() and not line.startswith("def ") and not line.strip().startswith('"""')
+        }
+        assert body == {"# YOUR CODE HERE", "raise NotImplementedError()"}, (gid, body)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from . import Student
 
 ASSIGNMENT = "01_derivatives"
+POINTS = 13
 
 DIFF = "q1-differences-answer"
 AUTO = "q1-autograd-answer"
@@ -11,16 +12,16 @@ Q3 = "q3-answer"
 Q4 = "q4-answer"
 Q5 = "q5-answer"
 
-_FD_OK = '''
+_FD_OK = """
 def forward_difference(f, x, h):
     return (f(x + h) - f(x)) / h
 
 
 def central_difference(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
-'''
+"""
 
-_Q5_TEMPLATE = '''
+_Q5_TEMPLATE = """
 {prelude}
 def sin_and_derivative(x):
     x = x.detach().clone().requires_grad_(True)
@@ -36,7 +37,7 @@ def plot_sin_and_derivative(x):
     ax.plot(x, dydx, label="derivative")
     ax.legend()
     return fig
-'''
+"""
 
 
 def _q5(deriv: str, prelude: str = "") -> str:
@@ -45,20 +46,20 @@ def _q5(deriv: str, prelude: str = "") -> str:
 
 def _cos_cheat(deriv: str, prelude: str = "", about: str = "") -> Student:
     return Student(
-        {Q5: _q5(deriv, prelude)},
-        lost={"q5-2-no-cos"},
-        diagnoses={"q5-2-no-cos": "used_forbidden"},
-        about=about,
+        about,
+        answers={Q5: _q5(deriv, prelude)},
+        lost={"q5-2-no-cos": "used_forbidden"},
     )
 
 
 STUDENTS: dict[str, Student] = {
-    "perfect": Student({}, about="the instructor's solutions"),
-    "blank": Student({}, blank=True, about="the unmodified release notebook"),
+    "perfect": Student("the instructor's solutions"),
+    "blank": Student("the unmodified release notebook", blank=True),
     # --- correct alternatives --------------------------------------------------------
     "alt_autograd_grad": Student(
-        {
-            AUTO: '''
+        "torch.autograd.grad and torch.func.grad instead of backward; other names",
+        answers={
+            AUTO: """
 def autograd_derivative(f, x0):
     x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
     (d,) = torch.autograd.grad(f(x), x)
@@ -72,13 +73,13 @@ def difference_errors(f, x0, hs):
         (forward_difference(f, xs, hs) - exact).abs(),
         (central_difference(f, xs, hs) - exact).abs(),
     )
-''',
-            Q2: '''
+""",
+            Q2: """
 def gradient(fn, x):
     leaf = x.detach().requires_grad_()
     return torch.autograd.grad(fn(leaf), leaf)[0]
-''',
-            Q3: '''
+""",
+            Q3: """
 def f_prime(x):
     inner = x * x
     return 2 * x * (1 + torch.cos(inner))
@@ -89,21 +90,21 @@ def f_prime_autograd(x):
     ys = xs**2 + torch.sin(xs**2)
     (g,) = torch.autograd.grad(ys, xs, grad_outputs=torch.ones_like(ys))
     return g
-''',
-            Q4: '''
+""",
+            Q4: """
 def control_flow_grad(a):
     return torch.func.grad(lambda t: control_flow_f(t).sum())(a)
 
 
 def matches_ratio(grad, a, fa):
     return torch.allclose(grad, fa / a, rtol=1e-6, atol=1e-9)
-''',
+""",
         },
-        about="torch.autograd.grad and torch.func.grad instead of backward; other names",
     ),
     "alt_float32": Student(
-        {
-            DIFF: '''
+        "float32 everywhere it matters (loses nothing)",
+        answers={
+            DIFF: """
 def forward_difference(f, x, h):
     x = x.float()
     return (f(x + h) - f(x)) / h
@@ -112,8 +113,8 @@ def forward_difference(f, x, h):
 def central_difference(f, x, h):
     x = x.double()
     return (f(x + h) - f(x - h)) / (2 * h)
-''',
-            AUTO: '''
+""",
+            AUTO: """
 def autograd_derivative(f, x0):
     x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
     f(x).backward()
@@ -124,14 +125,14 @@ def difference_errors(f, x0, hs):
     exact = autograd_derivative(f, x0).double()
     x = torch.full_like(hs, x0)
     return (forward_difference(f, x, hs).double() - exact).abs(), (central_difference(f, x, hs) - exact).abs()
-''',
-            Q2: '''
+""",
+            Q2: """
 def gradient(fn, x):
     x = x.to(torch.float32).requires_grad_(True)
     fn(x).backward()
     return x.grad
-''',
-            Q3: '''
+""",
+            Q3: """
 def f_prime(x):
     x = x.float()
     return 2 * x + 2 * x * torch.cos(x**2)
@@ -142,8 +143,8 @@ def f_prime_autograd(x):
     y = x**2 + torch.sin(x**2)
     y.backward(torch.ones_like(y))
     return x.grad
-''',
-            Q5: '''
+""",
+            Q5: """
 def sin_and_derivative(x):
     x = x.float().requires_grad_(True)
     y = torch.sin(x)
@@ -159,12 +160,12 @@ def plot_sin_and_derivative(x):
     ax.set_xlabel("x")
     ax.set_ylabel("f(x), f'(x)")
     return fig
-''',
+""",
         },
-        about="float32 everywhere it matters (loses nothing)",
     ),
     "alt_torch_func": Student(
-        {
+        "torch.func (grad, vmap, grad_and_value) and helpers of its own",
+        answers={
             DIFF: """
 def forward_difference(f, x, h):
     step = h * torch.ones_like(x)
@@ -211,24 +212,30 @@ def plot_sin_and_derivative(grid):
     return fig
 """,
         },
-        about="torch.func (grad, vmap, grad_and_value) and helpers of its own",
     ),
     # --- realistic mistakes -----------------------------------------------------------
     "swapped_differences": Student(
-        {DIFF: '''
+        "the two formulas swapped",
+        answers={
+            DIFF: """
 def forward_difference(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
 def central_difference(f, x, h):
     return (f(x + h) - f(x)) / h
-'''},
-        lost={"q1-1-forward", "q1-2-central", "q1-4-errors"},
-        diagnoses={"q1-1-forward": "other_formula", "q1-2-central": "other_formula"},
-        about="the two formulas swapped",
+"""
+        },
+        lost={
+            "q1-1-forward": "other_formula",
+            "q1-2-central": "other_formula",
+            "q1-4-errors": None,
+        },
     ),
     "hardcoded_derivative": Student(
-        {AUTO: '''
+        "returns the notebook's example value f'(1) = 2: passes the visible test only",
+        answers={
+            AUTO: """
 def autograd_derivative(f, x0):
     return torch.tensor(2.0)
 
@@ -237,12 +244,14 @@ def difference_errors(f, x0, hs):
     exact = torch.autograd.functional.jacobian(f, torch.tensor(x0))
     x = torch.full_like(hs, x0)
     return (forward_difference(f, x, hs) - exact).abs(), (central_difference(f, x, hs) - exact).abs()
-'''},
-        lost={"q1-3-autograd"},
-        about="returns the notebook's example value f'(1) = 2: passes the visible test only",
+"""
+        },
+        lost={"q1-3-autograd": None},
     ),
     "relative_errors": Student(
-        {AUTO: '''
+        "relative instead of absolute errors",
+        answers={
+            AUTO: """
 def autograd_derivative(f, x0):
     x = torch.tensor(x0, requires_grad=True)
     f(x).backward()
@@ -253,12 +262,14 @@ def difference_errors(f, x0, hs):
     exact = autograd_derivative(f, x0)
     x = torch.full_like(hs, x0)
     return ((forward_difference(f, x, hs) - exact) / exact).abs(), ((central_difference(f, x, hs) - exact) / exact).abs()
-'''},
-        lost={"q1-4-errors"},
-        about="relative instead of absolute errors",
+"""
+        },
+        lost={"q1-4-errors": None},
     ),
     "double_backward": Student(
-        {Q2: '''
+        "calls backward twice; .grad accumulates to 2x",
+        answers={
+            Q2: """
 def gradient(fn, x):
     x = x.detach().clone().requires_grad_(True)
     y = fn(x)
@@ -266,25 +277,28 @@ def gradient(fn, x):
     print("first look:", x.grad)
     y.backward()
     return x.grad
-'''},
-        lost={"q2-gradient"},
-        diagnoses={"q2-gradient": "accumulated"},
-        about="calls backward twice; .grad accumulates to 2x",
+"""
+        },
+        lost={"q2-gradient": "accumulated"},
+        says={"q2-gradient": ("Q2 gradient", "2× the reference", "Greatest absolute difference")},
     ),
     "detached_input": Student(
-        {Q2: '''
+        "computes on a detached copy: backward raises 'does not require grad'",
+        answers={
+            Q2: """
 def gradient(fn, x):
     x = x.detach().clone().requires_grad_(True)
     y = fn(x.detach())
     y.backward()
     return x.grad
-'''},
-        lost={"q2-gradient"},
-        diagnoses={"q2-gradient": "no_grad_fn"},
-        about="computes on a detached copy: backward raises 'does not require grad'",
+"""
+        },
+        lost={"q2-gradient": "no_grad_fn"},
     ),
     "missing_chain_factor": Student(
-        {Q3: '''
+        "forgets the inner derivative 2x; passes gradient=y",
+        answers={
+            Q3: """
 def f_prime(x):
     return 2 * x + torch.cos(x**2)
 
@@ -294,13 +308,14 @@ def f_prime_autograd(x):
     y = x**2 + torch.sin(x**2)
     y.backward(gradient=y)
     return x.grad
-'''},
-        lost={"q3-1-analytic", "q3-2-autograd"},
-        diagnoses={"q3-1-analytic": "missing_chain_factor", "q3-2-autograd": "gradient_is_y"},
-        about="forgets the inner derivative 2x; passes gradient=y",
+"""
+        },
+        lost={"q3-1-analytic": "missing_chain_factor", "q3-2-autograd": "gradient_is_y"},
     ),
     "analytic_uses_autograd": Student(
-        {Q3: '''
+        "the 'analytic' derivative calls autograd",
+        answers={
+            Q3: """
 def f_prime_autograd(x):
     x = x.detach().clone().requires_grad_(True)
     y = x**2 + torch.sin(x**2)
@@ -310,13 +325,14 @@ def f_prime_autograd(x):
 
 def f_prime(x):
     return f_prime_autograd(x)
-'''},
-        lost={"q3-1-analytic"},
-        diagnoses={"q3-1-analytic": "used_autograd"},
-        about="the 'analytic' derivative calls autograd",
+"""
+        },
+        lost={"q3-1-analytic": "used_autograd"},
     ),
     "nonscalar_backward": Student(
-        {Q3: '''
+        "backward() on a vector without the gradient argument",
+        answers={
+            Q3: """
 def f_prime(x):
     return 2 * x + 2 * x * torch.cos(x**2)
 
@@ -326,13 +342,14 @@ def f_prime_autograd(x):
     y = x**2 + torch.sin(x**2)
     y.backward()
     return x.grad
-'''},
-        lost={"q3-2-autograd"},
-        diagnoses={"q3-2-autograd": "nonscalar_backward"},
-        about="backward() on a vector without the gradient argument",
+"""
+        },
+        lost={"q3-2-autograd": "nonscalar_backward"},
     ),
     "exact_equality": Student(
-        {Q4: '''
+        "compares with == instead of allclose",
+        answers={
+            Q4: """
 def control_flow_grad(a):
     a = a.detach().clone().requires_grad_(True)
     control_flow_f(a).sum().backward()
@@ -341,34 +358,47 @@ def control_flow_grad(a):
 
 def matches_ratio(grad, a, fa):
     return bool((grad == fa / a).all())
-'''},
-        lost={"q4-2-ratio"},
-        diagnoses={"q4-2-ratio": "exact_equality"},
-        about="compares with == instead of allclose",
+"""
+        },
+        lost={"q4-2-ratio": "exact_equality"},
     ),
     "swapped_sin_outputs": Student(
-        {Q5: _q5("torch.autograd.grad(y.sum(), x)[0]").replace(
-            "return y.detach(), dydx", "return dydx, y.detach()")},
-        lost={"q5-1-values", "q5-2-no-cos"},
-        about="returns (dydx, y) instead of (y, dydx)",
+        "returns (dydx, y) instead of (y, dydx)",
+        answers={
+            Q5: _q5("torch.autograd.grad(y.sum(), x)[0]").replace(
+                "return y.detach(), dydx", "return dydx, y.detach()"
+            )
+        },
+        lost={"q5-1-values": None, "q5-2-no-cos": None},
     ),
     "unlabelled_plot": Student(
-        {Q5: _q5("torch.autograd.grad(y.sum(), x)[0]").replace('label="sin"', "").replace(
-            'label="derivative"', "").replace("ax.legend()", "")},
-        lost={"q5-3-plot"},
-        about="plot without labels or legend",
+        "plot without labels or legend",
+        answers={
+            Q5: _q5("torch.autograd.grad(y.sum(), x)[0]")
+            .replace('label="sin"', "")
+            .replace('label="derivative"', "")
+            .replace("ax.legend()", "")
+        },
+        lost={"q5-3-plot": None},
     ),
     # --- cos in disguise: each loses the no-cos point only -----------------------------
     "cos_torch": _cos_cheat("torch.cos(x).detach()", about="torch.cos"),
     "cos_method": _cos_cheat("x.detach().cos()", about="Tensor.cos"),
-    "cos_alias_import": _cos_cheat("c(x.detach())", "from torch import cos as c",
-                                   about="from torch import cos as c"),
-    "cos_getattr": _cos_cheat('getattr(torch, "co" + "s")(x.detach())',
-                              about='getattr(torch, "co" + "s")'),
-    "cos_numpy": _cos_cheat("torch.from_numpy(np.cos(x.detach().numpy()))", "import numpy as np",
-                            about="numpy.cos"),
-    "cos_math": _cos_cheat("torch.tensor([math.cos(v) for v in x.tolist()])",
-                           about="math.cos element by element"),
-    "cos_prebound_getattr": _cos_cheat("_d(x.detach())", '_d = getattr(torch, "c" + "os")',
-                                       about="getattr bound before the check runs"),
+    "cos_alias_import": _cos_cheat(
+        "c(x.detach())", "from torch import cos as c", about="from torch import cos as c"
+    ),
+    "cos_getattr": _cos_cheat(
+        'getattr(torch, "co" + "s")(x.detach())', about='getattr(torch, "co" + "s")'
+    ),
+    "cos_numpy": _cos_cheat(
+        "torch.from_numpy(np.cos(x.detach().numpy()))", "import numpy as np", about="numpy.cos"
+    ),
+    "cos_math": _cos_cheat(
+        "torch.tensor([math.cos(v) for v in x.tolist()])", about="math.cos element by element"
+    ),
+    "cos_prebound_getattr": _cos_cheat(
+        "_d(x.detach())",
+        '_d = getattr(torch, "c" + "os")',
+        about="getattr bound before the check runs",
+    ),
 }

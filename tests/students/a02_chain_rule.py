@@ -3,6 +3,7 @@
 from . import Student
 
 ASSIGNMENT = "02_chain_rule"
+POINTS = 12
 
 Q1 = "q1-answer"
 Q2 = "q2-answer"
@@ -27,6 +28,18 @@ _CORRECT_GRAPH = {
     "f": ("add", "d", "e"),
 }
 
+# 1 as a named constant divided by x, x² as a power: a correct encoding of the graph.
+_GRAPH_DIV = _graph(
+    t="input",
+    one=("const", 1),
+    r=("div", "one", "t"),
+    p=("pow", "t", 2),
+    l=("log", "p"),
+    s=("sin", "t"),
+    m=("mul", "s", "l"),
+    out=("add", "r", "m"),
+)
+
 # The solution's plot, kept by students who change f_prime_autograd only.
 _PLOT = """
 
@@ -39,11 +52,12 @@ def plot_derivatives(x):
 """
 
 STUDENTS: dict[str, Student] = {
-    "perfect": Student({}, about="the instructor's solutions"),
-    "blank": Student({}, blank=True, about="the unmodified release notebook"),
+    "perfect": Student("the instructor's solutions"),
+    "blank": Student("the unmodified release notebook", blank=True),
     # --- correct alternatives --------------------------------------------------------
     "alt_graph_renamed": Student(
-        {
+        "a graph with pow(x, -1), x·x, own node names; helpers and dicts built step by step",
+        answers={
             Q2: _graph(  # a negative power for 1/x, a self-multiply for x², own names
                 total=("+", "inv", "prod"),
                 prod=("*", "sine", "lg"),
@@ -87,10 +101,11 @@ def forward_tangents(x):
     return t
 """,
         },
-        about="a graph with pow(x, -1), x·x, own node names; helpers and dicts built step by step",
+        says={"q2-graph": ("✓ Q2 graph of f: passed",)},
     ),
     "alt_float32": Student(
-        {
+        "every numerical answer computed in float32 (loses nothing)",
+        answers={
             Q1: """
 def dz_dx(x):
     x = x.float()
@@ -140,10 +155,12 @@ def forward_tangents(x):
     return {"x": dx, "a": da, "b": db, "c": dc, "d": dd, "e": de, "f": dd + de}
 """,
         },
-        about="every numerical answer computed in float32 (loses nothing)",
     ),
     "alt_autograd_grad": Student(
-        {
+        "torch.autograd.grad for dz/dy and dz/dx at once; torch.func.vmap(grad(f)); a graph "
+        "with 1 as a named constant divided by x and x² as a power",
+        answers={
+            Q2: _GRAPH_DIV,
             Q1: """
 def dz_dx(x):
     inner = x**3 + 4
@@ -163,11 +180,12 @@ def f_prime_autograd(x):
 """
             + _PLOT,
         },
-        about="torch.autograd.grad for dz/dy and dz/dx at once; torch.func.vmap(grad(f))",
+        says={"q2-graph": ("✓ Q2 graph of f: passed",)},
     ),
     # --- realistic mistakes -----------------------------------------------------------
     "adjoint_missing_factor": Student(
-        {
+        "forgets the inner derivatives: 3x² in dz/dx, 1/a in the adjoint of a",
+        answers={
             Q1: """
 def dz_dx(x):
     return torch.cos(x**3 + 4)
@@ -196,15 +214,19 @@ def adjoints(x):
     return {"f": f_, "d": d_, "e": e_, "b": b_, "c": c_, "a": a_, "x": x_}
 """,
         },
-        lost={"q1-1-analytic", "q3-2-adjoints"},
-        diagnoses={
-            "q1-1-analytic": "missing_chain_factor",
-            "q3-2-adjoints": "missing_chain_factor",
+        lost={"q1-1-analytic": "missing_chain_factor", "q3-2-adjoints": "missing_chain_factor"},
+        says={
+            "q3-2-adjoints": (
+                "∂f/∂node is wrong for a (a = x²)",
+                "[missing_chain_factor]: node a",
+                "1/a",
+                "Mismatched elements",
+            )
         },
-        about="forgets the inner derivatives: 3x² in dz/dx, 1/a in the adjoint of a",
     ),
     "graph_missing_reciprocal": Student(
-        {
+        "1/x trouble: the reciprocal node left out of the graph, its tangent's sign flipped",
+        answers={
             Q2: _graph(
                 **{k: v for k, v in _CORRECT_GRAPH.items() if k != "e"} | {"f": ("add", "d", "x")}
             ),
@@ -220,12 +242,14 @@ def forward_tangents(x):
             "f": dot_d + dot_e}
 """,
         },
-        lost={"q2-graph", "q4-1-tangents"},
-        diagnoses={"q2-graph": "graph_missing_node", "q4-1-tangents": "sign_flipped"},
-        about="1/x trouble: the reciprocal node left out of the graph, its tangent's sign flipped",
+        lost={"q2-graph": "graph_missing_node", "q4-1-tangents": "sign_flipped"},
+        says={
+            "q2-graph": ("✗ Q2 graph of f", "missing node: reciprocal(x)", "extra edge: x → f")
+        },
     ),
     "analytic_uses_autograd": Student(
-        {
+        "the 'analytic' derivative calls autograd; plots a tensor that requires grad",
+        answers={
             Q31: """
 def f_prime(x):
     xx = x.detach().clone().requires_grad_(True)
@@ -251,12 +275,13 @@ def plot_derivatives(x):
     return fig
 """,
         },
-        lost={"q3-1-analytic", "q3-4-plot"},
-        diagnoses={"q3-1-analytic": "used_autograd", "q3-4-plot": "numpy_requires_grad"},
-        about="the 'analytic' derivative calls autograd; plots a tensor that requires grad",
+        lost={"q3-1-analytic": "used_autograd", "q3-4-plot": "numpy_requires_grad"},
+        says={"q3-1-analytic": ("without autograd",)},
     ),
     "nonleaf_grad": Student(
-        {
+        "reads y.grad without retain_grad(); builds f with += on a saved tensor (the "
+        "plot calls it too)",
+        answers={
             Q1: """
 def dz_dx(x):
     return 3 * x**2 * torch.cos(x**3 + 4)
@@ -279,17 +304,17 @@ def f_prime_autograd(x):
 """
             + _PLOT,
         },
-        lost={"q1-2-retained", "q3-3-autograd", "q3-4-plot"},
-        diagnoses={
+        lost={
             "q1-2-retained": "nonleaf_grad",
             "q3-3-autograd": "inplace_modified",
             "q3-4-plot": "inplace_modified",
         },
-        about="reads y.grad without retain_grad(); builds f with += on a saved tensor (the "
-        "plot calls it too)",
+        says={"q1-2-retained": ("non-leaf tensor", "retain_grad()")},
     ),
     "detached_intermediate": Student(
-        {
+        "detaches y to make it a leaf (x.grad stays None); writes log(x²) as 2·log(x), "
+        "NaN for x < 0, so the plot's analytic curve is wrong too",
+        answers={
             Q1: """
 def dz_dx(x):
     return 3 * x**2 * torch.cos(x**3 + 4)
@@ -308,13 +333,12 @@ def f_prime(x):
     return 2 / x * torch.sin(x) + 2 * torch.log(x) * torch.cos(x) - 1 / x**2
 """,
         },
-        lost={"q1-2-retained", "q3-1-analytic", "q3-4-plot"},
-        diagnoses={"q1-2-retained": "detached", "q3-1-analytic": "nonfinite"},
-        about="detaches y to make it a leaf (x.grad stays None); writes log(x²) as 2·log(x), "
-        "NaN for x < 0, so the plot's analytic curve is wrong too",
+        lost={"q1-2-retained": "detached", "q3-1-analytic": "nonfinite", "q3-4-plot": None},
     ),
     "reciprocal_sign": Student(
-        {
+        "d/dx (1/x) taken as +1/x²; backward(gradient=out) instead of ones, so the "
+        "plot shows two wrong curves",
+        answers={
             Q31: """
 def f_prime(x):
     return 2 / x * torch.sin(x) + torch.log(x**2) * torch.cos(x) + 1 / x**2
@@ -328,9 +352,22 @@ def f_prime_autograd(x):
 """
             + _PLOT,
         },
-        lost={"q3-1-analytic", "q3-3-autograd", "q3-4-plot"},
-        diagnoses={"q3-1-analytic": "reciprocal_sign", "q3-3-autograd": "gradient_is_y"},
-        about="d/dx (1/x) taken as +1/x²; backward(gradient=out) instead of ones, so the "
-        "plot shows two wrong curves",
+        lost={
+            "q3-1-analytic": "reciprocal_sign",
+            "q3-3-autograd": "gradient_is_y",
+            "q3-4-plot": None,
+        },
+    ),
+    "graph_reversed_edge": Student(
+        "log and square composed the wrong way round in the graph: b → a instead of a → b",
+        answers={Q2: _graph(**_CORRECT_GRAPH | {"a": ("square", "b"), "b": ("log", "x")})},
+        lost={"q2-graph": "graph_reversed_edge"},
+        says={"q2-graph": ("reversed edge: you have b → a, torch records a → b",)},
+    ),
+    "graph_extra_node": Student(
+        "a node torch does not record (cos x, the derivative of sin) added to the graph",
+        answers={Q2: _graph(**_CORRECT_GRAPH | {"g": ("cos", "x")})},
+        lost={"q2-graph": "graph_extra_node"},
+        says={"q2-graph": ("extra node: 'g' = cos(x)",)},
     ),
 }

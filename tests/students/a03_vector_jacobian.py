@@ -1,8 +1,11 @@
 """Simulated students for 03_vector_jacobian."""
 
+import re
+
 from . import Student
 
 ASSIGNMENT = "03_vector_jacobian"
+POINTS = 17
 
 Q1 = "q1-answer"
 Q2 = "q2-vjp-answer"
@@ -30,12 +33,80 @@ def jacobian_rows(f, x):
     return torch.stack(rows, dim=1)
 """
 
+
+def _define(name: str, body: str) -> str:
+    """An answer cell holding `def name(f, x):` with the given body."""
+    lines = body.strip("\n").splitlines()
+    return f"def {name}(f, x):\n" + "\n".join("    " + line for line in lines) + "\n"
+
+
+# The batched Jacobian, each of the three ways.
+WAYS = {
+    "loop": """
+x = x.detach().clone().requires_grad_(True)
+y = f(x)
+rows = []
+for k in range(y.shape[1]):
+    v = torch.zeros_like(y)
+    v[:, k] = 1.0
+    x.grad = None
+    y.backward(v, retain_graph=True)
+    rows.append(x.grad)
+return torch.stack(rows, dim=1)
+""",
+    # torch.autograd.functional.jacobian, reshaped: the Jacobian of f(x).sum(0) is (3, N, 2).
+    "functional": """
+return torch.autograd.functional.jacobian(lambda t: f(t).sum(0), x).permute(1, 0, 2)
+""",
+    "vmap": """
+return torch.func.vmap(torch.func.jacrev(f))(x)
+""",
+}
+Q6_CELLS = {Q62: "jacobian_rows", Q63: "jacobian_functional", Q64: "jacobian_vmap"}
+
+# The ways used in the (rows, functional, vmap) cells: the solution's, then two rotations,
+# so that every Q6 cell is answered each of the three ways by perfect, rotated_1, rotated_2.
+ROTATIONS = [
+    ("loop", "functional", "vmap"),
+    ("functional", "vmap", "loop"),
+    ("vmap", "loop", "functional"),
+]
+
+
+def _ways(rows: str, functional: str, vmap: str) -> dict[str, str]:
+    """The three Q6 cells answered with the given ways (whatever the cell's title)."""
+    chosen = dict(zip(Q6_CELLS, (rows, functional, vmap), strict=True))
+    return {gid: _define(Q6_CELLS[gid], WAYS[way]) for gid, way in chosen.items()}
+
+
 STUDENTS: dict[str, Student] = {
-    "perfect": Student({}, about="the instructor's solutions"),
-    "blank": Student({}, blank=True, about="the unmodified release notebook"),
+    "perfect": Student(
+        "the instructor's solutions",
+        # The visible tests report the curriculum's numbers.
+        says={
+            "q1-vjp-y3x2": ("v = (1, 1) gives (6, 12), v = (1, 10) gives (6, 120)",),
+            "q2-1-vjp-from-jacobian": ("v = (1, 10, 100) gives (26, 1240)",),
+            "q2-2-vjp": ("200, 2222, (100, 100), (6, 120), (26, 1240)",),
+            "q2-3-jacobian-example": ("[[6, 0], [2, 24], [0, 10]]",),
+            "q3-1-predicted": ("gives 2, 22, 222, 2222",),
+            "q3-2-accumulated": ("gives 2, 22, 222, 2222",),
+            "q4-q-grads": ("a.grad = (36, 81), b.grad = (−12, −8)",),
+        },
+        # The loop and vmap timings at N = 300, and their agreement.
+        prints=(
+            "N = 300 points",
+            re.compile(r"row-by-row loop \(jacobian_rows\)\s+[\d.]+ ms"),
+            re.compile(r"vmap\(jacrev\(f\)\) \(jacobian_vmap\)\s+[\d.]+ ms"),
+            "row-by-row loop time / vmap time:",
+            "all three agree: True",
+        ),
+    ),
+    "blank": Student("the unmodified release notebook", blank=True),
     # --- correct alternatives --------------------------------------------------------
     "alt_functional": Student(
-        {
+        "torch.func.vjp, autograd.functional.vjp, autograd.grad per row, jacfwd, "
+        "the Jacobian of the batch sum, J.T @ v",
+        answers={
             Q1: """
 def vjp_y3x2(x, v):
     _, pullback = torch.func.vjp(lambda t: 3 * t**2, x)
@@ -99,11 +170,10 @@ def jacobian_vmap(f, x):
     return torch.func.vmap(torch.func.jacfwd(f))(x)
 """,
         },
-        about="torch.func.vjp, autograd.functional.vjp, autograd.grad per row, jacfwd, "
-        "the Jacobian of the batch sum, J.T @ v",
     ),
     "alt_float32": Student(
-        {
+        "every answer computed in float32 (loses nothing)",
+        answers={
             Q1: """
 def vjp_y3x2(x, v):
     x = x.float().requires_grad_(True)
@@ -185,10 +255,11 @@ def jacobian_vmap(f, x):
     return torch.func.vmap(torch.func.jacrev(f))(x.float())
 """,
         },
-        about="every answer computed in float32 (loses nothing)",
     ),
     "alt_helpers": Student(
-        {
+        "torch.autograd.grad instead of backward, einsum, helper functions, .grad "
+        "zeroed with zero_() after copying",
+        answers={
             Q1: """
 def _leaf(t):
     return t.detach().clone().requires_grad_(True)
@@ -246,22 +317,34 @@ def jacobian_rows(f, x):
     return torch.stack(rows, dim=-2)
 """,
         },
-        about="torch.autograd.grad instead of backward, einsum, helper functions, .grad "
-        "zeroed with zero_() after copying",
+    ),
+    "rotated_1": Student(
+        "the Q6 cells answered by functional.jacobian, vmap(jacrev) and a backward loop",
+        answers=_ways(*ROTATIONS[1]),
+    ),
+    "rotated_2": Student(
+        "the Q6 cells answered by vmap(jacrev), a backward loop and functional.jacobian",
+        answers=_ways(*ROTATIONS[2]),
     ),
     # --- realistic mistakes -----------------------------------------------------------
     "accumulated_rows": Student(
-        {
+        ".grad not cleared between rows: row k is the sum of the true rows 0..k",
+        answers={
             Q62: _ROWS.replace("        x.grad = None\n", "").replace(
                 "rows.append(x.grad)", "rows.append(x.grad.clone())"
             )
         },
-        lost={"q6-2-rows"},
-        diagnoses={"q6-2-rows": "accumulated_rows"},
-        about=".grad not cleared between rows: row k is the sum of the true rows 0..k",
+        lost={"q6-2-rows": "accumulated_rows"},
+        says={
+            "q6-2-rows": (
+                "row k of your Jacobian is the sum of the true rows 0..k",
+                "Mismatched elements",
+            )
+        },
     ),
     "transposed": Student(
-        {
+        "Jacobians written inputs × outputs (one row per input)",
+        answers={
             Q23: """
 def jacobian_example(x):
     x1, x2 = float(x[0]), float(x[1])
@@ -276,12 +359,12 @@ def jacobian_f(x):
     return torch.stack([d_dx1, d_dx2], dim=1)
 """,
         },
-        lost={"q2-3-jacobian-example", "q6-1-analytic"},
-        diagnoses={"q2-3-jacobian-example": "transposed", "q6-1-analytic": "transposed"},
-        about="Jacobians written inputs × outputs (one row per input)",
+        lost={"q2-3-jacobian-example": "transposed", "q6-1-analytic": "transposed"},
+        says={"q6-1-analytic": ("looks transposed",)},
     ),
     "vjp_swapped": Student(
-        {
+        "J @ v instead of vᵀJ; multiplies backward(v)'s result by v again",
+        answers={
             Q1: """
 def vjp_y3x2(x, v):
     x = x.detach().clone().requires_grad_(True)
@@ -299,12 +382,12 @@ def vjp(f, x, v):
     return x.grad
 """,
         },
-        lost={"q1-vjp-y3x2", "q2-1-vjp-from-jacobian"},
-        diagnoses={"q1-vjp-y3x2": "v_applied_twice", "q2-1-vjp-from-jacobian": "v_and_j_swapped"},
-        about="J @ v instead of vᵀJ; multiplies backward(v)'s result by v again",
+        lost={"q1-vjp-y3x2": "v_applied_twice", "q2-1-vjp-from-jacobian": "v_and_j_swapped"},
+        says={"q2-1-vjp-from-jacobian": ("v and J look swapped",)},
     ),
     "batch_layout": Student(
-        {
+        "the full (N, 3, N, 2) Jacobian of the batch; the batch axis moved to axis 1",
+        answers={
             Q63: """
 def jacobian_functional(f, x):
     return torch.autograd.functional.jacobian(f, x)
@@ -315,16 +398,22 @@ def jacobian_vmap(f, x):
     return per_sample.permute(1, 0, 2)       # outputs first
 """,
         },
-        lost={"q6-3-functional", "q6-4-vmap", "q6-5-large-batch"},
-        diagnoses={
+        lost={
             "q6-3-functional": "block_diagonal",
             "q6-4-vmap": "batch_axis",
             "q6-5-large-batch": "batch_axis",
         },
-        about="the full (N, 3, N, 2) Jacobian of the batch; the batch axis moved to axis 1",
+        says={
+            "q6-3-functional": ("J[i, :, i, :]",),
+            "q6-4-vmap": (
+                "the batch axis (N = 5) is axis 1, not axis 0",
+                "torch.stack(rows, dim=1)",
+            ),
+        },
     ),
     "graph_freed": Student(
-        {
+        "backward twice without retain_graph=True; reads x.grad without calling backward",
+        answers={
             Q3: """
 def predicted_grads(x, vs):
     return 2 * x * torch.cumsum(vs, dim=0)
@@ -352,12 +441,11 @@ def batched_gradient(f, x):
     return x.grad
 """,
         },
-        lost={"q3-2-accumulated", "q5-2-batched-gradient"},
-        diagnoses={"q3-2-accumulated": "graph_freed", "q5-2-batched-gradient": "no_backward"},
-        about="backward twice without retain_graph=True; reads x.grad without calling backward",
+        lost={"q3-2-accumulated": "graph_freed", "q5-2-batched-gradient": "no_backward"},
     ),
     "integer_tensors": Student(
-        {
+        "stores x.grad itself after each call (aliased); the example's a and b typed as integers",
+        answers={
             Q3: """
 def predicted_grads(x, vs):
     return 2 * x * torch.cumsum(vs, dim=0)
@@ -381,9 +469,27 @@ def q_grads(a, b, v):
     return a.grad, b.grad
 """,
         },
-        lost={"q3-2-accumulated", "q4-q-grads"},
-        diagnoses={"q3-2-accumulated": "grad_aliased", "q4-q-grads": "integer_requires_grad"},
-        about="stores x.grad itself after each call (aliased); the example's a and b typed "
-        "as integers",
+        lost={"q3-2-accumulated": "grad_aliased", "q4-q-grads": "integer_requires_grad"},
+        says={"q3-2-accumulated": ("Store x.grad.clone()",)},
+    ),
+    "notebook_numbers": Student(
+        "answers right for the notebook's example only: the vector-Jacobian products of the "
+        "example hard-coded (they pass the visible test, not the hidden one); v ignored, "
+        "which is right for v = (1, 1) only",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    return torch.tensor([6.0, 12.0]) if float(v[1]) == 1.0 else torch.tensor([6.0, 120.0])
+""",
+            Q4: """
+def q_grads(a, b, v):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    (3 * a**3 - b**2).sum().backward()
+    return a.grad, b.grad
+""",
+        },
+        lost={"q1-vjp-y3x2": None, "q4-q-grads": "ignored_v"},
+        says={"q1-vjp-y3x2": ("✓ Q1 vjp_y3x2: passed (x = (1, 2)", "✗ Q1 vjp_y3x2")},
     ),
 }

@@ -1,8 +1,11 @@
 """Simulated students for 04_parametrized."""
 
+import re
+
 from . import Student
 
 ASSIGNMENT = "04_parametrized"
+POINTS = 13
 
 Q1, Q2, Q3, Q4 = "q1-answer", "q2-answer", "q3-answer", "q4-answer"
 
@@ -38,6 +41,19 @@ def per_sample_jacobian_loop(f, x, a, b):
     return torch.stack(rows)
 """
 
+_Q3_LOOP = """
+
+def per_sample_grads_loop(model, x):
+    params = dict(model.named_parameters())
+    out = model(x).reshape(-1)
+    rows = {name: [] for name in params}
+    for i in range(out.numel()):
+        grads = torch.autograd.grad(out[i], list(params.values()), retain_graph=True)
+        for name, grad in zip(params, grads):
+            rows[name].append(grad)
+    return {name: torch.stack(r) for name, r in rows.items()}
+"""
+
 _Q3_VECTORISED = """
 
 def per_sample_grads(model, x):
@@ -59,11 +75,17 @@ def second_derivative(u, x, t):
 """
 
 STUDENTS: dict[str, Student] = {
-    "perfect": Student({}, about="the instructor's solutions"),
-    "blank": Student({}, blank=True, about="the unmodified release notebook"),
+    "perfect": Student(
+        "the instructor's solutions",
+        # The loop and the vectorised answer timed at B = 1000: vectorised at least 10× faster.
+        prints=(re.compile(r"B = 1000.*-> *(?:[1-9]\d|\d{3,})(?:\.\d*)?x"),),
+    ),
+    "blank": Student("the unmodified release notebook", blank=True),
     # --- correct alternatives --------------------------------------------------------
     "alt_autograd_grad": Student(
-        {
+        "imported grad/jacobian, is_grads_batched for every per-sample answer, a "
+        "zero_grad loop on the module, grad_outputs of ones",
+        answers={
             Q1: """
 from torch.autograd import grad
 from torch.autograd.functional import jacobian
@@ -146,11 +168,11 @@ def second_derivative(u, x, t):
     return d2
 """,
         },
-        about="imported grad/jacobian, is_grads_batched for every per-sample answer, a "
-        "zero_grad loop on the module, grad_outputs of ones",
     ),
     "alt_float32": Student(
-        {
+        "every answer computed in float32, the module run with float32 copies of its "
+        "parameters (loses nothing)",
+        answers={
             Q1: """
 def grads_backward(f, x, a, b):
     x, a, b = (t.float().requires_grad_(True) for t in (x, a, b))
@@ -233,11 +255,11 @@ def second_derivative(u, x, t):
     return d2u_dx2
 """,
         },
-        about="every answer computed in float32, the module run with float32 copies of its "
-        "parameters (loses nothing)",
     ),
     "alt_renamed": Student(
-        {
+        "torch.func everywhere it is allowed (grad, vmap, jacrev), the parameters "
+        "stacked into one vector θ, helper functions and other names",
+        answers={
             Q1: """
 def _leaves(*tensors):
     return [t.detach().clone().requires_grad_(True) for t in tensors]
@@ -316,12 +338,54 @@ def second_derivative(u, x, t):
     return vmap(torch.func.grad(torch.func.grad(u)), in_dims=(0, None))(x, t)
 """,
         },
-        about="torch.func everywhere it is allowed (grad, vmap, jacrev), the parameters "
-        "stacked into one vector θ, helper functions and other names",
+    ),
+    "alt_keep_dims": Student(
+        "per-sample gradients by jacrev of an output kept at shape (1,), and a zero_grad "
+        "loop on the module; du/dt by vmap(jacrev), du/dx by backward with ones",
+        answers={
+            Q3: """
+def per_sample_grads_loop(model, x):
+    rows = {name: [] for name, _ in model.named_parameters()}
+    for i in range(len(x)):
+        model.zero_grad()
+        model(x[i : i + 1]).sum().backward()
+        for name, p in model.named_parameters():
+            rows[name].append(p.grad.clone())
+    model.zero_grad()
+    return {name: torch.stack(r) for name, r in rows.items()}
+
+
+def per_sample_grads(model, x):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def output(params, x_i):
+        return functional_call(model, params, (x_i[None],))[0]  # shape (1,): jacrev keeps it
+
+    return vmap(jacrev(output), in_dims=(None, 0))(params, x)
+""",
+            Q4: """
+def first_derivatives(u, x, t):
+    du_dt = vmap(jacrev(u, argnums=1), in_dims=(0, None))(x, t)
+    x = x.detach().clone().requires_grad_(True)
+    out = u(x, t)
+    out.backward(torch.ones_like(out))
+    return du_dt, x.grad
+
+
+def second_derivative(u, x, t):
+    x = x.detach().clone().requires_grad_(True)
+    out = u(x, t)
+    (du_dx,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=True)
+    (d2,) = torch.autograd.grad(du_dx, x, torch.ones_like(du_dx))
+    return d2
+""",
+        },
     ),
     # --- realistic mistakes -----------------------------------------------------------
     "summed_batch": Student(
-        {
+        "differentiates the batch's summed output: one gradient for the whole batch "
+        "where one row per sample was asked",
+        answers={
             Q2: _Q2_LOOP.lstrip()
             + _Q2_FUNCTIONAL
             + """
@@ -358,17 +422,17 @@ def first_derivatives(u, x, t):
 """
             + _Q4_SECOND,
         },
-        lost={"q2-3-vectorized", "q3-2-vectorized", "q4-1-first"},
-        diagnoses={
+        lost={
             "q2-3-vectorized": "summed_over_batch",
             "q3-2-vectorized": "summed_over_batch",
             "q4-1-first": "summed_over_batch",
         },
-        about="differentiates the batch's summed output: one gradient for the whole batch "
-        "where one row per sample was asked",
+        says={"q2-3-vectorized": ("(a, b)",), "q3-2-vectorized": ("`weight`",), "q4-1-first": ("`t`",)},
     ),
     "no_create_graph": Student(
-        {
+        "du/dx as the (N, N) Jacobian of the batch instead of one number per point; the "
+        "second derivative without create_graph=True",
+        answers={
             Q4: """
 def first_derivatives(u, x, t):
     du_dt = torch.autograd.functional.jacobian(lambda t: u(x, t), t)
@@ -383,13 +447,13 @@ def second_derivative(u, x, t):
     return d2u_dx2
 """,
         },
-        lost={"q4-1-first", "q4-2-second"},
-        diagnoses={"q4-1-first": "per_sample_not_summed", "q4-2-second": "no_grad_fn"},
-        about="du/dx as the (N, N) Jacobian of the batch instead of one number per point; the "
-        "second derivative without create_graph=True",
+        lost={"q4-1-first": "per_sample_not_summed", "q4-2-second": "no_grad_fn"},
+        says={"q4-2-second": ("create_graph=True", "RuntimeError: element 0")},
     ),
     "wrong_tensors": Student(
-        {
+        "passes x to f as a number (.item()), so x.grad stays None; reads gradients "
+        "off copies the model never runs with (all zeros)",
+        answers={
             Q1: """
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
@@ -413,13 +477,13 @@ def per_sample_grads_loop(model, x):
 """
             + _Q3_VECTORISED,
         },
-        lost={"q1-1-backward", "q3-1-loop"},
-        diagnoses={"q1-1-backward": "detached", "q3-1-loop": "all_zero"},
-        about="passes x to f as a number (.item()), so x.grad stays None; reads gradients "
-        "off copies the model never runs with (all zeros)",
+        lost={"q1-1-backward": "detached", "q3-1-loop": "all_zero"},
+        says={"q3-1-loop": ("`weight`",)},
     ),
     "rows_not_cleared": Student(
-        {
+        "requires_grad set on x after the copy used in f was made; the per-sample loop "
+        "never clears .grad",
+        answers={
             Q1: """
 def grads_backward(f, x, a, b):
     a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
@@ -453,13 +517,13 @@ def per_sample_jacobian_vectorized(f, x, a, b):
     return torch.stack([j_a, j_b], dim=1)
 """,
         },
-        lost={"q1-1-backward", "q2-1-loop"},
-        diagnoses={"q1-1-backward": "requires_grad_after_copy", "q2-1-loop": "accumulated_rows"},
-        about="requires_grad set on x after the copy used in f was made; the per-sample loop "
-        "never clears .grad",
+        lost={"q1-1-backward": "requires_grad_after_copy", "q2-1-loop": "accumulated_rows"},
+        says={"q2-1-loop": ("`a`",)},
     ),
     "not_vectorised": Student(
-        {
+        "jacobian's blocks returned as they come (2, B); the loop called again as the "
+        "'vectorised' answer; gradients keyed a/b instead of the parameter names",
+        answers={
             Q2: _Q2_LOOP.lstrip()
             + """
 
@@ -483,17 +547,17 @@ def per_sample_grads_loop(model, x):
 """
             + _Q3_VECTORISED,
         },
-        lost={"q2-2-functional", "q2-3-vectorized", "q3-1-loop"},
-        diagnoses={
+        lost={
             "q2-2-functional": "transposed",
             "q2-3-vectorized": "not_vectorised",
             "q3-1-loop": "parameter_names",
         },
-        about="jacobian's blocks returned as they come (2, B); the loop called again as the "
-        "'vectorised' answer; gradients keyed a/b instead of the parameter names",
+        says={"q2-2-functional": ("(a, b)",), "q3-1-loop": ("`weight`",)},
     ),
     "api_shortcuts": Student(
-        {
+        "calls the backward answer where torch.autograd.grad was asked, and the "
+        "vectorised answer where the loop was asked: right values, not the way asked",
+        answers={
             Q1: """
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
@@ -515,9 +579,36 @@ def per_sample_grads_loop(model, x):
     return per_sample_grads(model, x)       # same numbers, faster
 """,
         },
-        lost={"q1-2-autograd-grad", "q3-1-loop"},
-        diagnoses={"q1-2-autograd-grad": "wrong_api", "q3-1-loop": "not_a_loop"},
-        about="calls the backward answer where torch.autograd.grad was asked, and the "
-        "vectorised answer where the loop was asked: right values, not the way asked",
+        lost={"q1-2-autograd-grad": "wrong_api", "q3-1-loop": "not_a_loop"},
+        says={"q1-2-autograd-grad": ("torch.autograd.grad",)},
+    ),
+    "incomplete": Student(
+        "the Jacobian taken with respect to (a, b) only, x left out; per-sample gradients "
+        "hard-coded as (xᵢ, 1) for the notebook's nn.Linear(1, 1): they pass the visible "
+        "test, not the hidden one, which also uses modules with other parameters",
+        answers={
+            Q1: """
+def grads_backward(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    f(x, a, b).backward()
+    return a.grad, b.grad, x.grad
+
+
+def grads_autograd_grad(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    return torch.autograd.grad(f(x, a, b), (a, b, x))
+
+
+def grads_jacobian(f, x, a, b):
+    return torch.autograd.functional.jacobian(lambda a, b: f(x, a, b), (a, b))
+""",
+            Q3: """
+def per_sample_grads(model, x):
+    return {"weight": x.reshape(-1, 1, 1).clone(), "bias": torch.ones(len(x), 1)}
+"""
+            + _Q3_LOOP,
+        },
+        lost={"q1-3-jacobian": None, "q3-2-vectorized": "wrong_layout"},
+        says={"q1-3-jacobian": ("(df_da, df_db, df_dx)",), "q3-2-vectorized": ("`weight`",)},
     ),
 }
