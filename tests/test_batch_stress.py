@@ -27,11 +27,11 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
         course.submit(name, A, course.solved(A))
     bs.in_gradebook(course, A)
     timeout = 1.0
-    settings = coordinator.settings_for(
-        course_dir=course.root, assignment=A, timeout=timeout, wall_timeout=600
+    request = GradeRequest(
+        course_dir=course.root, assignments=(A,), timeout=timeout, wall_timeout=600, progress=False
     )
     with LocalExecutor(2, log_dir=course.root / "logs", kernel_nice=5) as executor:
-        executor.start(settings, 2)
+        executor.start(coordinator.settings_for(request), 2)
         assert executor.wait_ready()  # warm before the machine gets busy
         with (
             bs.saturated(per_core=2),
@@ -42,13 +42,6 @@ def test_correct_submission_keeps_full_marks_on_a_saturated_machine(make_course)
                 running=0.05,
             ),
         ):
-            request = GradeRequest(
-                course_dir=course.root,
-                assignments=(A,),
-                timeout=timeout,
-                wall_timeout=600,
-                progress=False,
-            )
             outcomes = coordinator.grade(request, executor=executor)
     full = sum(bs.auto_points(course).values())
     for o in outcomes:

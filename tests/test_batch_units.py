@@ -371,8 +371,11 @@ def test_grading_kernels_skip_hidden_checks_only(monkeypatch):
         return x
 
     ns = {"check_thing": check_thing, "helper": helper}
-    assignments.defer_hidden(ns)  # not grading: unchanged
-    assert ns["check_thing"] is check_thing
+    assignments.defer_hidden(ns)  # not grading: every call runs
+    ns["check_thing"](lambda: None, hidden=True)
+    assert calls == [True]
+    calls.clear()
+    ns = {"check_thing": check_thing, "helper": helper}
     monkeypatch.setenv(assignments.HIDDEN_BY_GRADER, "1")
     assignments.defer_hidden(ns)
     ns["check_thing"](lambda: None)

@@ -52,20 +52,14 @@ def limits(course_dir: Path, timeout: float | None, wall_timeout: float | None):
     return float(timeout), float(wall)
 
 
-def settings_for(
-    *,
-    course_dir: Path,
-    assignment: str,
-    feedback: bool = True,
-    timeout: float | None = None,
-    wall_timeout: float | None = None,
-) -> Settings:
-    """The settings every job of a run shares (see :func:`limits`)."""
-    cpu_limit, wall_limit = limits(course_dir, timeout, wall_timeout)
+def settings_for(request: GradeRequest) -> Settings:
+    """The settings every job of the request's run shares (see :func:`limits`); the
+    assignment named is the request's first (each job names its own)."""
+    cpu_limit, wall_limit = limits(request.course_dir, request.timeout, request.wall_timeout)
     return Settings(
-        course_dir=str(Path(course_dir).resolve()),
-        assignment=assignment,
-        feedback=feedback,
+        course_dir=str(request.course_dir),
+        assignment=request.assignments[0],
+        feedback=request.feedback,
         cpu_limit=cpu_limit,
         wall_limit=wall_limit,
         # Time for an interrupted cell to stop by itself: generous, but short next to a
@@ -108,13 +102,7 @@ def grade(
     """
     course_dir = request.course_dir
     assignments = list(request.assignments)
-    settings = settings_for(
-        course_dir=course_dir,
-        assignment=assignments[0],
-        feedback=request.feedback,
-        timeout=request.timeout,
-        wall_timeout=request.wall_timeout,
-    )
+    settings = settings_for(request)
     key = _settings_key(settings)
     force = request.force
     rosters = {a: _roster(course_dir, a, request.students) for a in assignments}
