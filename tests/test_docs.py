@@ -8,6 +8,7 @@ import torch
 
 from autograder.assignments import a02
 from autograder.checking import diagnose, jacobians
+from tests import students
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "diagnoses.md"
@@ -51,3 +52,20 @@ def test_every_row_shows_a_message():
         m = re.match(r"^\| `([a-z0-9_]+)` \|", line)
         if m:
             assert f"Likely cause [{m.group(1)}]" in line, line
+
+
+def test_corpus_column_names_students_that_assert_the_code():
+    """Does every simulated student a row names (`NN name`) exist, and expect that row's
+    code in one of the cells it loses?"""
+    corpora = {a[:2]: c for a, c in students.corpora().items()}
+    named = 0
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\| `([a-z0-9_]+)` \|", line)
+        if not m:
+            continue
+        for number, name in re.findall(r"(\d\d) `([a-z0-9_]+)`", line.rsplit("|", 2)[-2]):
+            student = corpora[number].STUDENTS.get(name)
+            assert student is not None, (m.group(1), number, name)
+            assert m.group(1) in student.lost.values(), (m.group(1), number, name)
+            named += 1
+    assert named > 20
