@@ -149,8 +149,7 @@ def check(patch: Patch) -> list[str]:
             problems.append(f"{target.module} cannot be imported ({exc})")
             continue
         except AttributeError as exc:
-            if str(exc) not in problems:  # (several targets under one that is missing)
-                problems.append(str(exc))
+            problems.append(str(exc))
             continue
         if getattr(obj, "_autograder_speedup", None) == patch.name:
             continue  # this patch, installed (and checked) before
@@ -174,7 +173,7 @@ def check(patch: Patch) -> list[str]:
                 continue
             if obj is not expected:
                 problems.append(f"{target} is no longer {module}.{path}")
-    return problems
+    return list(dict.fromkeys(problems))  # (several targets under one that is missing)
 
 
 _checked: dict[str, list[str]] = {}  # patch name -> problems (checked once per process)
