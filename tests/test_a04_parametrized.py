@@ -120,6 +120,26 @@ def test_solutions_leave_the_model_untouched(model):
         ("wrong_tensors", "per_sample_grads_loop", "all_zero", "`weight`"),
         ("summed_batch", "per_sample_grads", "summed_over_batch", "`weight`"),
         ("not_vectorised", "per_sample_grads_loop", "parameter_names", "`weight`"),
+        # The right values reached another way than the question asks.
+        ("fd_for_x", "grads_backward", "numerical_difference", "shifted"),
+        ("mixed_apis", "grads_backward", "wrong_api", "forward-mode"),
+        ("mixed_apis", "grads_jacobian", "wrong_api", "torch.func.jacrev"),
+        ("jacobian_everywhere", "per_sample_jacobian_loop", "not_a_loop", "functional.jacobian"),
+        ("two_grads_per_sample", "per_sample_jacobian_loop", "not_a_loop", "10 time(s)"),
+        ("func_grad_loop", "per_sample_grads_loop", "not_a_loop", "torch.func.grad"),
+        ("forward_loops", "per_sample_jacobian_vectorized", "not_vectorised", "forward mode 5"),
+        ("whole_batch_jacobian", "per_sample_grads", "wrong_api", "vmap(jacrev(...))"),
+        ("finite_differences", "second_derivative", "numerical_difference", "shifted"),
+        ("finite_differences", "per_sample_grads", "method_missing", "autograd"),
+        # What the answer leaves behind, and what it returns.
+        ("callers_tensors", "grads_backward", "changed_input", "requires_grad"),
+        ("leaky_module_grad", "per_sample_grads_loop", "changed_model", "`weight`"),
+        ("leaky_module_grad", "per_sample_grads", "changed_model", "requires_grad"),
+        ("grads_accumulate", "per_sample_grads_loop", "accumulated_over_samples", "`weight`"),
+        ("python_numbers", "grads_backward", "not_a_tensor", "df_da: got float"),
+        ("keep_output_dim", "per_sample_jacobian_vectorized", "size_one_dims", "(5, 2, 1)"),
+        ("keep_output_dim", "per_sample_grads", "size_one_dims", "`weight`"),
+        ("grads_as_list", "per_sample_grads_loop", "parameter_names", "`weight`"),
     ],
 )
 def test_mistake_is_named(model, student, fn, code, named):
@@ -131,14 +151,35 @@ def test_mistake_is_named(model, student, fn, code, named):
     assert named in str(info.value)
 
 
-def test_hardcoded_module_gradients_fail_only_hidden(model):
-    """Does (xᵢ, 1) hard-coded for nn.Linear(1, 1) pass the visible test but fail the
-    hidden one, which also uses modules with other parameters?"""
+def test_hardcoded_module_gradients_are_no_autograd(model):
+    """Is (xᵢ, 1) hard-coded for nn.Linear(1, 1), right for the visible test's model, failed
+    there already as no autograd at all, and on the hidden modules too?"""
     fns = _answers("incomplete")
-    _check(fns, "per_sample_grads", model)
-    with pytest.raises(CheckFailed) as info:
-        _check(fns, "per_sample_grads", model, hidden=True)
-    assert "`weight`" in info.value.render(color=False)
+    for hidden in (False, True):
+        with pytest.raises(CheckFailed) as info:
+            _check(fns, "per_sample_grads", model, hidden=hidden)
+        assert info.value.codes == ["method_missing"]
+
+
+def test_loop_counts_are_per_call(model):
+    """A check's first call is made twice: is one backward per sample still counted per
+    call, so the loop passes and two per sample fail, visible (B = 5) and hidden?"""
+    for hidden in (False, True):
+        _check(_answers(), "per_sample_jacobian_loop", model, hidden=hidden)
+        with pytest.raises(CheckFailed) as info:
+            _check(_answers("two_grads_per_sample"), "per_sample_jacobian_loop", model,
+                   hidden=hidden)  # fmt: skip
+        assert info.value.codes == ["not_a_loop"]
+
+
+def test_the_model_keeps_no_grad_and_requires_grad(model):
+    """After every check of the solutions (visible and hidden), has the notebook's model
+    no .grad and still requires grad?"""
+    fns = _answers()
+    for hidden in (False, True):
+        for name in ("per_sample_grads_loop", "per_sample_grads"):
+            _check(fns, name, model, hidden=hidden)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
 
 
 def test_replaced_parameters_are_reported(model):

@@ -163,10 +163,43 @@ def test_none_answer_uses_the_given_hint(linear):
     assert "`bias` is None" in info.value.summary
 
 
-def test_correct_answers_pass_with_extra_singleton_dims(linear):
+def test_extra_singleton_dims_are_named_unless_forgiven(linear):
+    """Is (B, 1, *S) for a promised (B, *S) (jacrev's extra output axis) failed with a
+    finding that says so, and accepted only when the check forgives size-1 dimensions?"""
     _, ref = _expected(linear)
-    got = {k: v.unsqueeze(1) for k, v in ref.items()}  # jacrev's extra output dimension
-    P.check_param_grads("Q", "per-sample gradient", got, ref)
+    got = {k: v.unsqueeze(1) for k, v in ref.items()}
+    with pytest.raises(CheckFailed) as info:
+        P.check_param_grads("Q", "per-sample gradient", got, ref)
+    assert info.value.codes == ["size_one_dims"]
+    assert "`weight`" in info.value.summary
+    P.check_param_grads("Q", "per-sample gradient", got, ref, singletons=True)
+
+
+def test_running_sums_over_samples_are_named(linear):
+    """Are per-sample rows that add up the samples before them (.grad never cleared in a
+    loop) named as such, and only then?"""
+    _, ref = _expected(linear)
+    got = {k: v.cumsum(0) for k, v in ref.items()}
+    with pytest.raises(CheckFailed) as info:
+        P.check_param_grads("Q3.1", "per-sample gradient", got, ref, batch=5)
+    assert "accumulated_over_samples" in info.value.codes
+    assert P.running_sum_findings(2 * ref["weight"], ref["weight"], what="rows") == []
+    assert P.running_sum_findings(ref["weight"], ref["weight"], what="rows") == []
+
+
+def test_mapping_only_rejects_sequences_and_extra_keys():
+    """Where a dict {name: tensor} with one entry per parameter is promised, are a list
+    and a dict with keys of no parameter failed, naming the parameters?"""
+    with pytest.raises(CheckFailed) as info:
+        P.as_named("Q3", "grads", [1, 2], ["weight", "bias"], mapping_only=True)
+    assert info.value.codes == ["parameter_names"]
+    assert "`weight`" in info.value.render(color=False)
+    with pytest.raises(CheckFailed) as info:
+        P.as_named(
+            "Q3", "grads", {"weight": 1, "bias": 2, "x": 3}, ["weight", "bias"], mapping_only=True
+        )
+    assert info.value.codes == ["parameter_names"] and "'x'" in info.value.summary
+    assert P.as_named("Q", "g", {"bias": 2, "weight": 1}, ["weight", "bias"], mapping_only=True)
 
 
 # --- the module is left alone -------------------------------------------------------------
@@ -245,6 +278,38 @@ def test_names_bound_in_the_function_globals_are_seen_and_restored():
         raise RuntimeError("student error")
     assert (torch.autograd.grad, torch.Tensor.backward, torch.func.vmap, torch.vmap) == original
     assert _grad_alias is torch.autograd.grad
+
+
+def test_is_grads_batched_is_recorded():
+    """Is torch.autograd.grad with is_grads_batched=True (by keyword or position) marked
+    as such, as part of torch.autograd.grad?"""
+    x = _leaf(2.0)
+    y = x * torch.arange(3.0, dtype=F64)
+    eye = torch.eye(3, dtype=F64)
+    with P.autograd_apis() as used:
+        torch.autograd.grad(y, x, eye, retain_graph=True, is_grads_batched=True)
+        torch.autograd.grad(y, x, eye, True, False, True, None, True)
+        torch.autograd.grad(y.sum(), x)
+    assert used == [
+        "torch.autograd.grad",
+        P.BATCHED_GRAD,
+        "torch.autograd.grad",
+        P.BATCHED_GRAD,
+        "torch.autograd.grad",
+    ]
+    assert {P.entry_point(u) for u in used} == {"torch.autograd.grad"}
+
+
+def test_require_api_only_fails_on_another_entry_point_besides():
+    P.require_api("Q", "fn", ["torch.autograd.grad", P.BATCHED_GRAD], "torch.autograd.grad",
+                  how="grad", only=True)  # fmt: skip
+    with pytest.raises(CheckFailed) as info:
+        P.require_api(
+            "Q1.2", "grads", ["torch.autograd.grad", "backward"], "torch.autograd.grad",
+            how="`grad`", only=True,
+        )  # fmt: skip
+    assert info.value.codes == ["wrong_api"]
+    assert "also uses backward" in info.value.summary
 
 
 def test_require_api_names_what_was_used_instead():

@@ -6,34 +6,55 @@ examples; with `hidden=True` (run at grading time) it draws fresh inputs and par
 and other functions and modules of the same kind, and compares with references computed
 by torch on the same inputs. References come from :mod:`autograder.checking.params`, parameter by
 parameter, so every message names the parameter (`a`, `b`, `weight`, `bias`, `t`).
+
+Beyond the values, each check holds the answer to what the question's words ask:
+
+- the method (recorded while the function runs, :mod:`autograder.checking.methods`): no
+  numerical differencing where a method is named (the given `f` or `u` evaluated at
+  shifted inputs); Q1.x the named entry point and no other (`.backward()`,
+  `torch.autograd.grad`, `functional.jacobian` with any strategy); Q2.1/Q3.1 exactly one
+  `backward` or `torch.autograd.grad` per sample in each call and nothing else running
+  autograd; Q2.3/Q3.2 at most two autograd passes (reverse or forward) for the whole batch,
+  batched by `vmap` or `is_grads_batched=True`; Q4.2 autograd applied twice. Q4.1 names no
+  method: any way counts;
+- what the function leaves: the caller's tensors and the model as found (values,
+  `requires_grad`, `.grad`);
+- what it returns: tensors, in the exact shapes promised ((B, 2), (B, *S), (N, 3), (N,)),
+  and for Q3 a dict keyed by exactly the parameters' names.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import hessian, jacrev, vmap
 from torch.nn.utils import skip_init
 
+from ..checking import methods
 from ..checking.checks import call, passed, require
 from ..checking.compare import as_tensor, check_close, tolerance_for
 from ..checking.diagnose import Context, diagnose_values
 from ..checking.feedback import CheckFailed, Finding
 from ..checking.forbid import autograd_calls
+from ..checking.methods import FORWARD, NUMERICAL, REVERSE, Rule
 from ..checking.params import (
+    BATCHED_GRAD,
     as_named,
     autograd_apis,
     check_param_grads,
-    fit_singletons,
+    entry_point,
     gradients,
     per_sample_function_grads,
     per_sample_module_grads,
     require_api,
     require_untouched,
     snapshot,
+    with_size_one_findings,
 )
 from ..checking.sampling import generator, uniform
 from . import defer_hidden
@@ -72,6 +93,140 @@ def _scalar(v: float) -> torch.Tensor:
     return torch.tensor(v, dtype=F64)
 
 
+# --- what the student's function did ----------------------------------------------------
+
+# The loop questions count these: one call of either per sample.
+_LOOP_APIS = ("backward", "torch.autograd.grad")
+
+
+@dataclass
+class _Did:
+    """What the calls of one case did: the outermost autograd entry points and the
+    engine runs over all of them (a check's first call is made twice), and the method
+    record of the first call."""
+
+    used: list[str]
+    engine_total: int
+    first: list[str]
+
+    @property
+    def runs(self) -> int:
+        """Autograd engine runs in one call."""
+        return methods.engine_runs(self.first)
+
+    @property
+    def levels(self) -> int:
+        """Forward-mode levels entered in one call."""
+        return self.first.count(methods.FORWARD)
+
+    def entry_points(self) -> list[str]:
+        return list(dict.fromkeys(entry_point(u) for u in self.used))
+
+
+def _run(question: str, fn, rule: Rule | None, *args):
+    """Call the student's `fn(*args)`, recording what it did; fail if it broke `rule`
+    (numerical differencing is seen where the given function `f` or `u` is evaluated at
+    shifted inputs) or changed what it was given."""
+    with autograd_calls() as engine, autograd_apis(fn) as used:
+        got, _ = call(question, fn, *args)
+    did = _Did(list(used), len(engine), list(methods.LAST_CALL[question][2]))
+    if rule is not None:
+        methods.enforce(question, rule, did.first, getattr(fn, "__name__", "your function"))
+    return got, did
+
+
+def _require_tensors(question: str, name: str, values: dict[str, Any], promised: str) -> None:
+    """Fail unless every value is a tensor (the question promises tensors)."""
+    wrong = {k: v for k, v in values.items() if not isinstance(v, torch.Tensor)}
+    if not wrong:
+        return
+    raise CheckFailed(
+        question,
+        f"`{name}` must return {promised}",
+        [f"{k}: got {type(v).__name__}" for k, v in wrong.items()],
+        [
+            Finding(
+                "not_a_tensor",
+                "the values are right, but the question promises tensors: return the "
+                "gradients as torch returns them (a.grad, the results of torch.autograd.grad), "
+                "not converted with .item(), float(), .tolist() or .numpy().",
+            )
+        ],
+    )
+
+
+_NOT_A_LOOP = Finding(
+    "not_a_loop",
+    "this question asks for the slow, explicit way: for each sample i, one backward (or one "
+    "torch.autograd.grad) of that sample's output, e.g. with the one-hot vector eᵢ as "
+    "`gradient` (retain_graph=True), reading the gradients and clearing them before the next "
+    "sample. functional.jacobian, torch.func and vectorised calls are the other questions.",
+)
+_NOT_VECTORISED = Finding(
+    "not_vectorised",
+    "autograd ran once per sample, which is the loop. Ask for all rows at once: "
+    "torch.autograd.grad(out, inputs, torch.eye(B), is_grads_batched=True) (the identity's "
+    "rows are all the one-hot vectors), or torch.func.vmap(torch.func.jacrev(...)) of one "
+    "sample's output, mapped over the samples.",
+)
+
+
+def _api_finding(how: str) -> Finding:
+    return Finding(
+        "wrong_api",
+        f"this question asks for the gradient computed with {how}; the values may be right, "
+        "but the point is to practise that way of asking torch.",
+    )
+
+
+def _one_backward_per_sample(question: str, name: str, n: int, did: _Did) -> None:
+    """One backward (or torch.autograd.grad) per sample, and nothing else running autograd."""
+    loops = sum(u in _LOOP_APIS for u in did.used)
+    others = [e for e in did.entry_points() if e not in _LOOP_APIS]
+    if did.runs == n and loops == did.engine_total and not others and not did.levels:
+        return
+    seen = ", ".join(did.entry_points()) or "no autograd function"
+    per = (
+        f": {did.runs // n} per sample, where one backward gives the gradients of all "
+        "parameters at once"
+        if did.runs > n and did.runs % n == 0 and not others
+        else ""
+    )
+    raise CheckFailed(
+        question,
+        f"`{name}` should run one backward per sample",
+        [
+            f"the batch had {n} samples; in one call autograd ran {did.runs} time(s){per}",
+            f"autograd entry points your function called: {seen}"
+            + (f"; forward mode entered {did.levels} time(s)" if did.levels else ""),
+        ],
+        [_NOT_A_LOOP],
+    )
+
+
+def _vectorised(question: str, name: str, n: int, did: _Did) -> None:
+    """All samples in one or two autograd passes, batched by vmap or is_grads_batched."""
+    if did.runs > 2 or did.levels > 2:
+        raise CheckFailed(
+            question,
+            f"`{name}` is not vectorised",
+            [
+                f"the batch had {n} samples; in one call autograd ran {did.runs} time(s) and "
+                f"forward mode {did.levels} time(s)"
+            ],
+            [_NOT_VECTORISED],
+        )
+    if "torch.func.vmap" in did.used or BATCHED_GRAD in did.used:
+        return
+    require_api(
+        question,
+        name,
+        did.used,
+        {"torch.func.vmap", BATCHED_GRAD},
+        how="`is_grads_batched=True` or `vmap(jacrev(...))`",
+    )
+
+
 # --- Q1 parameter gradients of f(x; a, b), three ways -----------------------------------
 
 
@@ -88,12 +243,11 @@ def _q1_cases(question: str, hidden: bool):
     return cases, "4 functions at fresh random x, a, b in [−2, 2]"
 
 
-def _check_three_grads(question: str, fn, hidden: bool, api: str, how: str) -> None:
+def _check_three_grads(question: str, fn, hidden: bool, api: str, how: str, rule: Rule) -> None:
     cases, note = _q1_cases(question, hidden)
     name = getattr(fn, "__name__", "your function")
     for fname, f, x, a, b in cases:
-        with autograd_apis(fn) as used:
-            got, _ = call(question, fn, f, x.clone(), a.clone(), b.clone())
+        got, did = _run(question, fn, rule, f, x.clone(), a.clone(), b.clone())
         at = f"f = {fname} at x = {float(x):.4g}, a = {float(a):.4g}, b = {float(b):.4g}"
         require(
             question,
@@ -105,12 +259,32 @@ def _check_three_grads(question: str, fn, hidden: bool, api: str, how: str) -> N
         expected = gradients(lambda x, a, b, f=f: f(x, a, b), {"x": x, "a": a, "b": b})
         for key in ("a", "b", "x"):
             check_close(question, f"∂f/∂{key} for `{key}` ({at})", answers[key], expected[key])
-        require_api(question, name, used, api, how=how)
+        _require_tensors(
+            question,
+            name,
+            {f"df_d{k}": answers[k] for k in ("a", "b", "x")},
+            "the triple (df_da, df_db, df_dx) of tensors",
+        )
+        require_api(question, name, did.used, api, how=how, only=True)
+        if did.levels and FORWARD not in rule.require:
+            raise CheckFailed(
+                question,
+                f"`{name}` also uses forward-mode AD, where {how} was asked",
+                [f"forward mode was entered {did.levels} time(s) in one call"],
+                [_api_finding(how)],
+            )
     passed(question, note)
 
 
 def check_grads_backward(grads_backward, *, hidden: bool = False) -> None:
-    _check_three_grads("Q1.1 grads_backward", grads_backward, hidden, "backward", "`.backward()`")
+    _check_three_grads(
+        "Q1.1 grads_backward",
+        grads_backward,
+        hidden,
+        "backward",
+        "`.backward()`",
+        Rule(frozenset({REVERSE}), frozenset({NUMERICAL}), "`.backward()`"),
+    )
 
 
 def check_grads_autograd_grad(grads_autograd_grad, *, hidden: bool = False) -> None:
@@ -120,16 +294,23 @@ def check_grads_autograd_grad(grads_autograd_grad, *, hidden: bool = False) -> N
         hidden,
         "torch.autograd.grad",
         "`torch.autograd.grad`",
+        Rule(frozenset({REVERSE}), frozenset({NUMERICAL}), "`torch.autograd.grad`"),
     )
 
 
 def check_grads_jacobian(grads_jacobian, *, hidden: bool = False) -> None:
+    # Any strategy of functional.jacobian: "forward-mode" is forward AD.
     _check_three_grads(
         "Q1.3 grads_jacobian",
         grads_jacobian,
         hidden,
         "torch.autograd.functional.jacobian",
         "`torch.autograd.functional.jacobian`",
+        Rule(
+            frozenset({REVERSE, FORWARD}),
+            frozenset({NUMERICAL}),
+            "`torch.autograd.functional.jacobian`",
+        ),
     )
 
 
@@ -153,17 +334,15 @@ def _q2_cases(question: str, hidden: bool):
     return cases, "4 functions, fresh batches of 30–60 points in [−2, 2], fresh a, b"
 
 
-def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> None:
+def _check_per_sample_jacobian(question: str, fn, hidden: bool, rule: Rule, requirement) -> None:
     cases, note = _q2_cases(question, hidden)
     name = getattr(fn, "__name__", "your function")
     for fname, f, x, a, b in cases:
         n = x.shape[0]
-        with autograd_calls() as engine, autograd_apis(fn) as used:
-            got, _ = call(question, fn, f, x.clone(), a.clone(), b.clone())
+        got, did = _run(question, fn, rule, f, x.clone(), a.clone(), b.clone())
         ref = per_sample_function_grads(f, x, {"a": a, "b": b})
         expected = torch.stack([ref["a"], ref["b"]], dim=1)
         what = f"the per-sample Jacobian of f = {fname} with respect to (a, b)"
-        got = fit_singletons(got, expected)
         tensor = as_tensor(got) if got is not None else None
         if tensor is not None and tensor.shape == expected.shape:
             # Right layout: compare column by column, so the message names the parameter.
@@ -179,14 +358,18 @@ def _check_per_sample_jacobian(question: str, fn, hidden: bool, requirement) -> 
             except CheckFailed as exc:
                 raise _with(exc, _matrix_findings(tensor, expected, exc.codes)) from None
         else:
-            check_close(
-                question,
-                what,
-                got,
-                expected,
-                context=Context(jacobian=True, batch=n, inputs_note=f"batch of {n} points"),
-            )
-        requirement(question, name, n, len(engine), used)
+            try:
+                check_close(
+                    question,
+                    what,
+                    got,
+                    expected,
+                    context=Context(jacobian=True, batch=n, inputs_note=f"batch of {n} points"),
+                )
+            except CheckFailed as exc:
+                raise with_size_one_findings(exc, got, expected) from None
+        _require_tensors(question, name, {"the result": got}, f"a ({n}, 2) tensor")
+        requirement(question, name, n, did)
     passed(question, note)
 
 
@@ -203,45 +386,11 @@ def _matrix_findings(got: torch.Tensor, expected: torch.Tensor, known: list[str]
     return [f for f in found if f.code in {"accumulated_rows", "transposed"} - set(known)]
 
 
-def _one_backward_per_sample(question: str, name: str, n: int, runs: int, used) -> None:
-    require(
-        question,
-        runs >= n,
-        f"`{name}` should run one backward per sample",
-        [f"the batch had {n} samples; autograd ran {runs} time(s)"],
-        [
-            Finding(
-                "not_a_loop",
-                "this question asks for the slow, explicit way: for each sample i, a backward "
-                "with the one-hot vector eᵢ as `gradient` (retain_graph=True), reading the "
-                "gradients of a and b and clearing them before the next sample.",
-            )
-        ],
-    )
-
-
-def _vectorised(question: str, name: str, n: int, runs: int, used) -> None:
-    require(
-        question,
-        runs <= 2,
-        f"`{name}` is not vectorised",
-        [f"the batch had {n} samples; autograd ran {runs} times"],
-        [
-            Finding(
-                "not_vectorised",
-                "autograd ran once per sample, which is the loop. Ask for all rows at once: "
-                "torch.autograd.grad(out, (a, b), torch.eye(B), is_grads_batched=True), or "
-                "torch.func.vmap(torch.func.jacrev(...)) over the samples.",
-            )
-        ],
-    )
-
-
-def _uses_jacobian(question: str, name: str, n: int, runs: int, used) -> None:
+def _uses_jacobian(question: str, name: str, n: int, did: _Did) -> None:
     require_api(
         question,
         name,
-        used,
+        did.used,
         "torch.autograd.functional.jacobian",
         how="`torch.autograd.functional.jacobian`",
     )
@@ -249,7 +398,11 @@ def _uses_jacobian(question: str, name: str, n: int, runs: int, used) -> None:
 
 def check_per_sample_jacobian_loop(per_sample_jacobian_loop, *, hidden: bool = False) -> None:
     _check_per_sample_jacobian(
-        "Q2.1 per_sample_jacobian_loop", per_sample_jacobian_loop, hidden, _one_backward_per_sample
+        "Q2.1 per_sample_jacobian_loop",
+        per_sample_jacobian_loop,
+        hidden,
+        Rule(frozenset({REVERSE}), frozenset({NUMERICAL}), "one backward per sample"),
+        _one_backward_per_sample,
     )
 
 
@@ -260,15 +413,31 @@ def check_per_sample_jacobian_functional(
         "Q2.2 per_sample_jacobian_functional",
         per_sample_jacobian_functional,
         hidden,
+        Rule(
+            frozenset({REVERSE, FORWARD}),
+            frozenset({NUMERICAL}),
+            "`torch.autograd.functional.jacobian`",
+        ),
         _uses_jacobian,
     )
+
+
+_VECTORISED = Rule(
+    frozenset({REVERSE, FORWARD}),
+    frozenset({NUMERICAL}),
+    "autograd run once for the whole batch (is_grads_batched=True or vmap(jacrev(...)))",
+)
 
 
 def check_per_sample_jacobian_vectorized(
     per_sample_jacobian_vectorized, *, hidden: bool = False
 ) -> None:
     _check_per_sample_jacobian(
-        "Q2.3 per_sample_jacobian_vectorized", per_sample_jacobian_vectorized, hidden, _vectorised
+        "Q2.3 per_sample_jacobian_vectorized",
+        per_sample_jacobian_vectorized,
+        hidden,
+        _VECTORISED,
+        _vectorised,
     )
 
 
@@ -328,7 +497,7 @@ def _q3_cases(question: str, model, hidden: bool):
     return cases, "your model and 3 fresh modules, fresh batches of 30–60 points in [−2, 2]"
 
 
-def _check_module_grads(question: str, fn, model, hidden: bool, requirement) -> None:
+def _check_module_grads(question: str, fn, model, hidden: bool, rule: Rule, requirement) -> None:
     cases, note = _q3_cases(question, model, hidden)
     name = getattr(fn, "__name__", "your function")
     for label, module, x in cases:
@@ -336,14 +505,14 @@ def _check_module_grads(question: str, fn, model, hidden: bool, requirement) -> 
         names = [k for k, _ in module.named_parameters()]
         expected = per_sample_module_grads(module, x)
         before = snapshot(module)
-        with autograd_calls() as engine:
-            got, _ = call(question, fn, module, x.clone())
+        got, did = _run(question, fn, rule, module, x.clone())
         answers = as_named(
             question,
             f"the per-sample gradients of {label}",
             got,
             names,
             where="the names of model.named_parameters()",
+            mapping_only=True,
         )
         try:
             check_param_grads(
@@ -361,19 +530,27 @@ def _check_module_grads(question: str, fn, model, hidden: bool, requirement) -> 
             except CheckFailed as touched:
                 raise _with(exc, touched.diagnoses) from None
             raise
+        _require_tensors(question, name, answers, "a dict {name: tensor}")
         require_untouched(question, module, before)
-        requirement(question, name, n, len(engine), [])
+        requirement(question, name, n, did)
     passed(question, note)
 
 
 def check_per_sample_grads_loop(per_sample_grads_loop, model, *, hidden: bool = False) -> None:
     _check_module_grads(
-        "Q3.1 per_sample_grads_loop", per_sample_grads_loop, model, hidden, _one_backward_per_sample
+        "Q3.1 per_sample_grads_loop",
+        per_sample_grads_loop,
+        model,
+        hidden,
+        Rule(frozenset({REVERSE}), frozenset({NUMERICAL}), "one backward per sample"),
+        _one_backward_per_sample,
     )
 
 
 def check_per_sample_grads(per_sample_grads, model, *, hidden: bool = False) -> None:
-    _check_module_grads("Q3.2 per_sample_grads", per_sample_grads, model, hidden, _vectorised)
+    _check_module_grads(
+        "Q3.2 per_sample_grads", per_sample_grads, model, hidden, _VECTORISED, _vectorised
+    )
 
 
 # --- Q4 second derivatives ---------------------------------------------------------------
@@ -438,12 +615,22 @@ def _second_reference(u, x, t, hidden: bool) -> torch.Tensor:
         return vmap(hessian(u), in_dims=(0, None))(x, t)
 
 
+def _compare(question: str, what: str, got: Any, expected: torch.Tensor, context) -> None:
+    """check_close, with the exact shape the question promises: a shape that differs only
+    by size-1 dimensions is named as such."""
+    try:
+        check_close(question, what, got, expected, context=context)
+    except CheckFailed as exc:
+        raise with_size_one_findings(exc, got, expected) from None
+
+
 def check_first_derivatives(first_derivatives, *, hidden: bool = False) -> None:
+    # No method is named for Q4.1: any way to the derivatives counts (finite differences too).
     q = "Q4.1 first_derivatives"
     cases, note = _q4_cases(q, hidden)
     for uname, u, x, t in cases:
         n = x.shape[0]
-        got, _ = call(q, first_derivatives, u, x.clone(), t.clone())
+        got, _ = _run(q, first_derivatives, None, u, x.clone(), t.clone())
         require(
             q,
             isinstance(got, tuple | list) and len(got) == 2,
@@ -452,15 +639,22 @@ def check_first_derivatives(first_derivatives, *, hidden: bool = False) -> None:
         )
         du_dt, du_dx = _first_reference(u, x, t, hidden)
         ctx = Context(batch=n, inputs_note=f"u = {uname} on {n} points")
-        check_close(
+        _compare(q, "du_dt, the per-sample gradient for the parameters `t`", got[0], du_dt, ctx)
+        _compare(q, "du_dx for the input `x`", got[1], du_dx, ctx)
+        _require_tensors(
             q,
-            "du_dt, the per-sample gradient for the parameters `t`",
-            fit_singletons(got[0], du_dt),
-            du_dt,
-            context=ctx,
+            "first_derivatives",
+            {"du_dt": got[0], "du_dx": got[1]},
+            f"the pair (du_dt, du_dx) of tensors, shaped ({n}, 3) and ({n},)",
         )
-        check_close(q, "du_dx for the input `x`", fit_singletons(got[1], du_dx), du_dx, context=ctx)
     passed(q, note)
+
+
+_TWICE = Rule(
+    frozenset({REVERSE, FORWARD}),
+    frozenset({NUMERICAL}),
+    "∂u/∂x differentiated once more with autograd",
+)
 
 
 def check_second_derivative(second_derivative, *, hidden: bool = False) -> None:
@@ -468,11 +662,26 @@ def check_second_derivative(second_derivative, *, hidden: bool = False) -> None:
     cases, note = _q4_cases(q, hidden)
     for uname, u, x, t in cases:
         n = x.shape[0]
-        got, _ = call(q, second_derivative, u, x.clone(), t.clone())
+        got, did = _run(q, second_derivative, _TWICE, u, x.clone(), t.clone())
         expected = _second_reference(u, x, t, hidden)
         ctx = Context(inputs_note=f"u = {uname} on {n} points")
-        check_close(
-            q, "d²u/dx² for the input `x`", fit_singletons(got, expected), expected, context=ctx
+        _compare(q, "d²u/dx² for the input `x`", got, expected, ctx)
+        _require_tensors(q, "second_derivative", {"d²u/dx²": got}, f"a ({n},) tensor")
+        # Twice: two reverse passes (create_graph=True, then grad), or forward mode over
+        # anything (jacfwd(jacrev), jacfwd(jacfwd) enters one forward level).
+        require(
+            q,
+            did.runs >= 2 or did.levels >= 1,
+            "`second_derivative` differentiated only once",
+            [f"in one call autograd ran {did.runs} time(s), forward mode {did.levels} time(s)"],
+            [
+                Finding(
+                    "method_missing",
+                    "this question asks for ∂u/∂x differentiated once more with autograd: "
+                    "torch.autograd.grad(..., create_graph=True), then torch.autograd.grad of "
+                    "that result (or torch.func.grad(torch.func.grad(u))).",
+                )
+            ],
         )
     passed(q, note)
 

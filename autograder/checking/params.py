@@ -97,38 +97,62 @@ def gradients(
 # --- reading the student's answer --------------------------------------------------------
 
 
+def _names_finding() -> Finding:
+    return Finding(
+        "parameter_names",
+        "key the result by the names of named_parameters() (e.g. 'weight', 'bias'), which is "
+        "what torch.func.functional_call and dict(model.named_parameters()) use: "
+        "{name: gradient} with one entry per parameter.",
+    )
+
+
 def as_named(
-    question: str, what: str, got: Any, names: Sequence[str], *, where: str = ""
+    question: str,
+    what: str,
+    got: Any,
+    names: Sequence[str],
+    *,
+    where: str = "",
+    mapping_only: bool = False,
 ) -> dict[str, Any]:
     """The answer as {parameter name: value}.
 
     Accepts a dict keyed by the parameter names (extra keys are ignored) or a tuple/list
     with one entry per parameter, in order. Anything else fails naming the parameters.
+    With `mapping_only` (the question promises "a dict {name: tensor} with one entry per
+    parameter"), only a dict with exactly those keys is accepted.
     """
     names = list(names)
     listing = ", ".join(f"`{n}`" for n in names)
     if isinstance(got, Mapping):
         keys = [str(k) for k in got]
         missing = [n for n in names if n not in got]
-        if missing:
+        extra = [k for k in got if k not in names] if mapping_only else []
+        if missing or extra:
             raise CheckFailed(
                 question,
-                f"{what}: no entry for " + ", ".join(f"`{n}`" for n in missing),
+                f"{what}: no entry for " + ", ".join(f"`{n}`" for n in missing)
+                if missing
+                else f"{what}: entries for no parameter: " + ", ".join(repr(k) for k in extra),
                 [
                     f"expected one entry per parameter, keyed by its name: {listing}"
                     + (f" ({where})" if where else ""),
                     f"got keys: {', '.join(repr(k) for k in keys) or 'none'}",
                 ],
-                [
-                    Finding(
-                        "parameter_names",
-                        "key the result by the names of named_parameters() (e.g. 'weight', "
-                        "'bias'), which is what torch.func.functional_call and "
-                        "dict(model.named_parameters()) use.",
-                    )
-                ],
+                [_names_finding()],
             )
         return {n: got[n] for n in names}
+    if mapping_only:
+        raise CheckFailed(
+            question,
+            f"{what}: not a dict",
+            [
+                f"expected a dict {{name: gradient}} with keys {listing}"
+                + (f" ({where})" if where else "")
+                + f", got {type(got).__name__}"
+            ],
+            [_names_finding()],
+        )
     if isinstance(got, tuple | list) and not isinstance(got, str):
         if len(got) != len(names):
             raise CheckFailed(
@@ -159,6 +183,60 @@ def fit_singletons(got: Any, expected: torch.Tensor) -> Any:
     return got
 
 
+def size_one_findings(got: Any, expected: torch.Tensor) -> list[Finding]:
+    """A finding when `got` holds as many numbers as `expected` in a shape that differs
+    only by dimensions of size 1 ((B, 2, 1) for (B, 2)): the layout a question promises
+    is part of the answer, and this says how to reach it."""
+    t = as_tensor(got) if not isinstance(got, torch.Tensor) else got
+    if t is None or t.shape == expected.shape or t.numel() != expected.numel():
+        return []
+    if [d for d in t.shape if d != 1] != [d for d in expected.shape if d != 1]:
+        return []
+    return [
+        Finding(
+            "size_one_dims",
+            f"your answer holds the right numbers in shape {tuple(t.shape)}, where the "
+            f"question asks for {tuple(expected.shape)}: only dimensions of size 1 differ. "
+            "jacrev keeps the axis of an output of shape (1,), and a column input gives a "
+            "column gradient: differentiate a 0-dimensional output (.sum() or .reshape(())), "
+            "or reshape the result to the shape asked.",
+        )
+    ]
+
+
+def with_size_one_findings(exc: CheckFailed, got: Any, expected: torch.Tensor) -> CheckFailed:
+    """`exc` with the size-1 finding in place of the generic 'wrong_layout' guess."""
+    found = size_one_findings(got, expected)
+    if found:
+        exc.diagnoses[:] = [d for d in exc.diagnoses if d.code != "wrong_layout"] + found
+    return exc
+
+
+def running_sum_findings(got: Any, expected: torch.Tensor, *, what: str) -> list[Finding]:
+    """A finding when row i of per-sample results (axis 0) is the sum of the true rows
+    0..i: gradients accumulated in .grad across the samples of a loop."""
+    t = as_tensor(got) if not isinstance(got, torch.Tensor) else got
+    if t is None or t.shape != expected.shape or expected.dim() == 0 or expected.shape[0] < 2:
+        return []
+    g, r = t.detach().to(torch.float64), expected.detach().to(torch.float64)
+    sums = r.cumsum(dim=0)
+    scale = float(sums.abs().max()) if sums.numel() else 1.0
+    tol = 1e-4 * max(1.0, scale)
+    if torch.allclose(sums, r, rtol=1e-4, atol=tol) or not torch.allclose(
+        g, sums, rtol=1e-4, atol=tol
+    ):
+        return []
+    return [
+        Finding(
+            "accumulated_over_samples",
+            f"row i of your {what} is the sum of the true rows 0..i: backward adds into the "
+            "parameters' .grad, and it was not cleared between samples. Read each sample's "
+            "gradient with torch.autograd.grad (it returns them and touches no .grad), or set "
+            "the .grad fields to None before each backward and after the last.",
+        )
+    ]
+
+
 # --- comparing ---------------------------------------------------------------------------
 
 
@@ -171,12 +249,15 @@ def check_param_grads(
     batch: int = 0,
     inputs_note: str = "",
     hints: Mapping[str, list[Finding]] | None = None,
+    singletons: bool = False,
 ) -> None:
     """Compare each parameter's gradient with the reference; messages name the parameter.
 
     `what` is a phrase like "per-sample gradient"; the check reads
     "per-sample gradient for `weight` differs from the reference".
-    `hints` adds findings for a parameter whose answer is None.
+    `hints` adds findings for a parameter whose answer is None. Shapes must be the
+    reference's, unless `singletons` forgives size-1 dimensions (:func:`fit_singletons`).
+    Per-sample rows that are running sums over the batch are named as such.
     """
     for name, ref in expected.items():
         ctx = Context(
@@ -184,9 +265,14 @@ def check_param_grads(
             inputs_note=inputs_note,
             none_hints=list((hints or {}).get(name, [])),
         )
-        check_close(
-            question, f"{what} for `{name}`", fit_singletons(got[name], ref), ref, context=ctx
-        )
+        answer = fit_singletons(got[name], ref) if singletons else got[name]
+        try:
+            check_close(question, f"{what} for `{name}`", answer, ref, context=ctx)
+        except CheckFailed as exc:
+            with_size_one_findings(exc, answer, ref)
+            if batch:
+                exc.diagnoses += running_sum_findings(answer, ref, what="per-sample gradient")
+            raise
 
 
 # --- the module is left as it was --------------------------------------------------------
@@ -265,12 +351,23 @@ class _Depth(threading.local):
     level = 0
 
 
+# Recorded after "torch.autograd.grad" when that call had is_grads_batched=True.
+BATCHED_GRAD = "torch.autograd.grad(is_grads_batched=True)"
+_IS_GRADS_BATCHED_POSITION = 7  # grad(outputs, inputs, grad_outputs, retain_graph,
+# create_graph, only_inputs, allow_unused, is_grads_batched, ...)
+
+
 def _wrapper(name: str, original: Callable, hits: list[str], depth: _Depth) -> Callable:
     def wrapper(*args, **kwargs):
         # Only the outermost call counts: jacobian runs torch.autograd.grad inside, and
         # backward runs torch.autograd.backward, which the student did not call.
         if depth.level == 0:
             hits.append(name)
+            if name == "torch.autograd.grad" and (
+                kwargs.get("is_grads_batched")
+                or (len(args) > _IS_GRADS_BATCHED_POSITION and args[_IS_GRADS_BATCHED_POSITION])
+            ):
+                hits.append(BATCHED_GRAD)
         depth.level += 1
         try:
             result = original(*args, **kwargs)
@@ -347,17 +444,37 @@ def autograd_apis(*functions: Callable) -> Iterator[list[str]]:
                 setattr(owner, attr, value)
 
 
+def entry_point(hit: str) -> str:
+    """The entry point a hit of :func:`autograd_apis` stands for (a marker such as
+    :data:`BATCHED_GRAD` belongs to `torch.autograd.grad`)."""
+    return hit.split("(", 1)[0]
+
+
 def require_api(
-    question: str, name: str, used: list[str], asked: str | set[str], *, how: str
+    question: str,
+    name: str,
+    used: list[str],
+    asked: str | set[str],
+    *,
+    how: str,
+    only: bool = False,
 ) -> None:
-    """Fail unless one of the `asked` entry points was called by `name`."""
+    """Fail unless one of the `asked` entry points was called by `name`; with `only`,
+    also if it called another autograd entry point besides (part of the answer computed
+    another way)."""
     asked = {asked} if isinstance(asked, str) else set(asked)
-    if asked & set(used):
+    called = [entry_point(u) for u in used]
+    seen = ", ".join(dict.fromkeys(called)) or "no autograd function"
+    if not asked & set(called):
+        summary = f"`{name}` does not use {how}"
+    elif only and set(called) - asked:
+        others = ", ".join(dict.fromkeys(c for c in called if c not in asked))
+        summary = f"`{name}` also uses {others}, where {how} was asked"
+    else:
         return
-    seen = ", ".join(dict.fromkeys(used)) or "no autograd function"
     raise CheckFailed(
         question,
-        f"`{name}` does not use {how}",
+        summary,
         [f"autograd entry points your function called: {seen}"],
         [
             Finding(

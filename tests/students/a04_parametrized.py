@@ -22,6 +22,46 @@ def grads_jacobian(f, x, a, b):
     return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
 """
 
+_Q1_BACKWARD = """
+
+def grads_backward(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    f(x, a, b).backward()
+    return a.grad, b.grad, x.grad
+"""
+
+_Q1_AUTOGRAD_GRAD = """
+
+def grads_autograd_grad(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    return torch.autograd.grad(f(x, a, b), (a, b, x))
+"""
+
+_Q1_JACOBIAN = """
+
+def grads_jacobian(f, x, a, b):
+    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
+"""
+
+_Q2_VECTORISED = """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    def one_sample(x_i, a, b):
+        return f(x_i, a, b).reshape(())
+
+    j_a, j_b = vmap(jacrev(one_sample, argnums=(1, 2)), in_dims=(0, None, None))(x, a, b)
+    return torch.stack([j_a, j_b], dim=1)
+"""
+
+_Q4_FIRST = """
+
+def first_derivatives(u, x, t):
+    du_dt = torch.autograd.functional.jacobian(lambda t: u(x, t), t)
+    x = x.detach().clone().requires_grad_(True)
+    (du_dx,) = torch.autograd.grad(u(x, t).sum(), x)
+    return du_dt, du_dx
+"""
+
 _Q2_FUNCTIONAL = """
 
 def per_sample_jacobian_functional(f, x, a, b):
@@ -258,7 +298,8 @@ def second_derivative(u, x, t):
     ),
     "alt_renamed": Student(
         "torch.func everywhere it is allowed (grad, vmap, jacrev), the parameters "
-        "stacked into one vector θ, helper functions and other names",
+        "stacked into one vector θ, helper functions and other names; the module loop "
+        "takes torch.autograd.grad of functional_call on copies of the parameters",
         answers={
             Q1: """
 def _leaves(*tensors):
@@ -317,10 +358,11 @@ def _sample_output(model):
 
 
 def per_sample_grads_loop(model, x):
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    grad_one = torch.func.grad(_sample_output(model))
-    rows = [grad_one(params, x_i) for x_i in x]
-    return {k: torch.stack([r[k] for r in rows]) for k in params}
+    names = [k for k, _ in model.named_parameters()]
+    leaves = [v.detach().clone().requires_grad_(True) for _, v in model.named_parameters()]
+    output = _sample_output(model)
+    rows = [torch.autograd.grad(output(dict(zip(names, leaves)), x_i), leaves) for x_i in x]
+    return {k: torch.stack([r[j] for r in rows]) for j, k in enumerate(names)}
 
 
 def per_sample_grads(model, x):
@@ -340,8 +382,9 @@ def second_derivative(u, x, t):
         },
     ),
     "alt_keep_dims": Student(
-        "per-sample gradients by jacrev of an output kept at shape (1,), and a zero_grad "
-        "loop on the module; du/dt by vmap(jacrev), du/dx by backward with ones",
+        "per-sample gradients by jacrev of an output kept at shape (1,), that axis dropped "
+        "afterwards, and a zero_grad loop on the module; du/dt by vmap(jacrev), du/dx by "
+        "backward with ones",
         answers={
             Q3: """
 def per_sample_grads_loop(model, x):
@@ -361,7 +404,8 @@ def per_sample_grads(model, x):
     def output(params, x_i):
         return functional_call(model, params, (x_i[None],))[0]  # shape (1,): jacrev keeps it
 
-    return vmap(jacrev(output), in_dims=(None, 0))(params, x)
+    grads = vmap(jacrev(output), in_dims=(None, 0))(params, x)
+    return {name: g[:, 0] for name, g in grads.items()}  # (B, 1, *S) -> (B, *S)
 """,
             Q4: """
 def first_derivatives(u, x, t):
@@ -427,7 +471,11 @@ def first_derivatives(u, x, t):
             "q3-2-vectorized": "summed_over_batch",
             "q4-1-first": "summed_over_batch",
         },
-        says={"q2-3-vectorized": ("(a, b)",), "q3-2-vectorized": ("`weight`",), "q4-1-first": ("`t`",)},
+        says={
+            "q2-3-vectorized": ("(a, b)",),
+            "q3-2-vectorized": ("`weight`",),
+            "q4-1-first": ("`t`",),
+        },
     ),
     "no_create_graph": Student(
         "du/dx as the (N, N) Jacobian of the batch instead of one number per point; the "
@@ -473,6 +521,7 @@ def per_sample_grads_loop(model, x):
         model(x[i : i + 1]).sum().backward()
         for name, p in params.items():
             rows[name].append(p.grad.clone())
+    model.zero_grad()                  # leave the model as we found it
     return {name: torch.stack(r) for name, r in rows.items()}
 """
             + _Q3_VECTORISED,
@@ -487,7 +536,8 @@ def per_sample_grads_loop(model, x):
             Q1: """
 def grads_backward(f, x, a, b):
     a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
-    x_in = x.clone()                   # keep the caller's x as it is
+    x = x.detach()                     # not the caller's tensor
+    x_in = x.clone()
     x.requires_grad_(True)
     f(x_in, a, b).backward()
     return a.grad, b.grad, x.grad
@@ -584,8 +634,7 @@ def per_sample_grads_loop(model, x):
     ),
     "incomplete": Student(
         "the Jacobian taken with respect to (a, b) only, x left out; per-sample gradients "
-        "hard-coded as (xᵢ, 1) for the notebook's nn.Linear(1, 1): they pass the visible "
-        "test, not the hidden one, which also uses modules with other parameters",
+        "hard-coded as (xᵢ, 1) for the notebook's nn.Linear(1, 1), with no autograd at all",
         answers={
             Q1: """
 def grads_backward(f, x, a, b):
@@ -608,7 +657,601 @@ def per_sample_grads(model, x):
 """
             + _Q3_LOOP,
         },
-        lost={"q1-3-jacobian": None, "q3-2-vectorized": "wrong_layout"},
-        says={"q1-3-jacobian": ("(df_da, df_db, df_dx)",), "q3-2-vectorized": ("`weight`",)},
+        lost={"q1-3-jacobian": None, "q3-2-vectorized": "method_missing"},
+        says={"q1-3-jacobian": ("(df_da, df_db, df_dx)",)},
+    ),
+    # --- correct alternatives the words allow -------------------------------------------
+    "alt_forward_mode": Student(
+        "forward mode wherever the words leave it open: functional.jacobian with "
+        "strategy='forward-mode', vmap(jacfwd) for the vectorised answers, jacfwd(jacfwd) for "
+        "the second derivative; central differences for Q4.1, which names no method",
+        answers={
+            Q1: _Q1_BACKWARD.lstrip()
+            + _Q1_AUTOGRAD_GRAD
+            + """
+
+def grads_jacobian(f, x, a, b):
+    return torch.autograd.functional.jacobian(
+        lambda a, b, x: f(x, a, b), (a, b, x), strategy="forward-mode", vectorize=True)
+""",
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    def one_sample(x_i, a, b):
+        return f(x_i, a, b).reshape(())
+
+    j_a, j_b = vmap(torch.func.jacfwd(one_sample, argnums=(1, 2)), in_dims=(0, None, None))(x, a, b)
+    return torch.stack([j_a, j_b], dim=1)
+""",
+            Q3: _Q3_LOOP.lstrip()
+            + """
+
+def per_sample_grads(model, x):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def output(params, x_i):
+        return functional_call(model, params, (x_i.unsqueeze(0),)).sum()
+
+    return vmap(torch.func.jacfwd(output), in_dims=(None, 0))(params, x)
+""",
+            Q4: """
+def first_derivatives(u, x, t):
+    h = 1e-6
+    du_dx = (u(x + h, t) - u(x - h, t)) / (2 * h)
+    columns = []
+    for j in range(len(t)):
+        e = torch.zeros_like(t)
+        e[j] = h
+        columns.append((u(x, t + e) - u(x, t - e)) / (2 * h))
+    return torch.stack(columns, dim=1), du_dx
+
+
+def second_derivative(u, x, t):
+    return vmap(torch.func.jacfwd(torch.func.jacfwd(u)), in_dims=(0, None))(x, t)
+""",
+        },
+    ),
+    "alt_sample_by_sample": Student(
+        "a forward pass per sample in the loops (f or the model on one row, backward of "
+        "it), grads of the model's own parameters, is_grads_batched on functional_call, "
+        "torch.func.hessian for the second derivative",
+        answers={
+            Q2: """
+def per_sample_jacobian_loop(f, x, a, b):
+    rows = []
+    for i in range(len(x)):
+        a_i = a.detach().clone().requires_grad_(True)
+        b_i = b.detach().clone().requires_grad_(True)
+        f(x[i : i + 1], a_i, b_i).sum().backward()
+        rows.append(torch.stack([a_i.grad, b_i.grad]))
+    return torch.stack(rows)
+"""
+            + _Q2_FUNCTIONAL
+            + _Q2_VECTORISED,
+            Q3: """
+def per_sample_grads_loop(model, x):
+    names = [name for name, _ in model.named_parameters()]
+    rows = [torch.autograd.grad(model(x[i : i + 1]).sum(), list(model.parameters()))
+            for i in range(len(x))]
+    return {name: torch.stack([r[k] for r in rows]) for k, name in enumerate(names)}
+
+
+def per_sample_grads(model, x):
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}
+    out = functional_call(model, params, (x,)).reshape(-1)
+    eye = torch.eye(len(out), dtype=out.dtype)
+    grads = torch.autograd.grad(out, list(params.values()), grad_outputs=eye,
+                                is_grads_batched=True)
+    return {name: g for name, g in zip(params, grads)}
+""",
+            Q4: _Q4_FIRST.lstrip()
+            + """
+
+def second_derivative(u, x, t):
+    return vmap(torch.func.hessian(u), in_dims=(0, None))(x, t)
+""",
+        },
+    ),
+    # --- right values, not the way asked ----------------------------------------------
+    "fd_for_x": Student(
+        "the parameters' gradients with the API asked, ∂f/∂x by a central difference "
+        "(x is data, after all)",
+        answers={
+            Q1: """
+def _central_x(f, x, a, b, h=1e-6):
+    return (f(x + h, a, b) - f(x - h, a, b)) / (2 * h)
+
+
+def grads_backward(f, x, a, b):
+    a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
+    f(x, a, b).backward()
+    return a.grad, b.grad, _central_x(f, x, a.detach(), b.detach())
+
+
+def grads_autograd_grad(f, x, a, b):
+    a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
+    df_da, df_db = torch.autograd.grad(f(x, a, b), (a, b))
+    return df_da, df_db, _central_x(f, x, a.detach(), b.detach())
+
+
+def grads_jacobian(f, x, a, b):
+    df_da, df_db = torch.autograd.functional.jacobian(lambda a, b: f(x, a, b), (a, b))
+    return df_da, df_db, _central_x(f, x, a, b)
+""",
+        },
+        lost={
+            "q1-1-backward": "numerical_difference",
+            "q1-2-autograd-grad": "numerical_difference",
+            "q1-3-jacobian": "numerical_difference",
+        },
+        says={"q1-1-backward": ("shifted",)},
+    ),
+    "mixed_apis": Student(
+        "part of the triple another way: ∂f/∂x with forward-mode dual numbers in Q1.1, "
+        "with backward in Q1.2; torch.func.jacrev in place of functional.jacobian in Q1.3",
+        answers={
+            Q1: """
+import torch.autograd.forward_ad as fwAD
+
+
+def grads_backward(f, x, a, b):
+    a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
+    f(x, a, b).backward()
+    with fwAD.dual_level():
+        out = f(fwAD.make_dual(x, torch.ones_like(x)), a.detach(), b.detach())
+        df_dx = fwAD.unpack_dual(out).tangent
+    return a.grad, b.grad, df_dx
+
+
+def grads_autograd_grad(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    out = f(x, a, b)
+    df_da, df_db = torch.autograd.grad(out, (a, b), retain_graph=True)
+    out.backward()
+    return df_da, df_db, x.grad
+
+
+def grads_jacobian(f, x, a, b):
+    return torch.func.jacrev(lambda a, b, x: f(x, a, b), argnums=(0, 1, 2))(a, b, x)
+""",
+        },
+        lost={
+            "q1-1-backward": "wrong_api",
+            "q1-2-autograd-grad": "wrong_api",
+            "q1-3-jacobian": "wrong_api",
+        },
+        says={"q1-2-autograd-grad": ("backward",), "q1-3-jacobian": ("torch.func.jacrev",)},
+    ),
+    "jacobian_everywhere": Student(
+        "functional.jacobian (or a torch.func transform) where the loops were asked: it "
+        "loops internally, so the values are right, but the explicit loop is the point",
+        answers={
+            Q2: """
+def per_sample_jacobian_loop(f, x, a, b):
+    j_a, j_b = torch.autograd.functional.jacobian(lambda a, b: f(x, a, b).reshape(-1), (a, b))
+    return torch.stack([j_a, j_b], dim=1)
+"""
+            + _Q2_FUNCTIONAL
+            + _Q2_VECTORISED,
+            Q3: """
+def per_sample_grads_loop(model, x):
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    names = list(params)
+
+    def out(*values):
+        return functional_call(model, dict(zip(names, values)), (x,)).reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(out, tuple(params.values()))
+    return dict(zip(names, jac))
+"""
+            + _Q3_VECTORISED,
+        },
+        lost={"q2-1-loop": "not_a_loop", "q3-1-loop": "not_a_loop"},
+        says={"q2-1-loop": ("torch.autograd.functional.jacobian",)},
+    ),
+    "func_grad_loop": Student(
+        "the module loop with torch.func.grad per sample: a reverse pass per sample, but not "
+        "the backward or torch.autograd.grad the question names",
+        answers={
+            Q3: """
+def _sample_output(model):
+    def output(params, x_i):
+        return functional_call(model, params, (x_i[None],)).sum()
+    return output
+
+
+def per_sample_grads_loop(model, x):
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    grad_one = torch.func.grad(_sample_output(model))
+    rows = [grad_one(params, x_i) for x_i in x]
+    return {k: torch.stack([r[k] for r in rows]) for k in params}
+
+
+def per_sample_grads(model, x):
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    return vmap(torch.func.grad(_sample_output(model)), in_dims=(None, 0))(params, x)
+""",
+        },
+        lost={"q3-1-loop": "not_a_loop"},
+        says={"q3-1-loop": ("torch.func.grad",)},
+    ),
+    "two_grads_per_sample": Student(
+        "the loop asks torch.autograd.grad once for a and once for b, so two backward "
+        "passes per sample where the question counts one",
+        answers={
+            Q2: """
+def per_sample_jacobian_loop(f, x, a, b):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    out = f(x, a, b).reshape(-1)
+    rows = []
+    for i in range(out.numel()):
+        (g_a,) = torch.autograd.grad(out[i], a, retain_graph=True)
+        (g_b,) = torch.autograd.grad(out[i], b, retain_graph=True)
+        rows.append(torch.stack([g_a, g_b]))
+    return torch.stack(rows)
+"""
+            + _Q2_FUNCTIONAL
+            + _Q2_VECTORISED,
+        },
+        lost={"q2-1-loop": "not_a_loop"},
+    ),
+    "forward_loops": Student(
+        "a Python loop of per-sample jacfwd calls as the 'vectorised' answers: no vmap, "
+        "forward mode entered once per sample",
+        answers={
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    rows = []
+    for i in range(x.shape[0]):
+        j_a, j_b = torch.func.jacfwd(lambda a, b: f(x[i], a, b).reshape(()), argnums=(0, 1))(a, b)
+        rows.append(torch.stack([j_a, j_b]))
+    return torch.stack(rows)
+""",
+            Q3: _Q3_LOOP.lstrip()
+            + """
+
+def per_sample_grads(model, x):
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    rows = {n: [] for n in params}
+    for i in range(x.shape[0]):
+        jac = torch.func.jacfwd(lambda p: functional_call(model, p, (x[i : i + 1],)).sum())(params)
+        for n in params:
+            rows[n].append(jac[n])
+    return {n: torch.stack(r) for n, r in rows.items()}
+""",
+        },
+        lost={"q2-3-vectorized": "not_vectorised", "q3-2-vectorized": "not_vectorised"},
+    ),
+    "whole_batch_jacobian": Student(
+        "one Jacobian of the whole batch's outputs, functional.jacobian(vectorize=True) "
+        "and jacrev without vmap: vectorised inside, but neither is_grads_batched nor vmap",
+        answers={
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    j_a, j_b = torch.autograd.functional.jacobian(
+        lambda a, b: f(x, a, b).reshape(-1), (a, b), vectorize=True)
+    return torch.stack([j_a, j_b], dim=1)
+""",
+            Q3: _Q3_LOOP.lstrip()
+            + """
+
+def per_sample_grads(model, x):
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    return jacrev(lambda p: functional_call(model, p, (x,)).reshape(-1))(params)
+""",
+        },
+        lost={"q2-3-vectorized": "wrong_api", "q3-2-vectorized": "wrong_api"},
+        says={"q2-3-vectorized": ("is_grads_batched",)},
+    ),
+    "finite_differences": Student(
+        "central differences in a and b for the vectorised Jacobian (no autograd, no loop); "
+        "the module's parameters nudged one entry at a time; the second derivative by "
+        "differencing du/dx from autograd",
+        answers={
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    h = 1e-6
+    col_a = (f(x, a + h, b) - f(x, a - h, b)).reshape(-1) / (2 * h)
+    col_b = (f(x, a, b + h) - f(x, a, b - h)).reshape(-1) / (2 * h)
+    return torch.stack([col_a, col_b], dim=1)
+""",
+            Q3: _Q3_LOOP.lstrip()
+            + """
+
+def per_sample_grads(model, x):
+    h = 1e-6
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    out = {}
+    for name, p in params.items():
+        cols = []
+        for k in range(p.numel()):
+            e = torch.zeros_like(p).reshape(-1)
+            e[k] = h
+            e = e.reshape(p.shape)
+            up = functional_call(model, {**params, name: p + e}, (x,)).reshape(-1)
+            down = functional_call(model, {**params, name: p - e}, (x,)).reshape(-1)
+            cols.append((up - down) / (2 * h))
+        out[name] = torch.stack(cols, dim=1).reshape(len(x), *p.shape)
+    return out
+""",
+            Q4: _Q4_FIRST.lstrip()
+            + """
+
+def second_derivative(u, x, t):
+    h = 1e-5
+
+    def du_dx(x):
+        x = x.detach().clone().requires_grad_(True)
+        return torch.autograd.grad(u(x, t).sum(), x)[0]
+
+    return (du_dx(x + h) - du_dx(x - h)) / (2 * h)
+""",
+        },
+        lost={
+            "q2-3-vectorized": "numerical_difference",
+            "q3-2-vectorized": "method_missing",
+            "q4-2-second": "numerical_difference",
+        },
+    ),
+    "second_differences": Student(
+        "the second derivative by the second-order central difference, in float64 with h = 1e-4",
+        answers={
+            Q4: _Q4_FIRST.lstrip()
+            + """
+
+def second_derivative(u, x, t):
+    h = 1e-4
+    return (u(x + h, t) - 2 * u(x, t) + u(x - h, t)) / h**2
+""",
+        },
+        lost={"q4-2-second": "numerical_difference"},
+    ),
+    "differences_in_float32": Student(
+        "differences computed with a larger step and returned in float32, where the "
+        "tolerance is looser: Q2.3 in a and b, Q4.2 the second-order difference",
+        answers={
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    h = 1e-3
+    col_a = (f(x, a + h, b) - f(x, a - h, b)).reshape(-1) / (2 * h)
+    col_b = (f(x, a, b + h) - f(x, a, b - h)).reshape(-1) / (2 * h)
+    return torch.stack([col_a, col_b], dim=1).float()
+""",
+            Q4: _Q4_FIRST.lstrip()
+            + """
+
+def second_derivative(u, x, t):
+    h = 1e-3
+    return ((u(x + h, t) - 2 * u(x, t) + u(x - h, t)) / h**2).float()
+""",
+        },
+        lost={"q2-3-vectorized": "numerical_difference", "q4-2-second": "numerical_difference"},
+    ),
+    # --- the caller's tensors and model changed ------------------------------------------
+    "callers_tensors": Student(
+        "requires_grad switched on for the tensors the caller passed, instead of copies: "
+        "the caller's a, x change, and a second call with the same tensors accumulates",
+        answers={
+            Q1: """
+def grads_backward(f, x, a, b):
+    for t in (x, a, b):
+        t.requires_grad_(True)
+    f(x, a, b).backward()
+    return a.grad, b.grad, x.grad
+"""
+            + _Q1_AUTOGRAD_GRAD_AND_JACOBIAN,
+            Q2: """
+def per_sample_jacobian_loop(f, x, a, b):
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    out = f(x, a, b).reshape(-1)
+    rows = []
+    for i in range(out.numel()):
+        rows.append(torch.stack(torch.autograd.grad(out[i], (a, b), retain_graph=True)))
+    return torch.stack(rows)
+"""
+            + _Q2_FUNCTIONAL
+            + _Q2_VECTORISED,
+            Q4: """
+def first_derivatives(u, x, t):
+    du_dt = torch.autograd.functional.jacobian(lambda t: u(x, t), t)
+    x = x.detach().clone().requires_grad_(True)
+    (du_dx,) = torch.autograd.grad(u(x, t).sum(), x)
+    return du_dt, du_dx
+
+
+def second_derivative(u, x, t):
+    x.requires_grad_(True)
+    (du_dx,) = torch.autograd.grad(u(x, t).sum(), x, create_graph=True)
+    (d2u_dx2,) = torch.autograd.grad(du_dx.sum(), x)
+    return d2u_dx2
+""",
+        },
+        lost={
+            "q1-1-backward": "changed_input",
+            "q2-1-loop": "changed_input",
+            "q4-2-second": "changed_input",
+        },
+    ),
+    "leaky_module_grad": Student(
+        "the module loop zeroes .grad before each sample's backward but not after the last: "
+        "the model keeps the last sample's gradients; the vectorised answer switches the "
+        "parameters' requires_grad off",
+        answers={
+            Q3: """
+def per_sample_grads_loop(model, x):
+    out = model(x).reshape(-1)
+    rows = {n: [] for n, _ in model.named_parameters()}
+    for i in range(out.numel()):
+        model.zero_grad()
+        out[i].backward(retain_graph=True)
+        for n, p in model.named_parameters():
+            rows[n].append(p.grad.clone())
+    return {n: torch.stack(r) for n, r in rows.items()}
+
+
+def per_sample_grads(model, x):
+    for p in model.parameters():
+        p.requires_grad_(False)        # only the copies below need gradients
+    params = {n: p.detach() for n, p in model.named_parameters()}
+
+    def output(params, x_i):
+        return functional_call(model, params, (x_i.unsqueeze(0),)).sum()
+
+    return vmap(jacrev(output), in_dims=(None, 0))(params, x)
+""",
+        },
+        lost={"q3-1-loop": "changed_model", "q3-2-vectorized": "changed_model"},
+        says={"q3-1-loop": ("`weight`",)},
+    ),
+    "grads_accumulate": Student(
+        "the module loop never clears .grad between samples (only once at the end, to leave "
+        "the model clean): row i holds the sum of the gradients of samples 0..i",
+        answers={
+            Q3: """
+def per_sample_grads_loop(model, x):
+    rows = {n: [] for n, _ in model.named_parameters()}
+    for i in range(len(x)):
+        model(x[i : i + 1]).sum().backward()
+        for n, p in model.named_parameters():
+            rows[n].append(p.grad.clone())
+    model.zero_grad()
+    return {n: torch.stack(r) for n, r in rows.items()}
+"""
+            + _Q3_VECTORISED,
+        },
+        lost={"q3-1-loop": "accumulated_over_samples"},
+        says={"q3-1-loop": ("`weight`",)},
+    ),
+    # --- what is returned ---------------------------------------------------------------
+    "python_numbers": Student(
+        "gradients converted to Python numbers or numpy: .item() in Q1.1, float() in Q1.2, "
+        ".numpy() in Q2.2, .tolist() in Q4.2",
+        answers={
+            Q1: """
+def grads_backward(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    f(x, a, b).backward()
+    return a.grad.item(), b.grad.item(), x.grad.item()
+
+
+def grads_autograd_grad(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    return tuple(float(g) for g in torch.autograd.grad(f(x, a, b), (a, b, x)))
+"""
+            + _Q1_JACOBIAN,
+            Q2: _Q2_LOOP.lstrip()
+            + """
+
+def per_sample_jacobian_functional(f, x, a, b):
+    j_a, j_b = torch.autograd.functional.jacobian(lambda a, b: f(x, a, b).reshape(-1), (a, b))
+    return torch.stack([j_a, j_b], dim=1).numpy()
+"""
+            + _Q2_VECTORISED,
+            Q4: _Q4_FIRST.lstrip()
+            + """
+
+def second_derivative(u, x, t):
+    x = x.detach().clone().requires_grad_(True)
+    (du_dx,) = torch.autograd.grad(u(x, t).sum(), x, create_graph=True)
+    (d2u_dx2,) = torch.autograd.grad(du_dx.sum(), x)
+    return d2u_dx2.tolist()
+""",
+        },
+        lost={
+            "q1-1-backward": "not_a_tensor",
+            "q1-2-autograd-grad": "not_a_tensor",
+            "q2-2-functional": "not_a_tensor",
+            "q4-2-second": "not_a_tensor",
+        },
+    ),
+    "keep_output_dim": Student(
+        "outputs of shape (1,) differentiated as they are: jacrev keeps the size-1 axis, "
+        "(B, 2, 1) for (B, 2) and (B, 1, *S) for (B, *S); rows flattened to (B, 1) for the "
+        "(B, 1, 1) weight; du/dx of a column x, (N, 1) for (N,)",
+        answers={
+            Q2: _Q2_LOOP.lstrip()
+            + _Q2_FUNCTIONAL
+            + """
+
+def per_sample_jacobian_vectorized(f, x, a, b):
+    j_a, j_b = vmap(jacrev(f, argnums=(1, 2)), in_dims=(0, None, None))(x, a, b)
+    return torch.stack([j_a, j_b], dim=1)
+""",
+            Q3: """
+def per_sample_grads_loop(model, x):
+    names = [n for n, _ in model.named_parameters()]
+    out = model(x).reshape(-1)
+    rows = {n: [] for n in names}
+    for i in range(out.numel()):
+        grads = torch.autograd.grad(out[i], list(model.parameters()), retain_graph=True)
+        for n, g in zip(names, grads):
+            rows[n].append(g.flatten())
+    return {n: torch.stack(r) for n, r in rows.items()}
+
+
+def per_sample_grads(model, x):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def output(params, x_i):
+        return functional_call(model, params, (x_i[None],))[0]
+
+    return vmap(jacrev(output), in_dims=(None, 0))(params, x)
+""",
+            Q4: """
+def first_derivatives(u, x, t):
+    du_dt = torch.autograd.functional.jacobian(lambda t: u(x, t), t)
+    x = x.detach().clone().reshape(-1, 1).requires_grad_(True)   # one sample per row
+    (du_dx,) = torch.autograd.grad(u(x, t).sum(), x)
+    return du_dt, du_dx
+"""
+            + _Q4_SECOND,
+        },
+        lost={
+            "q2-3-vectorized": "size_one_dims",
+            "q3-1-loop": "size_one_dims",
+            "q3-2-vectorized": "size_one_dims",
+            "q4-1-first": "size_one_dims",
+        },
+        says={"q3-1-loop": ("`weight`",)},
+    ),
+    "grads_as_list": Student(
+        "per-sample gradients returned in the order of model.parameters(), a list and a "
+        "tuple, instead of the dict keyed by name",
+        answers={
+            Q3: """
+def per_sample_grads_loop(model, x):
+    out = model(x).reshape(-1)
+    rows = [torch.autograd.grad(out[i], list(model.parameters()), retain_graph=True)
+            for i in range(out.numel())]
+    return [torch.stack([r[k] for r in rows]) for k in range(len(rows[0]))]
+
+
+def per_sample_grads(model, x):
+    params = tuple(p.detach() for p in model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+
+    def output(params, x_i):
+        return functional_call(model, dict(zip(names, params)), (x_i[None],)).sum()
+
+    return vmap(jacrev(output), in_dims=(None, 0))(params, x)
+""",
+        },
+        lost={"q3-1-loop": "parameter_names", "q3-2-vectorized": "parameter_names"},
     ),
 }
