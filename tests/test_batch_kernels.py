@@ -375,7 +375,7 @@ def test_grading_goes_on_when_the_fork_server_dies_mid_run(make_course):
 def test_output_is_capped_per_cell_and_per_notebook(tmp_path):
     """A flood of output is cut (with a note) once a cell, or the whole notebook, has
     printed its share; what came before is kept."""
-    from autograder.judge.trusted import TrustedExecute
+    from autograder.judge.preprocessor import TrustedExecute
 
     v4 = nbformat.v4
     nb = v4.new_notebook()

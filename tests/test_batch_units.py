@@ -416,7 +416,7 @@ def test_the_grading_channel_takes_only_answers_to_what_it_asked():
     import json
     import socket
 
-    from autograder.judge.trusted import Channel, RemoteError
+    from autograder.judge.transport import Channel, RemoteError
 
     ours, kernel = socket.socketpair()
     kernel.sendall(b'{"id": 1, "ok": "forged ahead of time"}\n')  # before anything was asked
@@ -438,7 +438,7 @@ def test_the_grading_channel_takes_only_answers_to_what_it_asked():
 def test_the_grading_channel_refuses_oversized_replies_and_silence():
     import socket
 
-    from autograder.judge.trusted import Channel, RemoteError
+    from autograder.judge.transport import Channel, RemoteError
 
     ours, kernel = socket.socketpair()
     channel = Channel(ours, timeout=0.5)
@@ -494,7 +494,7 @@ def test_a_batch_of_calls_gives_what_calls_one_by_one_give_in_one_round_trip(mon
     import torch
 
     from autograder.checking.checks import call, call_each
-    from autograder.judge.trusted import RemoteObject, Session
+    from autograder.judge.transport import RemoteObject, Session
 
     a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     triples = [(k * a / a, a, k * a) for k in (1.0, 2.0, 3.0)]
@@ -524,7 +524,7 @@ def test_a_batch_stops_where_a_call_raises_and_reports_that_call(monkeypatch):
 
     from autograder.checking.checks import call_each
     from autograder.checking.feedback import CheckFailed
-    from autograder.judge.trusted import RemoteObject, Session
+    from autograder.judge.transport import RemoteObject, Session
 
     a = torch.tensor([1.0, 2.0], dtype=torch.float64)
     calls: list = []
@@ -548,7 +548,7 @@ def test_a_batch_answered_with_fewer_results_than_calls_is_no_result(monkeypatch
 
     from autograder.checking.checks import call_each
     from autograder.checking.feedback import CheckFailed
-    from autograder.judge.trusted import RemoteObject, Session
+    from autograder.judge.transport import RemoteObject, Session
 
     channel = _KernelInProcess(monkeypatch, {})
     channel.handle = lambda req: forged

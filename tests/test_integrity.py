@@ -3,7 +3,7 @@
 Each hostile submission answers every question wrongly and tampers in one way with what
 the in-kernel checks rely on (torch, numpy, this package, builtins, IPython's hooks,
 sys.modules, stdout/stderr, the grader's wire protocol) or with the notebook's test cells.
-Scores are decided in the grading process (autograder/trusted.py), so each must score no
+Scores are decided in the grading process (autograder/judge/), so each must score no
 more than the blank notebook, the correct student beside them keeps full marks, and the
 course's files are unchanged. (Techniques that reach for files, processes or memory are
 the sandbox's: tests/test_sandbox.py.)
@@ -16,7 +16,7 @@ import hashlib
 import pytest
 
 from autograder import notebooks
-from autograder.judge.trusted import TAMPER_MIME
+from autograder.judge.verdict import TAMPER_MIME
 from tests.conftest import Course
 from tests.hostile import ASSIGNMENT, HOSTILE, notebook
 

@@ -29,7 +29,7 @@ from nbclient.exceptions import DeadKernelError
 from traitlets import Float, Instance
 
 from ..core.runs import CellEvent, NotebookRun
-from ..judge.trusted import TrustedExecute
+from ..judge.preprocessor import TrustedExecute
 
 
 @dataclass
@@ -274,8 +274,8 @@ class SubmissionKernelManager(AsyncKernelManager):
 class WatchedExecute(TrustedExecute):
     """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc).
 
-    Built on TrustedExecute: after the notebook has run, every test cell's checks are run
-    again in this (grading) process, which decides the score (see autograder/trusted.py).
+    Built on TrustedExecute: as each test cell has run, its checks are run again in this
+    (grading) process, which decides the score (see autograder/judge/preprocessor.py).
     """
 
     cpu_limit = Float(120.0, help="CPU seconds a cell may use before it is interrupted.").tag(
@@ -347,10 +347,10 @@ class WatchedExecute(TrustedExecute):
         with self._watched(cell_index, cell_label(cell, cell_index)):
             return super().execute_cell(cell, cell_index, execution_count, store_history)
 
-    def _channel_dir(self) -> str | None:
+    def channel_dir(self) -> str | None:
         return self.submission.workdir if self.submission is not None else None
 
-    def _judging(self, index: int, label: str):
+    def judging(self, index: int, label: str):
         """The trusted re-check of a test cell runs under the same limits as a cell."""
         return self._watched(index, f"{label} (re-check)")
 

@@ -17,7 +17,7 @@ Each kernel runs:
   the forked child's starting size), processes (cgroup ``pids.max`` and
   ``RLIMIT_NPROC``), CPU time (``RLIMIT_CPU``: SIGXCPU), file size (``RLIMIT_FSIZE``:
   EFBIG) and core dumps (none). Output volume is capped by the grader
-  (:class:`autograder.judge.trusted.TrustedExecute`).
+  (:class:`autograder.judge.preprocessor.TrustedExecute`).
 
 After each kernel, every process still owned by its user is killed (a fork that called
 ``setsid`` escapes the kernel's process group, not its uid), and which limits were hit

@@ -1,9 +1,12 @@
 """Tamper evidence for a graded submission, for the summary, the CSV and the feedback.
 
-Three kinds:
+Four kinds:
 
 - **run-time**: a visible check passed inside the student's kernel but failed when the
-  grader re-ran it (:mod:`autograder.judge.trusted` marks such test cells);
+  grader re-ran it (:mod:`autograder.judge.verdict` marks such test cells);
+- **blocked**: the grader's re-check of a test cell could not reach the student's
+  functions because code in the kernel disabled the helper it talks to (the checks it
+  blocked score nothing; the mark says what was found disabled);
 - **edited cells**: a locked or test cell of the released notebook was edited, deleted,
   or had its nbgrader metadata changed in the submission. nbgrader restores these cells
   before grading, so they cost nothing, but the attempt is worth telling;
@@ -16,7 +19,10 @@ Three kinds:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..judge.verdict import TAMPER_MIME
 
 # nbgrader metadata a student has no reason to change.
 _LOCKED_KEYS = ("grade", "solution", "locked", "points", "grade_id", "task")
@@ -78,17 +84,34 @@ def edited_cells(released: Path, submitted: Path) -> list[str]:
     return found
 
 
-def runtime_marks(autograded: Path) -> list[str]:
-    """Test cells the trusted re-check marked as changed at run time."""
-    from ..judge.trusted import TAMPER_MIME
+@dataclass
+class RuntimeMarks:
+    """The test cells the trusted re-check marked: checks changed at run time, and
+    re-checks the kernel blocked (with what it found disabled)."""
 
-    out = []
+    changed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    what: list[str] = field(default_factory=list)
+
+
+def runtime_marks(autograded: Path) -> RuntimeMarks:
+    """Test cells the trusted re-check marked (as grade ids) in the autograded notebook."""
+    marks = RuntimeMarks()
     for cell in _cells(autograded) or []:
         for o in cell.get("outputs") or []:
-            if isinstance(o, dict) and TAMPER_MIME in (o.get("data") or {}):
-                out.append(str(_nbgrader(cell).get("grade_id") or "a test cell"))
-                break
-    return out
+            data = o.get("data") if isinstance(o, dict) else None
+            mark = data.get(TAMPER_MIME) if isinstance(data, dict) else None
+            if mark is None:
+                continue
+            gid = str(_nbgrader(cell).get("grade_id") or "a test cell")
+            blocked = mark.get("blocked") if isinstance(mark, dict) else None
+            if isinstance(blocked, list) and blocked:
+                marks.blocked.append(gid)
+                marks.what += [str(w) for w in blocked if str(w) not in marks.what]
+            else:
+                marks.changed.append(gid)
+            break
+    return marks
 
 
 def describe(
@@ -104,8 +127,14 @@ def describe(
         sub = course_dir / "submitted" / student / assignment / rel.name
         auto = course_dir / "autograded" / student / assignment / rel.name
         marks = runtime_marks(auto)
-        if marks:
-            notes.append(f"checks changed at run time ({', '.join(marks[:5])})")
+        if marks.changed:
+            notes.append(f"checks changed at run time ({_some(marks.changed)})")
+        if marks.blocked:
+            notes.append(
+                "the kernel-side grading helper was disabled ("
+                + "; ".join(marks.what[:3])
+                + f"), so these checks could not run and score nothing: {_some(marks.blocked)}"
+            )
         edits = edited_cells(rel, sub) if sub.exists() else []
         if edits:
             more = f" and {len(edits) - 5} more" if len(edits) > 5 else ""
@@ -119,6 +148,11 @@ def describe(
         more = f" and {len(reads) - 3} more" if len(reads) > 3 else ""
         notes.append(f"reached outside its directory ({', '.join(reads[:3])}{more})")
     return "tampered: " + "; ".join(notes) if notes else ""
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 BANNER_CLASS = "autograder-tampered"

@@ -246,7 +246,7 @@ HEAVY = (
     # the trusted side of grading: the checks re-run here, with torch's references
     "torch",
     "matplotlib.pyplot",
-    "autograder.judge.trusted",
+    "autograder.judge.preprocessor",
     "autograder.kernel.remote",
 )
 
