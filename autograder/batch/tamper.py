@@ -14,15 +14,24 @@ Four kinds:
   paths outside the kernel's own directory and the system's read-only places, reported
   by an audit hook in the kernel (:mod:`.audit`). The kernel sandbox (:mod:`.sandbox`)
   makes such reads find nothing; the flag tells that they were tried.
+
+The feedback pages carry the same sentence as a banner at the top: the feedback
+exporter (:class:`FeedbackExporter`) renders it from the flags it is configured with
+(:class:`TamperBanner`, :func:`flag_feedback`).
 """
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Unicode, default
+
 from ..judge.verdict import TAMPER_MIME
+from .speedups import CachedHTMLExporter
 
 # nbgrader metadata a student has no reason to change.
 _LOCKED_KEYS = ("grade", "solution", "locked", "points", "grade_id", "task")
@@ -155,31 +164,73 @@ def _some(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + more
 
 
+# --- the banner on the feedback pages -------------------------------------------------------
+
 BANNER_CLASS = "autograder-tampered"
+# Where TamperBanner leaves the banner for the feedback template.
+BANNER_RESOURCE = "autograder_tamper_banner"
 
 
-def mark_feedback(feedback_dir: Path, flags: str) -> int:
-    """Put `flags` at the top of every feedback page in `feedback_dir`; how many pages.
+def banner_html(flags: str) -> str:
+    """The banner at the top of a flagged submission's feedback pages.
 
     nbgrader's feedback shows the graded notebook, where restored cells and reads that
     found nothing leave no trace: the student is told here what the grader saw.
     """
-    import html
-    import re
-
-    banner = (
+    return (
         f'<div class="{BANNER_CLASS}" role="alert" style="border:2px solid #b00;'
         'padding:0.5em 1em;margin:1em;background:#fff4f4;color:#600">'
         "<strong>Flagged for review.</strong> " + html.escape(flags) + "</div>"
     )
-    marked = 0
-    for page in sorted(Path(feedback_dir).glob("*.html")):
-        text = page.read_text(encoding="utf-8")
-        if BANNER_CLASS in text:
-            continue
-        found = re.search(r"<body[^>]*>", text)
-        if not found:
-            continue
-        page.write_text(text[: found.end()] + banner + text[found.end() :], encoding="utf-8")
-        marked += 1
-    return marked
+
+
+class TamperBanner(Preprocessor):
+    """Hands the submission's tamper flags, as the banner, to the feedback template
+    (``resources[BANNER_RESOURCE]``; empty when there are none)."""
+
+    flags = Unicode("", help="What the submission tampered with (from describe).").tag(config=True)
+
+    @default("enabled")
+    def _enabled_default(self) -> bool:
+        return True
+
+    def preprocess(self, nb, resources):
+        resources[BANNER_RESOURCE] = banner_html(self.flags) if self.flags else ""
+        return nb, resources
+
+
+# nbgrader's feedback template with the banner first in the page's body. The body block
+# of nbgrader's template opens with <body>; the banner goes right after it.
+FEEDBACK_TEMPLATE = """\
+{%- extends 'index.html.j2' -%}
+{%- block body -%}
+{%- set banner = resources.get('BANNER_RESOURCE', '') -%}
+{%- set page = super() -%}
+{%- if not banner -%}
+{{ page }}
+{%- elif '<body>' in page -%}
+{{ page.replace('<body>', '<body>' ~ banner, 1) }}
+{%- else -%}
+{{ banner ~ page }}
+{%- endif -%}
+{%- endblock body -%}
+""".replace("BANNER_RESOURCE", BANNER_RESOURCE)
+
+
+class FeedbackExporter(CachedHTMLExporter):
+    """The feedback pages' exporter (:class:`~.speedups.CachedHTMLExporter`), with the
+    banner of :class:`TamperBanner` rendered at the top of a flagged submission's pages."""
+
+    @default("raw_template")
+    def _raw_template_default(self) -> str:
+        return FEEDBACK_TEMPLATE
+
+    def _init_preprocessors(self) -> None:
+        super()._init_preprocessors()
+        self.register_preprocessor(TamperBanner(parent=self), enabled=True)
+
+
+def flag_feedback(config, flags: str) -> None:
+    """Configure `config` (the grading API's) so that the feedback pages generated next
+    carry `flags` as their banner ("" for none)."""
+    config.TamperBanner.flags = flags

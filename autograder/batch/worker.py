@@ -73,7 +73,7 @@ class Grader:
         from nbgrader.coursedir import CourseDirectory
         from nbgrader.preprocessors import Execute
 
-        from . import execution, speedups
+        from . import execution
 
         s = self.settings
         cfg = load_config(self.course_dir)
@@ -98,7 +98,8 @@ class Grader:
         if s.forkserver and s.kernel_dir:
             cfg.WatchedExecute.kernel_name = provisioner.KERNEL_NAME
             cfg.WatchedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
-        cfg.GenerateFeedback.exporter_class = speedups.CachedHTMLExporter
+        # the feedback pages' exporter: speedups' exporter, with the tamper banner
+        cfg.GenerateFeedback.exporter_class = self._tamper.FeedbackExporter
         # nbconvert validates the whole notebook after every preprocessor of a pass (five
         # per pass, ~4 ms each); once after the pass's last one is enough here, since a
         # notebook still invalid then fails the same way.
@@ -164,13 +165,12 @@ class Grader:
             outcome.code = outcome.code or "tampered"
             outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags
         if self.settings.feedback:
+            self._tamper.flag_feedback(self.api.config, flags)  # the pages' banner, if any
             fb = self.api.generate_feedback(a, student, force=True)
             if not fb.get("success"):
                 outcome.code = outcome.code or "feedback_failed"
                 note = "feedback failed: " + classify(fb)[1]
                 outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
-            elif flags:
-                self._tamper.mark_feedback(self.course_dir / "feedback" / student / a, flags)
         return outcome
 
 
