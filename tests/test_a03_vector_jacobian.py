@@ -94,3 +94,118 @@ def test_analytic_jacobians_of_the_notebook_match_torch():
     torch.testing.assert_close(a03.jacobian_f(x), batched_jacobian(a03.f, x))
     grad = torch.func.vmap(torch.func.grad(a03.g))(x)
     torch.testing.assert_close(a03.grad_g(x), grad)
+
+
+# --- the methods the questions name -------------------------------------------------------
+
+
+def _fails_with(check, fn, code, monkeypatch, seed="0"):
+    from autograder.checking.feedback import CheckFailed
+
+    monkeypatch.setenv("AUTOGRADER_SEED", seed)
+    with pytest.raises(CheckFailed) as info:
+        check(fn, hidden=True)
+    assert info.value.codes == [code], str(info.value)
+
+
+def _rows_loop(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    rows = []
+    for k in range(y.shape[1]):
+        v = torch.zeros_like(y)
+        v[:, k] = 1.0
+        rows.append(torch.autograd.grad(y, x, v, retain_graph=True)[0])
+    return torch.stack(rows, dim=1)
+
+
+def _rows_per_sample(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    J = torch.zeros(*y.shape, x.shape[1], dtype=x.dtype)
+    for i in range(y.shape[0]):
+        for k in range(y.shape[1]):
+            J[i, k] = torch.autograd.grad(y[i, k], x, retain_graph=True)[0][i]
+    return J
+
+
+def _rows_batched(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    onehots = torch.zeros(y.shape[1], *y.shape, dtype=x.dtype)
+    for k in range(y.shape[1]):
+        onehots[k, :, k] = 1.0
+    return torch.autograd.grad(y, x, onehots, is_grads_batched=True)[0].permute(1, 0, 2)
+
+
+def test_rows_need_one_backward_per_output_component(monkeypatch):
+    """Q6.2: m reverse passes pass; one per sample and output, or one batched pass, do not;
+    nor do vmap(jacrev) and functional.jacobian (another way)."""
+    monkeypatch.setenv("AUTOGRADER_SEED", "3")
+    a03.check_jacobian_rows(_rows_loop, hidden=True)
+    for wrong in (_rows_per_sample, _rows_batched):
+        _fails_with(a03.check_jacobian_rows, wrong, "one_backward_per_row", monkeypatch)
+
+    def by_vmap(f, x):
+        return torch.func.vmap(torch.func.jacrev(f))(x)
+
+    def by_functional(f, x):
+        return torch.autograd.functional.jacobian(lambda t: f(t).sum(0), x).permute(1, 0, 2)
+
+    for wrong in (by_vmap, by_functional):
+        _fails_with(a03.check_jacobian_rows, wrong, "wrong_api", monkeypatch)
+
+
+def test_functional_and_vmap_questions_need_their_api(monkeypatch):
+    """Q6.3 and Q6.4: the row loop gets the values, not the point; vmap(jacfwd) is vmap."""
+    _fails_with(a03.check_jacobian_functional, _rows_loop, "wrong_api", monkeypatch)
+    _fails_with(a03.check_jacobian_vmap, _rows_loop, "wrong_api", monkeypatch)
+    a03.check_jacobian_vmap(lambda f, x: torch.func.vmap(torch.func.jacfwd(f))(x), hidden=True)
+
+
+def test_numpy_product_must_be_numpy(monkeypatch):
+    """Q2.1: the product in torch fails, returned as a tensor or converted back."""
+    _fails_with(
+        a03.check_vjp_from_jacobian,
+        lambda J, v: torch.as_tensor(v) @ torch.as_tensor(J),
+        "not_numpy",
+        monkeypatch,
+    )
+    _fails_with(
+        a03.check_vjp_from_jacobian,
+        lambda J, v: (torch.from_numpy(v) @ torch.from_numpy(J)).numpy(),
+        "not_numpy",
+        monkeypatch,
+    )
+    a03.check_vjp_from_jacobian(lambda J, v: J.T @ v, hidden=True)
+
+
+def test_accumulation_must_happen_in_grad(monkeypatch):
+    """Q3.2: summing separate gradients by hand, or rebuilding y per call, fails."""
+
+    def by_hand(f, x, vs):
+        x = x.detach().clone().requires_grad_(True)
+        y = f(x)
+        each = [torch.autograd.grad(y, x, v, retain_graph=True)[0] for v in vs]
+        return torch.cumsum(torch.stack(each), dim=0)
+
+    def rebuilt(f, x, vs):
+        x = x.detach().clone().requires_grad_(True)
+        out = []
+        for v in vs:
+            f(x).backward(v)
+            out.append(x.grad.clone())
+        return torch.stack(out)
+
+    _fails_with(a03.check_accumulated_grads, by_hand, "summed_by_hand", monkeypatch)
+    _fails_with(a03.check_accumulated_grads, rebuilt, "rebuilt_graph", monkeypatch)
+
+
+def test_prediction_is_checked_for_a_scalar_and_a_vector_x(monkeypatch):
+    """Q3.1: a formula written for a 0-d x only fails the hidden test."""
+    from autograder.checking.feedback import CheckFailed
+
+    monkeypatch.setenv("AUTOGRADER_SEED", "0")
+    a03.check_predicted_grads(lambda x, vs: 2 * x * torch.cumsum(vs, dim=0), hidden=True)
+    with pytest.raises(CheckFailed):
+        a03.check_predicted_grads(lambda x, vs: 2 * x.item() * torch.cumsum(vs, dim=0), hidden=True)

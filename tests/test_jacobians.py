@@ -197,3 +197,101 @@ def test_batch_gradient_of_wrong_shape_is_explained():
     exc = failure(jac.call_student, "Q6.2", rows, a03.f, x)
     assert "gradient_shape" in exc.codes
     assert "v[:, k] = 1" in str(exc)
+
+
+# --- require_vjp: how a vector-Jacobian product was computed --------------------------------
+
+
+def _y(t):
+    return torch.stack([t[0] * t[1], torch.sin(t[1]) + t[0], t[0] ** 2])
+
+
+def _vjp_by_backward(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    _y(x).backward(v)
+    return x.grad
+
+
+def _vjp_by_grad(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(_y(x), x, grad_outputs=v)[0]
+
+
+def _vjp_by_func(x, v):
+    _, pullback = torch.func.vjp(_y, x)
+    return pullback(v)[0]
+
+
+def _vjp_by_functional(x, v):
+    return torch.autograd.functional.vjp(_y, x, v)[1]
+
+
+def _vjp_of_jacrev(x, v):
+    return v @ torch.func.jacrev(_y)(x)
+
+
+def _vjp_of_jacfwd(x, v):
+    return v @ torch.func.jacfwd(_y)(x)
+
+
+def _vjp_of_functional_jacobian(x, v):
+    return v @ torch.autograd.functional.jacobian(_y, x)
+
+
+def _vjp_of_rows(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    y = _y(x)
+    rows = [torch.autograd.grad(y[i], x, retain_graph=True)[0] for i in range(3)]
+    return v @ torch.stack(rows)
+
+
+def _vjp_by_formula(x, v):
+    x0, x1 = x
+    J = torch.stack(
+        [
+            torch.stack([x1, x0]),
+            torch.stack([torch.ones(()), torch.cos(x1)]),
+            torch.stack([2 * x0, torch.zeros(())]),
+        ]
+    )
+    return v @ J
+
+
+def _judge_vjp(fn):
+    from autograder.checking import checks, methods, params
+
+    checks.begin_check()
+    x = torch.tensor([0.7, -1.3], dtype=F64)
+    v = torch.tensor([1.5, -0.5, 2.0], dtype=F64)
+    with params.autograd_apis(fn) as apis:
+        got, _ = checks.call("Q", fn, x, v)
+    torch.testing.assert_close(got, jac.reference_vjp(_y, x, v))
+    jac.require_vjp("Q", fn.__name__, methods.LAST_CALL["Q"][2], apis, outputs=3)
+
+
+@pytest.mark.parametrize("fn", [_vjp_by_backward, _vjp_by_grad, _vjp_by_func, _vjp_by_functional])
+def test_every_reverse_vjp_api_is_a_vjp(fn):
+    """backward(v), autograd.grad, torch.func.vjp and functional.vjp: each one reverse pass."""
+    _judge_vjp(fn)
+
+
+@pytest.mark.parametrize(
+    ("fn", "evidence"),
+    [
+        (_vjp_of_jacrev, "torch.func.jacrev"),
+        (_vjp_of_jacfwd, "torch.func.jacfwd"),
+        (_vjp_of_functional_jacobian, "torch.autograd.functional.jacobian"),
+        (_vjp_of_rows, "once per output (m = 3)"),
+    ],
+)
+def test_a_jacobian_built_then_multiplied_is_not_a_vjp(fn, evidence):
+    """Right values from a Jacobian built first: named not_a_vjp, with the evidence."""
+    exc = failure(_judge_vjp, fn)
+    assert exc.codes == ["not_a_vjp"]
+    assert evidence in str(exc)
+
+
+def test_a_formula_is_not_a_vjp_either():
+    """The closed formula runs no autograd: named as a missing method, not guessed."""
+    exc = failure(_judge_vjp, _vjp_by_formula)
+    assert exc.codes == ["method_missing"]

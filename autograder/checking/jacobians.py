@@ -16,7 +16,9 @@ On top of the core diagnoses (`transposed`, `block_diagonal`, `accumulated_rows`
 - `v_and_j_swapped`: J·v instead of vᵀJ;
 - `ignored_v`: 1ᵀJ, the `gradient` vector replaced by ones;
 - `returned_jacobian`: the Jacobian itself instead of the product vᵀJ;
-- `gradient_shape`, `matmul_order`: torch/numpy errors of those mistakes, in plain words.
+- `gradient_shape`, `matmul_order`: torch/numpy errors of those mistakes, in plain words;
+- `not_a_vjp`: right values, but not computed as a vector-Jacobian product (a Jacobian
+  built first and multiplied by v, forward mode, or one reverse pass per output).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 
+from . import methods
 from .checks import call
 from .compare import as_tensor, check_close
 from .diagnose import Context
@@ -269,14 +272,17 @@ def call_student(
     *args: Any,
     name: str | None = None,
     jacobian_shape: tuple[int, int] | None = None,
+    rule: methods.Rule | None = None,
+    keeps_inputs: bool = True,
 ) -> Any:
     """`checks.call` plus the Jacobian/VJP error hints; returns the result only.
 
     With `jacobian_shape` = (m, n) of a VJP question whose J is not square, a failed matrix
     product is named as v and J swapped: J @ v is exactly the product that fails there.
+    `rule` and `keeps_inputs` are passed on to `checks.call`.
     """
     try:
-        result, _ = call(question, fn, *args, name=name)
+        result, _ = call(question, fn, *args, name=name, rule=rule, keeps_inputs=keeps_inputs)
     except CheckFailed as exc:
         extra = explain_error("\n".join(exc.details))
         if jacobian_shape and any(f.code == "matmul_order" for f in extra):
@@ -340,3 +346,72 @@ def check_vjp(
         if t is not None and (t.is_floating_point() or t.is_complex()):
             extra = diagnose_vjp(t, _f64(J).reshape(-1, max(1, expected.numel())), _f64(v))
         raise _merged(exc, extra) from None
+
+
+# --- how a vector-Jacobian product was computed ---------------------------------------------
+
+# Autograd entry points (as `params.autograd_apis` names them) that build a whole Jacobian.
+JACOBIAN_APIS = frozenset(
+    {
+        "torch.autograd.functional.jacobian",
+        "torch.autograd.functional.hessian",
+        "torch.func.jacrev",
+        "torch.func.jacfwd",
+        "torch.func.hessian",
+    }
+)
+
+
+def require_vjp(
+    question: str,
+    name: str,
+    hits: list[str],
+    apis: Sequence[str],
+    *,
+    outputs: int,
+    passes: int = 1,
+    asks: str = "backward(v)",
+) -> None:
+    """Fail unless one call (its method record `hits`, its autograd entry points `apis`)
+    computed vᵀJ as a vector-Jacobian product: reverse-mode autograd, at most `passes`
+    reverse passes, no forward mode and no entry point that builds the whole Jacobian.
+
+    Any reverse-mode VJP counts (`backward(v)`, `torch.autograd.grad` with `grad_outputs`,
+    `torch.func.vjp`, `torch.autograd.functional.vjp`). The cause is named from what the call
+    did: the Jacobian entry point it called, forward mode, or as many reverse passes as
+    outputs (`outputs`, the m of the m × n Jacobian: J built row by row).
+    """
+    record = methods.Record.of(hits)
+    runs = methods.engine_runs(hits)
+    built = sorted(set(apis) & JACOBIAN_APIS)
+    if built:
+        evidence = f"it called {', '.join(built)}, which builds the whole Jacobian J"
+    elif methods.FORWARD in record.used:
+        evidence = (
+            "it used forward-mode AD (dual numbers, torch.func.jvp or jacfwd), which computes "
+            "J·u, a column of J at a time, not vᵀJ"
+        )
+    elif runs > passes:
+        evidence = f"autograd ran {runs} times" + (
+            f", once per output (m = {outputs}): J was built row by row"
+            if runs == outputs
+            else f" where one vector-Jacobian product needs {passes}"
+        )
+    else:
+        evidence = ""
+    if evidence:
+        raise CheckFailed(
+            question,
+            f"`{name}` does not compute vᵀJ as a vector-Jacobian product",
+            [f"`{name}`: {evidence}"],
+            [
+                Finding(
+                    "not_a_vjp",
+                    f"this question asks for {asks}: one reverse pass that pushes v back "
+                    "through the graph and gives vᵀJ without ever forming J. Building J (with "
+                    "jacrev, functional.jacobian, forward mode or one backward per output) and "
+                    "multiplying by v gets the numbers, not the method.",
+                )
+            ],
+        )
+    methods.enforce(question, methods.Rule(frozenset({methods.REVERSE}), asks=asks), hits, name)

@@ -33,6 +33,49 @@ def jacobian_rows(f, x):
     return torch.stack(rows, dim=1)
 """
 
+# The solution's answers to the functions a student below leaves right, so that an answer
+# cell holding two functions changes only the one that is wrong.
+_VJP_FROM_JACOBIAN = """
+def vjp_from_jacobian(J, v):
+    return np.asarray(v) @ np.asarray(J)
+"""
+_VJP = """
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).backward(v)
+    return x.grad
+"""
+_PREDICTED = """
+def predicted_grads(x, vs):
+    return 2 * x * torch.cumsum(vs, dim=0)
+"""
+_ACCUMULATED = """
+
+def accumulated_grads(f, x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    grads = []
+    for v in vs:
+        y.backward(v, retain_graph=True)
+        grads.append(x.grad.clone())
+    return torch.stack(grads)
+"""
+_GRAD_G = """
+def grad_g(x):
+    x0, x1 = x[:, 0], x[:, 1]
+    c = torch.cos(x0 * x1**2)
+    return torch.stack([x1 + x1**2 * c, x0 + 2 * x0 * x1 * c], dim=1)
+"""
+_BATCHED = """
+
+def batched_gradient(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    y.backward(torch.ones_like(y))
+    return x.grad
+"""
+
 
 def _define(name: str, body: str) -> str:
     """An answer cell holding `def name(f, x):` with the given body."""
@@ -105,7 +148,7 @@ STUDENTS: dict[str, Student] = {
     # --- correct alternatives --------------------------------------------------------
     "alt_functional": Student(
         "torch.func.vjp, autograd.functional.vjp, autograd.grad per row, jacfwd, "
-        "the Jacobian of the batch sum, J.T @ v",
+        "the Jacobian of the batch sum, J.T @ v, torch.autograd.backward per row of vs",
         answers={
             Q1: """
 def vjp_y3x2(x, v):
@@ -130,8 +173,11 @@ def predicted_grads(x, vs):
 def accumulated_grads(f, x, vs):
     x = x.detach().clone().requires_grad_(True)
     y = f(x)
-    each = [torch.autograd.grad(y, x, v, retain_graph=True)[0] for v in vs]
-    return torch.cumsum(torch.stack(each), dim=0)
+    seen = []
+    for v in vs:
+        torch.autograd.backward(y, v, retain_graph=True)
+        seen.append(x.grad.detach().clone())
+    return torch.stack(seen)
 """,
             Q4: """
 def q_grads(a, b, v):
@@ -318,13 +364,18 @@ def jacobian_rows(f, x):
 """,
         },
     ),
+    # Each Q6 cell names its way: another way gets the values, not the point.
     "rotated_1": Student(
-        "the Q6 cells answered by functional.jacobian, vmap(jacrev) and a backward loop",
+        "the Q6 cells answered by functional.jacobian, vmap(jacrev) and a backward loop: "
+        "each cell another way than it asks",
         answers=_ways(*ROTATIONS[1]),
+        lost={"q6-2-rows": "wrong_api", "q6-3-functional": "wrong_api", "q6-4-vmap": "wrong_api"},
     ),
     "rotated_2": Student(
-        "the Q6 cells answered by vmap(jacrev), a backward loop and functional.jacobian",
+        "the Q6 cells answered by vmap(jacrev), a backward loop and functional.jacobian: "
+        "each cell another way than it asks",
         answers=_ways(*ROTATIONS[2]),
+        lost={"q6-2-rows": "wrong_api", "q6-3-functional": "wrong_api", "q6-4-vmap": "wrong_api"},
     ),
     # --- realistic mistakes -----------------------------------------------------------
     "accumulated_rows": Student(
@@ -489,7 +540,508 @@ def q_grads(a, b, v):
     return a.grad, b.grad
 """,
         },
-        lost={"q1-vjp-y3x2": None, "q4-q-grads": "ignored_v"},
-        says={"q1-vjp-y3x2": ("✓ Q1 vjp_y3x2: passed (x = (1, 2)", "✗ Q1 vjp_y3x2")},
+        # Hard-coded numbers run no backward at all: the visible test fails too.
+        lost={"q1-vjp-y3x2": "method_missing", "q4-q-grads": "ignored_v"},
+    ),
+    # --- the method a question names, bypassed ---------------------------------------
+    "formula_not_backward": Student(
+        "the closed formulas 6xv, 9a²v and −2bv where backward(v) is asked",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    return 6 * x * v
+""",
+            Q4: """
+def q_grads(a, b, v):
+    return 9 * a**2 * v, -2 * b * v
+""",
+        },
+        lost={"q1-vjp-y3x2": "method_missing", "q4-q-grads": "method_missing"},
+    ),
+    "finite_differences": Student(
+        "central differences (h = 1e-6) wherever a derivative is asked, right to ~1e-9",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    h = 1e-6
+    return (3 * (x + h) ** 2 - 3 * (x - h) ** 2) / (2 * h) * v
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    h = 1e-6
+    flat = x.detach().reshape(-1)
+    columns = []
+    for j in range(flat.numel()):
+        e = torch.zeros_like(flat)
+        e[j] = h
+        up = f((flat + e).reshape(x.shape)).reshape(-1)
+        down = f((flat - e).reshape(x.shape)).reshape(-1)
+        columns.append((up - down) / (2 * h))
+    J = torch.stack(columns, dim=1)
+    return (v.reshape(-1) @ J).reshape(x.shape)
+""",
+            Q23: """
+def jacobian_example(x):
+    h = 1e-6
+    columns = []
+    for j in range(2):
+        e = torch.zeros(2)
+        e[j] = h
+        columns.append((example(x + e) - example(x - e)) / (2 * h))
+    return torch.stack(columns, dim=1)
+""",
+            Q3: _PREDICTED
+            + """
+
+def accumulated_grads(f, x, vs):
+    h = 1e-6
+    flat = x.detach().reshape(-1)
+    columns = []
+    for j in range(flat.numel()):
+        e = torch.zeros_like(flat)
+        e[j] = h
+        up = f((flat + e).reshape(x.shape)).reshape(-1)
+        down = f((flat - e).reshape(x.shape)).reshape(-1)
+        columns.append((up - down) / (2 * h))
+    J = torch.stack(columns, dim=1)
+    per_call = vs.reshape(len(vs), -1) @ J
+    return per_call.cumsum(0).reshape(len(vs), *x.shape)
+""",
+            Q5: """
+def grad_g(x):
+    h = 1e-6
+    e0, e1 = torch.tensor([h, 0.0]), torch.tensor([0.0, h])
+    return torch.stack([(g(x + e0) - g(x - e0)) / (2 * h), (g(x + e1) - g(x - e1)) / (2 * h)], 1)
+
+
+def batched_gradient(f, x):
+    h = 1e-6
+    e0, e1 = torch.tensor([h, 0.0]), torch.tensor([0.0, h])
+    return torch.stack([(f(x + e0) - f(x - e0)) / (2 * h), (f(x + e1) - f(x - e1)) / (2 * h)], 1)
+""",
+            Q61: """
+def jacobian_f(x):
+    h = 1e-6
+    e0, e1 = torch.tensor([h, 0.0]), torch.tensor([0.0, h])
+    return torch.stack([(f(x + e0) - f(x - e0)) / (2 * h), (f(x + e1) - f(x - e1)) / (2 * h)], -1)
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    h = 1e-6
+    e0, e1 = torch.tensor([h, 0.0]), torch.tensor([0.0, h])
+    return torch.stack([(f(x + e0) - f(x - e0)) / (2 * h), (f(x + e1) - f(x - e1)) / (2 * h)], -1)
+""",
+        },
+        lost={
+            "q1-vjp-y3x2": "numerical_difference",
+            "q2-2-vjp": "numerical_difference",
+            "q2-3-jacobian-example": "numerical_difference",
+            "q3-2-accumulated": "numerical_difference",
+            "q5-1-grad-g": "numerical_difference",
+            "q5-2-batched-gradient": "numerical_difference",
+            "q6-1-analytic": "numerical_difference",
+            "q6-2-rows": "numerical_difference",
+        },
+    ),
+    "forward_mode": Student(
+        "forward-mode AD (torch.func.jvp, jacfwd) where a reverse VJP, a formula or "
+        "another way is asked",
+        answers={
+            # J is diagonal: the JVP J·v has the values of vᵀJ
+            Q1: """
+def vjp_y3x2(x, v):
+    _, jv = torch.func.jvp(lambda t: 3 * t**2, (x,), (v,))
+    return jv
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    J = torch.func.jacfwd(f)(x).reshape(v.numel(), x.numel())
+    return (v.reshape(-1) @ J).reshape(x.shape)
+""",
+            Q23: """
+def jacobian_example(x):
+    return torch.func.jacfwd(example)(x)
+""",
+            Q3: """
+def predicted_grads(x, vs):
+    each = [torch.func.jvp(lambda t: t**2, (x,), (torch.ones_like(x),))[1] * v for v in vs]
+    return torch.cumsum(torch.stack(each), dim=0)
+"""
+            + _ACCUMULATED,
+            Q5: """
+def grad_g(x):
+    return torch.func.vmap(torch.func.jacfwd(g))(x)
+"""
+            + _BATCHED,
+            Q61: """
+def jacobian_f(x):
+    return torch.func.vmap(torch.func.jacfwd(f))(x)
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    return torch.func.vmap(torch.func.jacfwd(f))(x)
+""",
+            Q63: """
+def jacobian_functional(f, x):
+    return torch.func.vmap(torch.func.jacfwd(f))(x)
+""",
+        },
+        lost={
+            "q1-vjp-y3x2": "not_a_vjp",
+            "q2-2-vjp": "not_a_vjp",
+            "q2-3-jacobian-example": "used_autograd",
+            "q3-1-predicted": "used_autograd",
+            "q5-1-grad-g": "used_autograd",
+            "q6-1-analytic": "used_autograd",
+            "q6-2-rows": "wrong_api",
+            "q6-3-functional": "wrong_api",
+        },
+    ),
+    "jacobian_then_product": Student(
+        "the whole Jacobian built first (jacrev, one backward per output, "
+        "functional.jacobian), then multiplied by v; VJPs summed by hand; loops over samples",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    J = torch.func.jacrev(lambda t: 3 * t**2)(x)
+    return v @ J
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x).reshape(-1)
+    rows = []
+    for i in range(y.numel()):
+        x.grad = None
+        y[i].backward(retain_graph=True)
+        rows.append(x.grad.reshape(-1).clone())
+    J = torch.stack(rows)
+    return (v.reshape(-1) @ J).reshape(x.shape)
+""",
+            Q3: _PREDICTED
+            + """
+
+def accumulated_grads(f, x, vs):
+    _, pullback = torch.func.vjp(f, x)
+    total = torch.zeros_like(x)
+    out = []
+    for v in vs:
+        total = total + pullback(v)[0]
+        out.append(total)
+    return torch.stack(out)
+""",
+            Q4: """
+def q_grads(a, b, v):
+    J_a, J_b = torch.autograd.functional.jacobian(lambda a, b: 3 * a**3 - b**2, (a, b))
+    return v @ J_a, v @ J_b
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    J = torch.zeros(y.shape[0], y.shape[1], x.shape[1])
+    for i in range(y.shape[0]):
+        for k in range(y.shape[1]):
+            (grad,) = torch.autograd.grad(y[i, k], x, retain_graph=True)
+            J[i, k] = grad[i]
+    return J
+""",
+            Q64: """
+def jacobian_vmap(f, x):
+    return torch.stack([torch.func.jacrev(f)(point) for point in x])
+""",
+        },
+        lost={
+            "q1-vjp-y3x2": "not_a_vjp",
+            "q2-2-vjp": "not_a_vjp",
+            "q3-2-accumulated": "summed_by_hand",
+            "q4-q-grads": "not_a_vjp",
+            "q6-2-rows": "one_backward_per_row",
+            "q6-4-vmap": "wrong_api",
+        },
+    ),
+    "callers_tensors": Student(
+        "backward on the caller's own tensors (x, a, b switched to requires_grad); y "
+        "rebuilt for every backward; all Jacobian rows in one batched pass",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    x.requires_grad_(True)
+    (3 * x**2).backward(v)
+    return x.grad
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    x.requires_grad_(True)
+    x.grad = None
+    f(x).backward(v)
+    return x.grad
+""",
+            Q3: _PREDICTED
+            + """
+
+def accumulated_grads(f, x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    grads = []
+    for v in vs:
+        f(x).backward(v)      # a fresh graph each time: no retain_graph needed
+        grads.append(x.grad.clone())
+    return torch.stack(grads)
+""",
+            Q4: """
+def q_grads(a, b, v):
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    (3 * a**3 - b**2).backward(v)
+    return a.grad, b.grad
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    m = y.shape[1]
+    onehots = torch.zeros(m, *y.shape)
+    for k in range(m):
+        onehots[k, :, k] = 1.0
+    (rows,) = torch.autograd.grad(y, x, onehots, is_grads_batched=True)
+    return rows.permute(1, 0, 2)
+""",
+        },
+        lost={
+            "q1-vjp-y3x2": "changed_input",
+            "q2-2-vjp": "changed_input",
+            "q3-2-accumulated": "rebuilt_graph",
+            "q4-q-grads": "changed_input",
+            "q6-2-rows": "one_backward_per_row",
+        },
+    ),
+    "torch_not_numpy": Student(
+        "vᵀJ of Q2.1 in torch, returned as a tensor; .grad cleared between the calls of "
+        "Q3.2 and the sum taken by hand; vᵀJ of Q2.2 flattened",
+        answers={
+            Q2: """
+def vjp_from_jacobian(J, v):
+    return torch.as_tensor(v) @ torch.as_tensor(J)
+
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).backward(v)
+    return x.grad.reshape(-1)
+""",
+            Q3: _PREDICTED
+            + """
+
+def accumulated_grads(f, x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    each = []
+    for v in vs:
+        x.grad = None
+        y.backward(v, retain_graph=True)
+        each.append(x.grad)
+    return torch.cumsum(torch.stack(each), dim=0)
+""",
+        },
+        lost={
+            "q2-1-vjp-from-jacobian": "not_numpy",
+            "q2-2-vjp": None,
+            "q3-2-accumulated": "summed_by_hand",
+        },
+    ),
+    "torch_then_numpy": Student(
+        "vᵀJ of Q2.1 computed in torch and converted back to numpy; .grad cleared between "
+        "the calls of Q3.2 (each entry one call's gradient)",
+        answers={
+            Q2: """
+def vjp_from_jacobian(J, v):
+    return (torch.from_numpy(np.asarray(v)) @ torch.from_numpy(np.asarray(J))).numpy()
+"""
+            + _VJP,
+            Q3: _PREDICTED
+            + """
+
+def accumulated_grads(f, x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    grads = []
+    for v in vs:
+        x.grad = None
+        y.backward(v, retain_graph=True)
+        grads.append(x.grad)
+    return torch.stack(grads)
+""",
+        },
+        lost={"q2-1-vjp-from-jacobian": "not_numpy", "q3-2-accumulated": "not_accumulated"},
+    ),
+    "grad_cumsum": Student(
+        "Q3.1 measured with backward instead of predicted by formula; Q3.2 by "
+        "torch.autograd.grad per row and a cumsum (no accumulation in .grad)",
+        answers={
+            Q3: """
+def predicted_grads(x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2
+    out = []
+    for v in vs:
+        y.backward(v, retain_graph=True)
+        out.append(x.grad.clone())
+    return torch.stack(out)
+
+
+def accumulated_grads(f, x, vs):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    each = [torch.autograd.grad(y, x, v, retain_graph=True)[0] for v in vs]
+    return torch.cumsum(torch.stack(each), dim=0)
+""",
+        },
+        lost={"q3-1-predicted": "used_autograd", "q3-2-accumulated": "summed_by_hand"},
+    ),
+    "scalar_x_only": Student(
+        "Q3.1's formula written for the notebook's 0-dimensional x only (x.item())",
+        answers={
+            Q3: """
+def predicted_grads(x, vs):
+    return 2 * x.item() * torch.cumsum(vs, dim=0)
+"""
+            + _ACCUMULATED,
+        },
+        lost={"q3-1-predicted": None},
+    ),
+    "ignores_f": Student(
+        "the notebook's analytic Jacobian and gradient returned whatever f is given",
+        answers={
+            Q5: _GRAD_G
+            + """
+
+def batched_gradient(f, x):
+    return grad_g(x)
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    return jacobian_f(x)
+""",
+            Q64: """
+def jacobian_vmap(f, x):
+    return jacobian_f(x)
+""",
+        },
+        lost={
+            "q5-2-batched-gradient": "method_missing",
+            "q6-2-rows": "method_missing",
+            "q6-4-vmap": "method_missing",
+            "q6-5-large-batch": None,
+        },
+    ),
+    # --- more correct alternatives ------------------------------------------------------
+    "alt_apis": Student(
+        "other legitimate APIs: torch.autograd.backward, np.dot, torch.func.vjp per row, "
+        "one autograd.grad per input, forward-mode dual numbers for 'by autograd', "
+        "functional.jacobian vectorised or forward-mode, vmap of a lambda, imported names",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    leaf = x.detach().clone().requires_grad_(True)
+    torch.autograd.backward(3 * leaf**2, v)
+    return leaf.grad
+""",
+            Q2: """
+def vjp_from_jacobian(J, v):
+    return np.dot(np.asarray(v), np.asarray(J))
+
+
+def vjp(f, x, v):
+    _, pullback = torch.func.vjp(f, x)
+    return pullback(v)[0]
+""",
+            Q23: """
+def jacobian_example(x):
+    x1, x2 = x.tolist()
+    return torch.tensor([[6 * x1, 0.0], [2 * x1, 6 * x2**2], [0.0, 10.0]])
+""",
+            Q3: """
+def predicted_grads(x, vs):
+    return vs.cumsum(0) * (2 * x)
+
+
+def accumulated_grads(f, x, vs):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = f(leaf)
+    history = []
+    for k in range(vs.shape[0]):
+        y.backward(vs[k], retain_graph=True)
+        history.append(leaf.grad.detach().clone())
+    return torch.stack(history, dim=0)
+""",
+            Q4: """
+def q_grads(a, b, v):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    Q = 3 * a**3 - b**2
+    (ga,) = torch.autograd.grad(Q, a, v, retain_graph=True)
+    (gb,) = torch.autograd.grad(Q, b, v)
+    return ga, gb
+""",
+            Q5: _GRAD_G
+            + """
+
+def batched_gradient(f, x):
+    import torch.autograd.forward_ad as fwAD
+
+    columns = []
+    with fwAD.dual_level():
+        for j in range(x.shape[1]):
+            tangent = torch.zeros_like(x)
+            tangent[:, j] = 1.0
+            columns.append(fwAD.unpack_dual(f(fwAD.make_dual(x, tangent))).tangent)
+    return torch.stack(columns, dim=1)
+""",
+            Q61: """
+def jacobian_f(x):
+    x1, x2 = x[:, 0], x[:, 1]
+    c = torch.cos(x1 + x2**2)
+    J = torch.zeros(x.shape[0], 3, 2)
+    J[:, 0, 0] = x2
+    J[:, 0, 1] = x1
+    J[:, 1, 0] = c
+    J[:, 1, 1] = 2 * x2 * c
+    J[:, 2, 0] = 2 * x1
+    J[:, 2, 1] = -3.0
+    return J
+""",
+            Q62: """
+def jacobian_rows(f, x):
+    y, pullback = torch.func.vjp(f, x)
+    rows = []
+    for k in range(y.shape[-1]):
+        e_k = torch.zeros_like(y)
+        e_k[..., k] = 1.0
+        rows.append(pullback(e_k)[0])
+    return torch.stack(rows, dim=1)
+""",
+            Q63: """
+def jacobian_functional(f, x):
+    summed = torch.autograd.functional.jacobian(
+        lambda t: f(t).sum(0), x, vectorize=True, strategy="forward-mode"
+    )
+    return summed.movedim(1, 0)
+""",
+            Q64: """
+from torch.func import jacrev, vmap
+
+
+def jacobian_vmap(f, x):
+    return vmap(lambda point: jacrev(f)(point))(x)
+""",
+        },
     ),
 }
