@@ -46,6 +46,9 @@ ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {
     "list a02's known mistakes",
     ("tests.test_docs", "autograder.assignments.a02", "_f_prime"): "needs a public way to "
     "list a02's known mistakes",
+    # tests/test_a02_chain_rule.py evaluates a student's graph node by node.
+    ("tests.test_a02_chain_rule", "autograder.assignments.a02", "_node_values"): "needs a "
+    "public way to evaluate a graph's nodes",
     # tests/test_jacobians.py runs every function a03 asks about.
     ("tests.test_jacobians", "autograder.assignments.a03", "_JACOBIAN_FUNCTIONS"): "needs "
     "a public list of a03's functions",
@@ -349,6 +352,44 @@ def test_the_reader_sees_imports_in_functions_and_relative_ones():
     assert "autograder.batch.coordinator" in READERS["autograder.course"].imports
     assert "autograder.batch.worker" in READERS["autograder.batch.forkserver"].imports
     assert "autograder.core.outcome" in READERS["autograder.batch.store"].imports
+
+
+def test_the_reader_finds_private_names_however_they_are_reached(tmp_path):
+    """A private name reached through a from-import, an alias, a chain of submodules or
+    monkeypatch is found; a parameter or local that shadows a module's name is not it."""
+    path = tmp_path / "sample.py"
+    path.write_text(
+        "import autograder.batch.store\n"
+        "import autograder.core.outcome as o\n"
+        "from autograder.batch import worker\n"
+        "from autograder.batch.forkserver import _plain_module\n"
+        "o._a\n"
+        "autograder.batch.store._b\n"
+        "def f(worker, monkeypatch):\n"
+        "    worker._not_a_module\n"
+        "    monkeypatch.setattr(o, '_c', None)\n"
+        "    return [worker._not_either for worker in ()]\n"
+        "class K:\n"
+        "    worker = 1\n"
+        "    def g(self):\n"
+        "        return worker._d\n",
+        encoding="utf-8",
+    )
+    reader = _Reader("tests.sample", path)
+    found = sorted((u.module, u.name) for u in reader.uses)
+    assert found == [
+        ("autograder.batch.forkserver", "_plain_module"),
+        ("autograder.batch.store", "_b"),
+        ("autograder.batch.worker", "_d"),
+        ("autograder.core.outcome", "_a"),
+        ("autograder.core.outcome", "_c"),
+    ]
+    assert reader.imports == {
+        "autograder.batch.store",
+        "autograder.core.outcome",
+        "autograder.batch.worker",
+        "autograder.batch.forkserver",
+    }
 
 
 def test_no_import_cycle_between_modules():
