@@ -162,7 +162,7 @@ def fetch(session: Session, name: str) -> Any:
         return RemoteObject(session, name)
     try:
         return wire.decode(data, refs=lambda e: RemoteObject(session, e))
-    except wire.WireError:
+    except Exception:  # not well-formed, or a value that cannot be rebuilt here
         return RemoteObject(session, name)
 
 

@@ -206,6 +206,60 @@ def _empty_batches(request):
 _r.handle = _empty_batches
 """,
     ),
+    # The kernel side of trusted grading disabled (each kind of SABOTAGE below): the
+    # grader's re-checks are blocked, so they score nothing and the submission is flagged.
+    "delete_kernel_helper": Hostile(
+        "the kernel side of trusted grading deleted (its channel and per-request entry points)",
+        """
+import autograder.kernel.remote as _r
+del _r.channel, _r.serve
+""",
+    ),
+    "break_kernel_helper": Hostile(
+        "the kernel side's request handler replaced by one that raises",
+        """
+import autograder.kernel.remote as _r
+def _refuse(request):
+    raise RuntimeError("no grading here")
+_r.handle = _refuse
+""",
+    ),
+    "hide_kernel_module": Hostile(
+        "the kernel side's module replaced by None in sys.modules",
+        """
+import sys as _sys
+_sys.modules["autograder.kernel.remote"] = None
+""",
+    ),
+    "fake_autograder_package": Hostile(
+        "the autograder package replaced in sys.modules by an empty module",
+        """
+import sys as _sys, types as _types
+for _name in [_n for _n in _sys.modules if _n.startswith("autograder.kernel")]:
+    del _sys.modules[_name]
+_sys.modules["autograder"] = _types.ModuleType("autograder")
+""",
+    ),
+    "filter_run_cell": Hostile(
+        "IPython's run_cell wrapped to run the grader's requests as `pass`",
+        """
+_ip = get_ipython()
+_run_cell = _ip.run_cell
+def _without_grader(raw_cell, *args, **kwargs):
+    if "autograder.kernel" in raw_cell:
+        raw_cell = "pass"
+    return _run_cell(raw_cell, *args, **kwargs)
+_ip.run_cell = _without_grader
+""",
+    ),
+    "drop_grader_input": Hostile(
+        "an IPython input transformer that blanks the grader's requests",
+        """
+def _blank_grader(lines):
+    return [] if any("autograder.kernel" in line for line in lines) else lines
+get_ipython().input_transformers_post.append(_blank_grader)
+""",
+    ),
     "edit_test_cells": Hostile("every test cell's code replaced by `pass`", edit=_blank_tests),
     "delete_test_cells": Hostile("every test cell deleted", edit=_delete_tests),
     "tamper_test_metadata": Hostile(
@@ -298,6 +352,17 @@ for _p in _glob.glob("../../../submitted/*/01_derivatives/*.ipynb") + _glob.glob
         "_hog = [torch.ones(1_000_000_000, dtype=torch.uint8) for _ in range(40)]\n",
     ),
 }
+
+
+# Techniques that disable the kernel side of trusted grading.
+SABOTAGE = [
+    "delete_kernel_helper",
+    "break_kernel_helper",
+    "hide_kernel_module",
+    "fake_autograder_package",
+    "filter_run_cell",
+    "drop_grader_input",
+]
 
 
 def notebook(course, name: str):
