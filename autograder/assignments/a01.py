@@ -14,12 +14,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..checking.checks import call, call_each, passed, require
+from ..checking import methods
+from ..checking.checks import call, call_each, passed, require, returns_tensor
 from ..checking.compare import Tolerance, check_close, tolerance_for
 from ..checking.diagnose import Context
 from ..checking.feedback import CheckFailed, Finding
 from ..checking.forbid import (
-    autograd_calls,
     bound_references,
     function_source,
     recording,
@@ -30,6 +30,18 @@ from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
 
 F64 = torch.float64
+
+# The methods the questions ask for (see autograder.checking.methods).
+FINITE_DIFFERENCE = methods.Rule(
+    frozenset({methods.NUMERICAL}),
+    frozenset({methods.REVERSE, methods.FORWARD}),
+    "a finite difference of the function you are given",
+)
+EXACT_BY_AUTOGRAD = methods.Rule(
+    frozenset({methods.REVERSE, methods.FORWARD}),
+    frozenset(),
+    "the exact derivative from your autograd helper beside the finite differences",
+)
 
 
 def _quadratic(x):
@@ -92,7 +104,8 @@ def check_forward_difference(forward_difference, *, hidden: bool = False) -> Non
     q = "Q1.1 forward_difference"
     cases, note = _difference_cases(q, hidden)
     for name, f, x, h in cases:
-        got, _ = call(q, forward_difference, f, x.clone(), h)
+        got, _ = call(q, forward_difference, f, x.clone(), h, rule=FINITE_DIFFERENCE)
+        returns_tensor(q, "forward_difference(f, x, h)", got)
         expected = (f(x + h) - f(x)) / h
         central = (f(x + h) - f(x - h)) / (2 * h)
         _close_or_hint(
@@ -111,7 +124,8 @@ def check_central_difference(central_difference, *, hidden: bool = False) -> Non
     q = "Q1.2 central_difference"
     cases, note = _difference_cases(q, hidden)
     for name, f, x, h in cases:
-        got, _ = call(q, central_difference, f, x.clone(), h)
+        got, _ = call(q, central_difference, f, x.clone(), h, rule=FINITE_DIFFERENCE)
+        returns_tensor(q, "central_difference(f, x, h)", got)
         expected = (f(x + h) - f(x - h)) / (2 * h)
         forward = (f(x + h) - f(x)) / h
         _close_or_hint(
@@ -130,6 +144,8 @@ def _rounding(got, f, x: torch.Tensor, h) -> Tolerance:
     """Tolerance for a finite difference in the student's dtype: rounding of f values,
     amplified by 1/h (a float32 answer is as right as float32 allows)."""
     dtype = got.dtype if isinstance(got, torch.Tensor) and got.is_floating_point() else F64
+    if dtype in (torch.float16, torch.bfloat16):  # judged as float32 (see compare)
+        dtype = torch.float32
     eps = torch.finfo(dtype).eps
     scale = f(x + h).abs() + f(x).abs() + f(x - h).abs()
     if not isinstance(h, torch.Tensor):
@@ -161,7 +177,8 @@ def check_autograd_derivative(autograd_derivative, *, hidden: bool = False) -> N
         cases = [("3x² − 4x", _quadratic, 1.0)]
         note = "f'(1) = 2 for f(x) = 3x² − 4x"
     for name, f, x0 in cases:
-        got, _ = call(q, autograd_derivative, f, x0)
+        got, _ = call(q, autograd_derivative, f, x0, rule=methods.AUTOGRAD)
+        returns_tensor(q, f"autograd_derivative(f = {name}, x = {x0:.4g})", got, dim=0)
         expected = _grad_reference(f, torch.tensor(x0, dtype=F64))
         check_close(q, f"autograd_derivative(f = {name}, x = {x0:.4g})", got, expected)
     passed(q, note)
@@ -172,29 +189,63 @@ def check_difference_errors(difference_errors, *, hidden: bool = False) -> None:
     hs = torch.tensor([1e-1, 1e-2, 1e-3, 1e-4, 1e-5], dtype=F64)
     if hidden:
         g = generator(q)
-        name, f = _FUNCTIONS[1 + int(torch.randint(0, 3, (1,), generator=g))]
-        x0 = float(uniform(g, 1, -1.5, 1.5))
-        note = f"f = {name} at a fresh random point"
+        # Every function on every run, and sin where f'' < 0, so that the errors of the
+        # forward difference have both signs within a run (signed errors fail every time).
+        cases = [
+            ("sin(x)", _sin, float(uniform(g, 1, 0.4, 1.2))),
+            ("exp(x/2)", _exp_half, float(uniform(g, 1, -1.5, 1.5))),
+            ("x³ − x", _cubic, float(uniform(g, 1, -1.5, -0.4))),
+        ]
+        note = "3 functions at fresh random points"
     else:
-        name, f, x0 = "3x² − 4x", _quadratic, 1.0
+        cases = [("3x² − 4x", _quadratic, 1.0)]
         note = "f(x) = 3x² − 4x at x = 1"
-    result, _ = call(q, difference_errors, f, x0, hs.clone())
-    require(
-        q,
-        isinstance(result, tuple | list) and len(result) == 2,
-        "difference_errors must return a pair (forward_errors, central_errors)",
-        [f"got {type(result).__name__}"],
-    )
-    x = torch.tensor(x0, dtype=F64)
-    exact = _grad_reference(f, x)
-    fwd = ((f(x + hs) - f(x)) / hs - exact).abs()
-    cen = ((f(x + hs) - f(x - hs)) / (2 * hs) - exact).abs()
-    # At small h the errors are rounding noise, amplified by 1/h; the student may have
-    # worked in float32 anywhere (helpers or exact derivative), so allow float32 noise.
-    f32 = torch.zeros((), dtype=torch.float32)
-    noise = _rounding(f32, f, x, hs).atol + 1e-6 * exact.abs()
-    for label, got, ref in (("forward", result[0], fwd), ("central", result[1], cen)):
-        check_close(q, f"{label} errors (f = {name})", got, ref, tolerance=Tolerance(1e-3, noise))
+    for name, f, x0 in cases:
+        result, _ = call(q, difference_errors, f, x0, hs.clone(), rule=EXACT_BY_AUTOGRAD)
+        require(
+            q,
+            isinstance(result, tuple | list) and len(result) == 2,
+            "difference_errors must return a pair (forward_errors, central_errors)",
+            [f"got {type(result).__name__}"],
+        )
+        x = torch.tensor(x0, dtype=F64)
+        exact = _grad_reference(f, x)
+        fwd = ((f(x + hs) - f(x)) / hs - exact).abs()
+        cen = ((f(x + hs) - f(x - hs)) / (2 * hs) - exact).abs()
+        # At small h the errors are rounding noise, amplified by 1/h; the student may have
+        # worked in float32 anywhere (helpers or exact derivative), so allow float32 noise.
+        f32 = torch.zeros((), dtype=torch.float32)
+        noise = _rounding(f32, f, x, hs).atol + 1e-6 * exact.abs()
+        for label, got, ref in (("forward", result[0], fwd), ("central", result[1], cen)):
+            signed = (
+                ((f(x + hs) - f(x)) / hs - exact)
+                if label == "forward"
+                else ((f(x + hs) - f(x - hs)) / (2 * hs) - exact)
+            )
+            # Signed errors are a mistake of their own only where some error is negative.
+            negative = bool((signed < -(noise + 1e-3 * signed.abs())).any())
+            ctx = Context(
+                mistakes=[
+                    (
+                        Finding(
+                            "signed_error",
+                            "these are the signed errors (approximation − exact): the question "
+                            "asks for their absolute values, |approximation − f'(x0)|.",
+                        ),
+                        signed,
+                    )
+                ]
+                if negative
+                else []
+            )
+            check_close(
+                q,
+                f"{label} errors (f = {name})",
+                got,
+                ref,
+                tolerance=Tolerance(1e-3, noise),
+                context=ctx,
+            )
     passed(q, note)
 
 
@@ -239,7 +290,7 @@ def check_gradient(gradient, *, hidden: bool = False) -> None:
         cases = [(n, f, x) for n, f in _SCALAR_FUNCTIONS[:3]]
         note = "x = (0, 1, 2, 3)"
     for name, f, x in cases:
-        got, caught = call(q, gradient, f, x.clone())
+        got, caught = call(q, gradient, f, x.clone(), rule=methods.AUTOGRAD)
         check_close(q, f"gradient of {name}", got, _grad_reference(f, x))
     passed(q, note)
 
@@ -283,27 +334,23 @@ def _batch_x(question: str, hidden: bool) -> tuple[torch.Tensor, str]:
 def check_f_prime_analytic(f_prime, *, hidden: bool = False) -> None:
     q = "Q3.1 f_prime (analytic)"
     x, note = _batch_x(q, hidden)
-    with autograd_calls() as engine:
-        got, _ = call(q, f_prime, x.clone())
-    require(
-        q,
-        not engine,
-        "the analytic derivative must not use autograd",
-        [
-            "write f'(x) as a formula; autograd (backward, torch.autograd.grad, torch.func) "
-            "was called while it ran"
-        ],
-        [Finding("used_autograd", "the analytic answer called autograd")],
-    )
+    got, _ = call(q, f_prime, x.clone(), rule=methods.BY_FORMULA)
     ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x}, mistakes=_f3_mistakes(x))
     check_close(q, "f'(x) = d/dx [x² + sin(x²)]", got, _f3_prime(x), context=ctx)
     passed(q, note)
 
 
+BACKWARD_WITH_GRADIENT = methods.Rule(
+    frozenset({methods.REVERSE}),
+    frozenset({methods.NUMERICAL, methods.FORWARD}),
+    "backward(gradient=...) (reverse-mode autograd)",
+)
+
+
 def check_f_prime_autograd(f_prime_autograd, *, hidden: bool = False) -> None:
     q = "Q3.2 f_prime_autograd"
     x, note = _batch_x(q, hidden)
-    got, _ = call(q, f_prime_autograd, x.clone())
+    got, _ = call(q, f_prime_autograd, x.clone(), rule=BACKWARD_WITH_GRADIENT)
     ctx = Context(
         y=_f3(x),
         factors={"2x, the derivative of x² inside sin": 2 * x},
@@ -332,13 +379,21 @@ def check_control_flow_grad(control_flow_grad, *, hidden: bool = False) -> None:
     q = "Q4.1 control_flow_grad"
     if hidden:
         g = generator(q)
-        draws = [torch.randn(3, generator=g, dtype=F64) for _ in range(6)]
-        note = "6 fresh random draws"
+        # Both branches on every run (a sum of either sign), and a zero entry, where
+        # f(a)/a is not a number but the gradient is.
+        draws = []
+        for k in range(6):
+            a = torch.randn(3, generator=g, dtype=F64)
+            if (float(a.sum()) < 0) != (k % 2 == 0):
+                a = -a
+            draws.append(a)
+        draws[-1][int(torch.randint(0, 3, (1,), generator=g))] = 0.0
+        note = "6 fresh random draws, both branches"
     else:
         draws = [torch.tensor([0.5, -1.0, 2.0], dtype=F64)]
         note = "a = (0.5, −1, 2)"
     for a in draws:
-        got, _ = call(q, control_flow_grad, a.clone())
+        got, _ = call(q, control_flow_grad, a.clone(), rule=methods.AUTOGRAD)
         check_close(q, "d f(a) / da", got, _grad_reference(control_flow_f, a))
     passed(q, note)
 
@@ -353,6 +408,7 @@ def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
         grad, fa = _grad_and_value(control_flow_f, a)
         triples.append((grad, a.clone(), fa))
     results = call_each(q, matches_ratio, triples)
+    _bools(q, results)
     rejected = sum(not bool(ok) for ok, _ in results)
     require(
         q,
@@ -370,18 +426,56 @@ def check_matches_ratio(matches_ratio, *, hidden: bool = False) -> None:
         else [],
     )
     triples = []
-    for k in range(20):
+    for k in range(24):
         a = torch.randn(3, generator=g, dtype=F64)
         grad, fa = _grad_and_value(control_flow_f, a)
-        triples.append((grad * (1.5 if k % 2 else -1.0), a, fa))
-    wrong = sum(bool(ok) for ok, _ in call_each(q, matches_ratio, triples))
+        wrong = grad.clone()
+        kind = k % 4
+        if kind == 0:  # far off everywhere
+            wrong = grad * (1.5 if k % 8 else -1.0)
+        elif kind == 1:  # one element off, not the first
+            wrong[1 + k % 2] *= 1.01
+        elif kind == 2:  # two elements off, the sum kept
+            delta = 0.01 * float(grad.abs().max())
+            wrong[0] += delta
+            wrong[2] -= delta
+        else:  # off by a relative 1e-3 everywhere: far beyond rounding
+            wrong = grad * (1 + 1e-3)
+        triples.append((wrong, a, fa))
+    answers = call_each(q, matches_ratio, triples)
+    _bools(q, answers)
+    wrong = sum(bool(ok) for ok, _ in answers)
     require(
         q,
         wrong == 0,
         "a wrong gradient was accepted",
-        [f"{wrong} of 20 wrong gradients returned True: compare grad with f(a) / a"],
+        [
+            f"{wrong} of {len(triples)} wrong gradients returned True (some differ from f(a)/a "
+            "in one element only, or by 0.1 %): compare every element, at rounding tolerance"
+        ],
     )
-    passed(q, f"{n} random draws accepted, 20 wrong gradients rejected")
+    passed(q, f"{n} random draws accepted, {len(triples)} wrong gradients rejected")
+
+
+def _bools(q: str, answers: list) -> None:
+    """matches_ratio promises True or False (a 0-d bool tensor is read as one)."""
+    for ok, _ in answers:
+        if isinstance(ok, bool | np.bool_) or (
+            isinstance(ok, torch.Tensor) and ok.dtype == torch.bool and ok.numel() == 1
+        ):
+            continue
+        raise CheckFailed(
+            q,
+            "matches_ratio must return True or False",
+            [f"got {type(ok).__name__}: {str(ok)[:60]}"],
+            [
+                Finding(
+                    "wrong_type",
+                    "return a bool: torch.allclose(...) gives one (bool(...) turns a one-element "
+                    "comparison into one).",
+                )
+            ],
+        )
 
 
 # --- Q5 sin and its derivative -----------------------------------------------------------
@@ -429,7 +523,7 @@ def _sin_grid(q: str, hidden: bool):
 def check_sin_and_derivative(sin_and_derivative, *, hidden: bool = False) -> None:
     q = "Q5.1 sin_and_derivative"
     x, note = _sin_grid(q, hidden)
-    result, _ = call(q, sin_and_derivative, x.clone())
+    result, _ = call(q, sin_and_derivative, x.clone(), rule=methods.AUTOGRAD)
     require(
         q,
         isinstance(result, tuple | list) and len(result) == 2,
@@ -449,10 +543,14 @@ def check_no_cos(sin_and_derivative, plot_sin_and_derivative, *, hidden: bool = 
 
     def run():
         results["pair"], _ = call(q, sin_and_derivative, x.clone())
+        results["hits"] = methods.LAST_CALL[q][2]
         fig, _ = call(q, plot_sin_and_derivative, x.clone())
         _close(fig)
 
     _no_cos(q, [sin_and_derivative, plot_sin_and_derivative], run)
+    # Without cos, the derivative must still come from autograd (not an identity such as
+    # sin(x + π/2), nor a finite difference).
+    methods.enforce(q, methods.AUTOGRAD, results["hits"], "sin_and_derivative")
     # Not using cos is worth a point only for an answer that is right.
     pair = results["pair"]
     require(
@@ -470,7 +568,13 @@ def check_plot(plot_sin_and_derivative, *, hidden: bool = False) -> None:
     x, note = _sin_grid(q, hidden)
     fig, _ = call(q, plot_sin_and_derivative, x.clone())
     try:
-        check_curves(q, fig, {"sin(x)": np.sin, "the derivative, cos(x)": np.cos})
+        check_curves(
+            q,
+            fig,
+            {"sin(x)": np.sin, "the derivative, cos(x)": np.cos},
+            grid=x.numpy(),
+            one_axes=True,
+        )
     finally:
         _close(fig)
     passed(q, note)

@@ -72,7 +72,7 @@ def call(
         first = _copied(result)  # the values now: a second call may write into them
         again, _, hits2 = _recorded(question, fn, args, kwargs, name, options)
         _judge_record(question, hits2, name, rule, keeps_inputs)
-        _agree(question, name, first, again, hits + hits2)
+        _agree(question, name, first, again, hits, hits2)
     return result, caught
 
 
@@ -131,7 +131,9 @@ def _comparable(value: Any) -> bool:
     return _leaves(value) is not None
 
 
-def _agree(question: str, name: str, first: Any, second: Any, hits: list[str]) -> None:
+def _agree(
+    question: str, name: str, first: Any, second: Any, first_hits: list, second_hits: list
+) -> None:
     """Two calls with the same inputs must give the same result."""
     import torch
 
@@ -158,13 +160,19 @@ def _agree(question: str, name: str, first: Any, second: Any, hits: list[str]) -
     if same:
         return
     findings = []
-    if ratio is not None and abs(ratio - 2) < 1e-6 and methods.engine_runs(hits) >= 2:
+    if methods.engine_runs(first_hits) and methods.engine_runs(second_hits):
+        exact = ratio is not None and abs(ratio - 2) < 1e-6
         findings.append(
             Finding(
                 "accumulated_across_calls",
-                "the second call returned exactly twice the first: a .grad kept between calls "
-                "(a tensor or model defined outside the function) accumulated. Start from a "
-                "fresh tensor, or zero the gradient, inside the function.",
+                (
+                    "the second call returned exactly twice the first: "
+                    if exact
+                    else "both calls ran backward and returned different results: "
+                )
+                + "gradients kept between calls add up (a .grad of a tensor or model defined "
+                "outside the function, never cleared). Start from a fresh tensor, or zero the "
+                "gradient, inside the function.",
             )
         )
     raise CheckFailed(
@@ -254,3 +262,40 @@ def run(question: str, check: Callable[[], str | None]) -> None:
     """Run a check body; print the pass line with whatever note it returns."""
     note = check()
     passed(question, note or "")
+
+
+def returns_tensor(question: str, what: str, value: Any, *, dim: int | None = None) -> None:
+    """Fail unless `value` is a tensor (of `dim` dimensions, if given), as promised."""
+    import torch
+
+    kind = "a 0-dimensional tensor" if dim == 0 else "a tensor"
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(
+            question,
+            f"{what} is not {kind}",
+            [f"expected {kind}, got {type(value).__name__}: {str(value)[:60]}"],
+            [
+                Finding(
+                    "wrong_type",
+                    f"the question promises {kind}: return the tensor itself (not .item(), "
+                    ".tolist(), a numpy array or a Python number).",
+                )
+            ],
+        )
+    if dim is not None and value.dim() != dim:
+        raise CheckFailed(
+            question,
+            f"{what} is not {kind}",
+            [f"expected {kind}, got shape {tuple(value.shape)}"],
+            [
+                Finding(
+                    "wrong_type",
+                    f"the question promises {kind}: "
+                    + (
+                        "x.grad of a 0-d x is 0-d; use a 0-d input (torch.tensor(x0))."
+                        if dim == 0
+                        else ""
+                    ),
+                )
+            ],
+        )

@@ -155,8 +155,12 @@ def check_close(
                 diagnose_shape(got, expected, context),
             )
 
+    # Half precision is judged as float32: the course computes in float32 or float64, and a
+    # cast to float16 at the end must not loosen the check.
+    low = got.dtype in (torch.float16, torch.bfloat16)
     tol = tolerance or tolerance_for(
-        got.dtype, float(expected.abs().max()) if expected.numel() else 1.0
+        torch.float32 if low else got.dtype,
+        float(expected.abs().max()) if expected.numel() else 1.0,
     )
     ref = expected.to(torch.float64)
     val = got.to(torch.float64)
@@ -181,12 +185,16 @@ def check_close(
     ]
     if context.inputs_note:
         details.append(context.inputs_note)
-    raise CheckFailed(
-        question,
-        f"{what} differs from the reference",
-        details,
-        diagnose_values(val, ref, tol, context, question),
-    )
+    findings = diagnose_values(val, ref, tol, context, question)
+    if low:
+        findings.append(
+            Finding(
+                "low_precision",
+                f"your answer is in {str(got.dtype).replace('torch.', '')}, which keeps about "
+                "3 significant digits: compute and return float32 or float64.",
+            )
+        )
+    raise CheckFailed(question, f"{what} differs from the reference", details, findings)
 
 
 def _short_repr(x: Any, limit: int = 60) -> str:

@@ -175,7 +175,10 @@ def _instrumented(fn: Callable, given: list[torch.Tensor], hits: list[str]) -> C
         shifted = False
         try:
             for a in args:
-                if isinstance(a, torch.Tensor) and a.is_floating_point():
+                if isinstance(a, torch.Tensor) and a.is_complex():  # a complex step
+                    p = a.detach().to(torch.complex128)
+                    shifted |= bool((p.imag != 0).any()) or _outside(given, p.real, torch.float64)
+                elif isinstance(a, torch.Tensor) and a.is_floating_point():
                     p = _plain(a)
                     if p is not None and _outside(given, p, a.dtype):
                         shifted = True
@@ -199,54 +202,105 @@ _MIN_SHIFT = 1e-10  # smaller ones are guards against division by zero (x + 1e-1
 _MAX_TESTS = 20_000
 
 
+_ADD = {"add", "__add__", "__radd__", "add_", "__iadd__"}
+_ADD_SUB = {
+    "add", "sub", "subtract", "__add__", "__radd__", "__sub__", "__rsub__",
+    "add_", "sub_", "__iadd__", "__isub__",
+}  # fmt: skip
+
+
 class _ShiftWatch(TorchFunctionMode):
-    """Notes NUMERICAL when a torch op takes or makes a slightly shifted copy of an input."""
+    """Notes NUMERICAL when an addition or subtraction moves values of an input by a
+    small step: x + h, x − h, x + h·eᵢ, x[i] += h, x + i·h (a complex step)."""
 
     def __init__(self, given: list[torch.Tensor], hits: list[str]):
         super().__init__()
-        self.given = [(g, float(g.abs().max()) if g.numel() else 0.0) for g in given]
+        values = torch.cat(given) if given else torch.zeros(0, dtype=torch.float64)
+        self.pool = values[torch.isfinite(values)]
+        self.scale = 1.0 + (float(self.pool.abs().max()) if self.pool.numel() else 0.0)
+        self._sorted: dict[torch.dtype, torch.Tensor] = {}
         self.hits = hits
         self.tests = 0
         self.found = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not self.found and self.tests < _MAX_TESTS:
+        name = getattr(func, "__name__", "")
+        watched = []
+        if name in _ADD_SUB and not self.found and self.tests < _MAX_TESTS:
             try:
-                for t in (*args, out):
-                    if isinstance(t, torch.Tensor) and self._shifted(t):
+                with _ModeOff():  # operands' values before: an in-place op changes them
+                    # x + h, h + x, x - h: the input is either operand of an addition,
+                    # the first of a subtraction (in `h - x` the result is not near x).
+                    operands = args[:2] if name in _ADD else args[:1]
+                    if name == "__rsub__":  # other - self: self is subtracted
+                        operands = ()
+                    watched = [
+                        v
+                        for a in operands
+                        if isinstance(a, torch.Tensor)
+                        for v in [self._input_values(a)]
+                        if v is not None
+                    ]
+            except Exception:  # recording must never change what the answer computes
+                watched = []
+        out = func(*args, **(kwargs or {}))
+        if watched and isinstance(out, torch.Tensor):
+            try:
+                with _ModeOff():
+                    if any(self._moved(before, out) for before in watched):
                         self.found = True
                         self.hits.append(NUMERICAL)
-                        break
-            except Exception:  # recording must never change what the answer computes
+            except Exception:
                 pass
         return out
 
-    def _shifted(self, t: torch.Tensor) -> bool:
-        if not (t.is_floating_point() or t.is_complex()):
+    def _input_values(self, operand: torch.Tensor) -> torch.Tensor | None:
+        """The operand's values if they are all values of the inputs, else None."""
+        if self.pool.numel() == 0 or operand.numel() == 0 or operand.numel() > 100_000:
+            return None
+        self.tests += 1
+        before = _plain_any(operand)
+        if before is None:
+            return None
+        if before.is_complex():
+            if bool((before.imag != 0).any()):
+                return None
+            real = before.real
+        else:
+            real = before
+        dtype = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(
+            operand.dtype, operand.dtype
+        )
+        if not self._all_inputs(real.reshape(-1), dtype):
+            return None
+        return before.clone()
+
+    def _all_inputs(self, values: torch.Tensor, dtype: torch.dtype) -> bool:
+        """Whether every value is one of the inputs' (rounded to `dtype`)."""
+        pool = self._sorted.get(dtype)
+        if pool is None:
+            rounded = self.pool if dtype == torch.float64 else self.pool.to(dtype).double()
+            pool = self._sorted[dtype] = torch.unique(rounded)  # sorted
+        values = values.contiguous()
+        at = torch.searchsorted(pool, values).clamp(max=pool.numel() - 1)
+        return bool((pool[at] == values).all())
+
+    def _moved(self, before: torch.Tensor, out: torch.Tensor) -> bool:
+        """Whether `out` moves the input values `before` by a small step."""
+        after = _plain_any(out)
+        if after is None:
             return False
-        for g, scale in self.given:
-            if t.numel() != g.numel() or t.numel() == 0:
-                continue
-            self.tests += 1
-            with _ModeOff():
-                p = _plain_any(t)
-                if p is None:
-                    continue
-                if p.is_complex():  # a complex step: the input's values, a small i·h added
-                    im = p.imag.reshape(-1).abs()
-                    if torch.equal(p.real.reshape(-1), g) and 0 < float(im.max()) <= _MAX_SHIFT:
-                        return True
-                    continue
-                d = (p.reshape(-1) - g).abs()
-                d = d[torch.isfinite(d)]
-                if d.numel() == 0:
-                    continue
-                top = float(d.max())
-                limit = 1.0 + scale
-                if _MIN_SHIFT * limit < top <= _MAX_SHIFT * limit:
-                    return True
-        return False
+        try:
+            step = (after - before).abs()
+        except RuntimeError:  # shapes that do not broadcast: not a shift
+            return False
+        step = step[torch.isfinite(step)]
+        if step.numel() == 0:
+            return False
+        top = float(step.max())
+        if after.is_complex():  # a complex step moves the values off the real axis only
+            return 0 < top <= _MAX_SHIFT * self.scale
+        return _MIN_SHIFT * self.scale < top <= _MAX_SHIFT * self.scale
 
 
 class _ModeOff:
@@ -392,25 +446,30 @@ def enforce(question: str, rule: Rule, hits: list[str], name: str) -> None:
     record = Record.of(hits)
     forbidden = sorted(record.used & rule.forbid)
     if forbidden:
-        what = forbidden[0]
+        what = NUMERICAL if NUMERICAL in forbidden else forbidden[0]
         if what == NUMERICAL:
             detail = (
-                f"`{name}` evaluated the function it was given at {record.shifted} shifted "
-                "input(s): that is a numerical difference"
+                f"`{name}` evaluated a function at shifted inputs (x ± h): that is a numerical "
+                "difference"
+            )
+            finding = Finding(
+                "numerical_difference",
+                f"this question asks for {rule.asks}: a finite difference (f(x + h) − f(x)) / h "
+                "approximates the derivative; it does not compute it the way asked, even when "
+                "its values are close.",
             )
         else:
             detail = f"`{name}` used {_NAMES[what]}"
+            finding = Finding(
+                "used_autograd",
+                f"this question asks for {rule.asks}: {_NAMES[what]} is not allowed here, "
+                "even when its values are right. Work the derivative out and write it down.",
+            )
         raise CheckFailed(
             question,
             f"this question asks for {rule.asks}; your function used another method",
             [detail],
-            [
-                Finding(
-                    "method_forbidden",
-                    f"this question asks for {rule.asks}: {_NAMES[what]} is not allowed here, "
-                    "even when its values are right.",
-                )
-            ],
+            [finding],
         )
     if rule.require and not (record.used & rule.require):
         wanted = " or ".join(_NAMES[m] for m in sorted(rule.require))
@@ -459,13 +518,16 @@ def check_inputs(question: str, hits: list[str], name: str, labels: list[str] | 
         ],
         [
             Finding(
-                "changed_model" if what.startswith("module") else "changed_input",
+                "changed_model",
                 "a function must not change the model it is given: compute the gradients "
                 "without writing them into its parameters (torch.autograd.grad, or "
                 "torch.func.functional_call with copies of the parameters), and leave "
-                "requires_grad as it was."
-                if what.startswith("module")
-                else "a function must not change the tensors it is given: work on a copy "
+                "requires_grad as it was.",
+            )
+            if what.startswith("module")
+            else Finding(
+                "changed_input",
+                "a function must not change the tensors it is given: work on a copy "
                 "(x.detach().clone().requires_grad_(True)) so the caller's x keeps its "
                 "values, its requires_grad and an empty .grad.",
             )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .feedback import CheckFailed
+from .feedback import CheckFailed, Finding
 
 
 def _lines(fig) -> list[tuple[object, np.ndarray, np.ndarray]]:
@@ -38,8 +38,14 @@ def check_curves(
     atol: float = 1e-5,
     shared_x: bool = True,
     labels: bool = True,
+    grid: np.ndarray | None = None,
+    one_axes: bool = False,
 ) -> None:
-    """Raise CheckFailed unless every named curve is plotted (and labelled if asked)."""
+    """Raise CheckFailed unless every named curve is plotted (and labelled if asked).
+
+    `grid`: the x values the question gave; every named curve must be plotted against
+    them. `one_axes`: the named curves must share one set of axes.
+    """
     if fig is None or not (hasattr(fig, "get_axes") or hasattr(fig, "get_lines")):
         raise CheckFailed(
             question,
@@ -75,6 +81,34 @@ def check_curves(
                 "the curves are not on one shared x grid",
                 ["plot every curve against the same x values"],
             )
+    if grid is not None:
+        given = np.asarray(grid, dtype=float).reshape(-1)
+        for name, (_, x) in found.items():
+            if x.shape != given.shape or not np.allclose(x, given, rtol=1e-6, atol=1e-9):
+                raise CheckFailed(
+                    question,
+                    "a curve is not plotted against the given x",
+                    [
+                        f"{name}: {len(x)} points from {float(x.min()):.3g} to "
+                        f"{float(x.max()):.3g}; the question gave {len(given)} points from "
+                        f"{float(given.min()):.3g} to {float(given.max()):.3g}",
+                        "plot on the x you are given, not on a grid of your own",
+                    ],
+                    [
+                        Finding(
+                            "own_grid",
+                            "the curve is plotted on another grid than the x passed to your "
+                            "function: plot against that x.",
+                        )
+                    ],
+                )
+    if one_axes and len({id(ax) for ax, _ in found.values()}) > 1:
+        raise CheckFailed(
+            question,
+            "the curves are on separate axes",
+            ["draw every curve on one set of axes (one ax.plot per curve on the same ax)"],
+            [Finding("separate_axes", "the question asks for both curves on one set of axes.")],
+        )
     if labels:
         axes = {id(ax): ax for ax, _ in found.values()}.values()
         for ax in axes:

@@ -48,7 +48,8 @@ def _cos_cheat(deriv: str, prelude: str = "", about: str = "") -> Student:
     return Student(
         about,
         answers={Q5: _q5(deriv, prelude)},
-        lost={"q5-2-no-cos": "used_forbidden"},
+        # cos is not autograd either: the values question is lost too.
+        lost={"q5-1-values": "method_missing", "q5-2-no-cos": "used_forbidden"},
     )
 
 
@@ -246,7 +247,7 @@ def difference_errors(f, x0, hs):
     return (forward_difference(f, x, hs) - exact).abs(), (central_difference(f, x, hs) - exact).abs()
 """
         },
-        lost={"q1-3-autograd": None},
+        lost={"q1-3-autograd": "method_missing"},
     ),
     "relative_errors": Student(
         "relative instead of absolute errors",
@@ -400,5 +401,479 @@ def matches_ratio(grad, a, fa):
         "_d(x.detach())",
         '_d = getattr(torch, "c" + "os")',
         about="getattr bound before the check runs",
+    ),
+    # --- the method a question asks for -----------------------------------------------
+    "fd_for_autograd_derivative": Student(
+        "Q1.3 by a central difference with a tiny step: right values, no autograd",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    h = 1e-6
+    x = torch.tensor(x0, dtype=torch.float64)
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def difference_errors(f, x0, hs):
+    x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    f(x).backward()
+    exact = x.grad
+    xs = torch.full_like(hs, x0)
+    return (
+        (forward_difference(f, xs, hs) - exact).abs(),
+        (central_difference(f, xs, hs) - exact).abs(),
+    )
+"""
+        },
+        lost={"q1-3-autograd": "numerical_difference"},
+    ),
+    "complex_step": Student(
+        "Q1.3 by the complex-step trick: exact to rounding, no autograd",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    h = 1e-20
+    return f(torch.tensor(complex(x0, h), dtype=torch.complex128)).imag / h
+
+
+def difference_errors(f, x0, hs):
+    x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    f(x).backward()
+    xs = torch.full_like(hs, x0)
+    return (
+        (forward_difference(f, xs, hs) - x.grad).abs(),
+        (central_difference(f, xs, hs) - x.grad).abs(),
+    )
+"""
+        },
+        lost={"q1-3-autograd": "numerical_difference"},
+    ),
+    "float_not_tensor": Student(
+        "Q1.3 returns x.grad.item(), a Python float, where a 0-d tensor is promised",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, requires_grad=True)
+    f(x).backward()
+    return x.grad.item()
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0)
+    xs = torch.full_like(hs, x0)
+    return (
+        (forward_difference(f, xs, hs) - exact).abs(),
+        (central_difference(f, xs, hs) - exact).abs(),
+    )
+"""
+        },
+        lost={"q1-3-autograd": "wrong_type"},
+    ),
+    "exact_by_difference": Student(
+        "Q1.4 takes the 'exact' value from a central difference with a tiny step",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, requires_grad=True)
+    f(x).backward()
+    return x.grad
+
+
+def difference_errors(f, x0, hs):
+    xs = torch.full_like(hs, x0)
+    exact = central_difference(f, torch.tensor([x0], dtype=torch.float64), 1e-6)
+    return (
+        (forward_difference(f, xs, hs) - exact).abs(),
+        (central_difference(f, xs, hs) - exact).abs(),
+    )
+"""
+        },
+        lost={"q1-4-errors": "method_missing"},
+    ),
+    "signed_errors": Student(
+        "Q1.4 forgets the absolute value: signed errors",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, requires_grad=True)
+    f(x).backward()
+    return x.grad
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0)
+    xs = torch.full_like(hs, x0)
+    return forward_difference(f, xs, hs) - exact, central_difference(f, xs, hs) - exact
+"""
+        },
+        lost={"q1-4-errors": "signed_error"},
+    ),
+    "exact_autograd_for_difference": Student(
+        "Q1.1/Q1.2 return the exact derivative (autograd), cast to bfloat16",
+        answers={
+            DIFF: """
+def _exact(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).sum().backward()
+    return x.grad
+
+
+def forward_difference(f, x, h):
+    return _exact(f, x).bfloat16()
+
+
+def central_difference(f, x, h):
+    return _exact(f, x).bfloat16()
+"""
+        },
+        lost={
+            "q1-1-forward": "used_autograd",
+            "q1-2-central": "used_autograd",
+            "q1-4-errors": "low_precision",  # its errors come from those helpers
+        },
+    ),
+    "difference_as_list": Student(
+        "Q1.1 returns a Python list instead of a tensor shaped like x",
+        answers={
+            DIFF: """
+def forward_difference(f, x, h):
+    return ((f(x + h) - f(x)) / h).tolist()
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+"""
+        },
+        lost={"q1-1-forward": "wrong_type", "q1-4-errors": None},
+    ),
+    "difference_changes_x": Student(
+        "Q1.1 shifts the caller's x in place (x += h) and back",
+        answers={
+            DIFF: """
+def forward_difference(f, x, h):
+    f0 = f(x)
+    x += h
+    return (f(x) - f0) / h
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+"""
+        },
+        lost={"q1-1-forward": "changed_input", "q1-4-errors": None},
+    ),
+    "forward_in_half": Student(
+        "Q1.2 is the forward formula, returned in float16",
+        answers={
+            DIFF: """
+def forward_difference(f, x, h):
+    return (f(x + h) - f(x)) / h
+
+
+def central_difference(f, x, h):
+    return ((f(x + h) - f(x)) / h).half()
+"""
+        },
+        # judged at float32's tolerance, where the forward formula is far off
+        lost={"q1-2-central": "low_precision", "q1-4-errors": "low_precision"},
+    ),
+    "fd_gradient": Student(
+        "Q2 by central differences, one coordinate at a time",
+        answers={
+            Q2: """
+def gradient(fn, x):
+    h = 1e-6
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        e = torch.zeros_like(x)
+        e[i] = h
+        out[i] = (fn(x + e) - fn(x - e)) / (2 * h)
+    return out
+"""
+        },
+        lost={"q2-gradient": "numerical_difference"},
+    ),
+    "gradient_on_callers_x": Student(
+        "Q2 switches on requires_grad of the caller's x and reads its .grad",
+        answers={
+            Q2: """
+def gradient(fn, x):
+    x.requires_grad_(True)
+    fn(x).backward()
+    return x.grad
+"""
+        },
+        lost={"q2-gradient": "changed_input"},
+    ),
+    "gradient_global_leaf": Student(
+        "Q2 keeps one leaf between calls and never clears its .grad",
+        answers={
+            Q2: """
+_leaf = {}
+
+
+def gradient(fn, x):
+    key = tuple(x.shape)
+    if key not in _leaf:
+        _leaf[key] = torch.zeros_like(x, requires_grad=True)
+    leaf = _leaf[key]
+    with torch.no_grad():
+        leaf.copy_(x)
+    fn(leaf).backward()
+    return leaf.grad.clone()
+"""
+        },
+        lost={"q2-gradient": "accumulated_across_calls"},
+    ),
+    "jvp_gradient": Student(
+        "Q2 by forward mode, one jvp per coordinate (autograd, legitimately)",
+        answers={
+            Q2: """
+def gradient(fn, x):
+    x = x.detach()
+    eye = torch.eye(len(x), dtype=x.dtype)
+    return torch.stack([torch.func.jvp(fn, (x,), (e,))[1] for e in eye])
+"""
+        },
+    ),
+    "formula_for_autograd": Student(
+        "Q3.2 copies the Q3.1 formula instead of using backward",
+        answers={
+            Q3: """
+def f_prime(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+"""
+        },
+        lost={"q3-2-autograd": "method_missing"},
+    ),
+    "forward_mode_for_formula": Student(
+        "Q3.1 by forward-mode dual numbers: autograd where a formula is asked",
+        answers={
+            Q3: """
+import torch.autograd.forward_ad as fwAD
+
+
+def f_prime(x):
+    with fwAD.dual_level():
+        d = fwAD.make_dual(x, torch.ones_like(x))
+        y = d**2 + torch.sin(d**2)
+        return fwAD.unpack_dual(y).tangent
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(gradient=torch.ones_like(y))
+    return x.grad
+"""
+        },
+        lost={"q3-1-analytic": "used_autograd"},
+    ),
+    "jacfwd_for_formula": Student(
+        "Q3.1 with vmap(jacfwd): forward-mode autograd where a formula is asked",
+        answers={
+            Q3: """
+def f_prime(x):
+    return torch.func.vmap(torch.func.jacfwd(lambda t: t**2 + torch.sin(t**2)))(x)
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(gradient=torch.ones_like(y))
+    return x.grad
+"""
+        },
+        lost={"q3-1-analytic": "used_autograd"},
+    ),
+    "fd_for_formula": Student(
+        "Q3.1 and Q3.2 by central differences of f with a tiny step",
+        answers={
+            Q3: """
+def _f(x):
+    return x**2 + torch.sin(x**2)
+
+
+def f_prime(x):
+    h = 1e-6
+    return (_f(x + h) - _f(x - h)) / (2 * h)
+
+
+def f_prime_autograd(x):
+    h = 1e-6
+    return (_f(x + h) - _f(x - h)) / (2 * h)
+"""
+        },
+        lost={"q3-1-analytic": "numerical_difference", "q3-2-autograd": "numerical_difference"},
+    ),
+    "ratio_for_grad": Student(
+        "Q4.1 returns f(a)/a: the right values almost everywhere, no autograd",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    return control_flow_f(a) / a
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.allclose(grad, fa / a))
+"""
+        },
+        lost={"q4-1-grad": "method_missing"},
+    ),
+    "forgets_hundred": Student(
+        "Q4.1 counts the doublings by hand and forgets the ×100 branch",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    k = 2.0
+    b = a * 2
+    while b.norm() < 1000:
+        b = b * 2
+        k *= 2
+    return torch.full_like(a, k)
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.allclose(grad, fa / a))
+"""
+        },
+        lost={"q4-1-grad": "method_missing"},
+    ),
+    "ratio_first_element": Student(
+        "Q4.2 compares the first element only",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return a.grad
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.isclose(grad[0], fa[0] / a[0]))
+"""
+        },
+        lost={"q4-2-ratio": None},
+    ),
+    "ratio_sums": Student(
+        "Q4.2 compares the sums only",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return a.grad
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.isclose(grad.sum(), (fa / a).sum()))
+"""
+        },
+        lost={"q4-2-ratio": None},
+    ),
+    "ratio_loose": Student(
+        "Q4.2 with a far too loose tolerance (rtol = 0.3)",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return a.grad
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.allclose(grad, fa / a, rtol=0.3))
+"""
+        },
+        lost={"q4-2-ratio": None},
+    ),
+    "ratio_tensor_all": Student(
+        "Q4.2 returns a 0-d bool tensor from isclose(...).all(): a bool, legitimately",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return a.grad
+
+
+def matches_ratio(grad, a, fa):
+    return torch.isclose(grad, fa / a).all()
+"""
+        },
+    ),
+    "sin_shifted": Student(
+        "Q5 derivative as sin(x + π/2): no cos written, no autograd either",
+        answers={Q5: _q5("torch.sin(x.detach() + math.pi / 2)", "import math")},
+        lost={"q5-1-values": "method_missing", "q5-2-no-cos": "method_missing"},
+    ),
+    "sin_half_angle": Student(
+        "Q5 derivative as 1 − 2·sin²(x/2)",
+        answers={Q5: _q5("1 - 2 * torch.sin(x.detach() / 2) ** 2")},
+        lost={"q5-1-values": "method_missing", "q5-2-no-cos": "method_missing"},
+    ),
+    "sin_difference": Student(
+        "Q5 derivative by a central difference of sin",
+        answers={Q5: _q5("(torch.sin(x.detach() + 1e-6) - torch.sin(x.detach() - 1e-6)) / 2e-6")},
+        lost={"q5-1-values": "numerical_difference", "q5-2-no-cos": "method_missing"},
+    ),
+    "sin_forward_mode": Student(
+        "Q5 by forward-mode dual numbers (autograd, no cos): legitimate",
+        answers={
+            Q5: _q5(
+                "fwAD.unpack_dual(torch.sin(fwAD.make_dual(x.detach(), torch.ones_like(x)))).tangent",
+                "import torch.autograd.forward_ad as fwAD",
+            ).replace("    dydx =", "    with fwAD.dual_level():\n        dydx =")
+        },
+    ),
+    "plot_own_grid": Student(
+        "Q5.3 plots on a grid of its own, in two subplots",
+        answers={
+            Q5: """
+def sin_and_derivative(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = torch.sin(x)
+    y.backward(torch.ones_like(y))
+    return y.detach(), x.grad
+
+
+def plot_sin_and_derivative(x):
+    grid = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    y, dydx = sin_and_derivative(grid)
+    fig, (a1, a2) = plt.subplots(1, 2)
+    a1.plot(grid, y, label="sin")
+    a2.plot(grid, dydx, label="derivative")
+    a1.legend()
+    a2.legend()
+    return fig
+"""
+        },
+        lost={"q5-3-plot": "own_grid"},
+    ),
+    "plot_two_axes": Student(
+        "Q5.3 plots the two curves on the given x but in two subplots",
+        answers={
+            Q5: """
+def sin_and_derivative(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = torch.sin(x)
+    y.backward(torch.ones_like(y))
+    return y.detach(), x.grad
+
+
+def plot_sin_and_derivative(x):
+    y, dydx = sin_and_derivative(x)
+    fig, (a1, a2) = plt.subplots(1, 2)
+    a1.plot(x, y, label="sin")
+    a2.plot(x, dydx, label="derivative")
+    a1.legend()
+    a2.legend()
+    return fig
+"""
+        },
+        lost={"q5-3-plot": "separate_axes"},
     ),
 }
