@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from autograder.checking import methods
 from autograder.checking.checks import call
-from autograder.checking.compare import check_close
-from autograder.checking.diagnose import Context
+from autograder.checking.compare import check_close, check_outputs
+from autograder.checking.diagnose import Context, explain_exception
 from autograder.checking.feedback import CheckFailed
 from autograder.checking.forbid import autograd_calls, bound_references, recording, source_mentions
 from autograder.checking.plots import check_curves
@@ -313,3 +313,135 @@ def test_unused_input_error_gets_its_hint():
     with pytest.raises(CheckFailed) as info:
         call("Q", student, torch.ones(2, requires_grad=True))
     assert "unused_input" in info.value.codes
+
+
+# --- what an answer did while it ran (autograder.checking.methods) -----------------------
+
+
+def _record(fn, *args, options=frozenset({methods.SHIFTS})):
+    hits: list[str] = []
+    with methods.recording(args, hits, options) as watched:
+        fn(*watched)
+    return set(hits)
+
+
+def _cube(x):
+    return x**3 - x
+
+
+def _by_backward(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).sum().backward()
+    return x.grad
+
+
+def _by_forward_mode(f, x):
+    return torch.func.jvp(f, (x,), (torch.ones_like(x),))[1]
+
+
+def _by_central_difference(f, x):
+    return (f(x + 1e-6) - f(x - 1e-6)) / 2e-6
+
+
+def _by_own_difference(f, x):
+    return ((x + 1e-5) ** 3 - (x - 1e-5) ** 3) / 2e-5 - 1
+
+
+def _by_complex_step(f, x):
+    return (x.to(torch.complex128) + 1e-20j).pow(3).imag / 1e-20 - 1
+
+
+def _by_formula_in_float32(f, x):
+    x = x.float()
+    return 3 * x**2 - 1
+
+
+@pytest.mark.parametrize(
+    "answer, used",
+    [
+        (_by_backward, {methods.REVERSE}),
+        (_by_forward_mode, {methods.FORWARD}),
+        (_by_central_difference, {methods.NUMERICAL}),
+        (_by_own_difference, {methods.NUMERICAL}),
+        (_by_complex_step, {methods.NUMERICAL}),
+        (_by_formula_in_float32, set()),
+    ],
+)
+def test_the_record_names_the_mechanism_an_answer_used(answer, used):
+    """Is each way of reaching f'(x) recorded as what it is: the engine, forward mode, or
+    a numerical difference (of the given function or of the answer's own formula) — and a
+    formula computed in float32 as none of them?"""
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    record = methods.Record.of(list(_record(answer, _cube, x)))
+    assert record.used == used
+
+
+def test_changes_to_the_callers_tensor_and_model_are_recorded():
+    """Are values changed in place, requires_grad switched on, a .grad left behind, and
+    gradients left in a model's parameters all recorded?"""
+
+    def in_place(x):
+        x += 1
+
+    def grad_on_caller(x):
+        x.requires_grad_(True)
+        (x**2).sum().backward()
+
+    def model_grads(model, x):
+        model(x).sum().backward()
+
+    x = torch.ones(3, dtype=torch.float64)
+    assert "input:0:values" in _record(in_place, x.clone())
+    assert {"input:0:requires_grad", "input:0:grad"} <= _record(grad_on_caller, x.clone())
+    model = torch.nn.Linear(1, 1)
+    assert any(
+        h.startswith("input:0:module_grad") for h in _record(model_grads, model, torch.ones(4, 1))
+    )
+    assert not any(h.startswith("input") for h in _record(_by_backward, _cube, x.clone()))
+
+
+def test_a_rule_is_enforced_with_its_own_diagnosis():
+    """Does an answer without autograd fail a question asking for it (method_missing), and
+    a forward-mode answer fail a question asking for a formula (used_autograd)?"""
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    with pytest.raises(CheckFailed) as info:
+        call("Q9 demo", _by_central_difference, _cube, x, rule=methods.AUTOGRAD)
+    assert info.value.codes == ["numerical_difference"]
+    with pytest.raises(CheckFailed) as info:
+        call("Q9 demo", lambda f, t: 3 * t**2 - 1, _cube, x, rule=methods.AUTOGRAD)
+    assert info.value.codes == ["method_missing"]
+    with pytest.raises(CheckFailed) as info:
+        call("Q9 demo", _by_forward_mode, _cube, x, rule=methods.BY_FORMULA)
+    assert info.value.codes == ["used_autograd"]
+    got, _ = call("Q9 demo", _by_backward, _cube, x, rule=methods.AUTOGRAD)
+    assert torch.allclose(got, 3 * x**2 - 1)
+
+
+def test_one_term_with_its_sign_flipped_or_missing_is_named():
+    """Is an answer off by one term of a sum (its sign flipped, or left out) named so, and
+    a term too small to tell left unnamed?"""
+    x = torch.linspace(0.5, 3, 6, dtype=torch.float64)
+    a, b = 2 * x, 2 * x * torch.cos(x**2)
+    terms = Context(terms={"2x": a, "2x·cos(x²)": b})
+    assert "term_sign" in _fail(a - b, a + b, context=terms).codes
+    assert "term_missing" in _fail(a, a + b, context=terms).codes
+    tiny = Context(terms={"1e-12": torch.full_like(x, 1e-12)})
+    assert "term_sign" not in _fail(a + 1, a + b, context=tiny).codes
+
+
+def test_outputs_in_the_wrong_order_are_named():
+    """Is a pair returned as (dy/dx, y) named as swapped before its values are compared?"""
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with pytest.raises(CheckFailed) as info:
+        check_outputs(
+            "Q9 demo", ["y", "dy/dx"], (torch.cos(x), torch.sin(x)), [torch.sin(x), torch.cos(x)]
+        )
+    assert info.value.codes == ["swapped_outputs"]
+
+
+def test_a_vmap_in_dims_error_is_explained():
+    """Is vmap's error for a shared input mapped like a batch named vmap_in_dims?"""
+    xs, w = torch.randn(5, 2), torch.randn(3)
+    with pytest.raises(ValueError) as info:
+        torch.func.vmap(lambda a, b: a.sum() * b.sum(), in_dims=(0, 0))(xs, w)
+    assert [f.code for f in explain_exception(info.value)] == ["vmap_in_dims"]

@@ -16,7 +16,7 @@ import torch
 
 from ..checking import methods
 from ..checking.checks import call, call_each, passed, require, returns_tensor
-from ..checking.compare import Tolerance, check_close, tolerance_for
+from ..checking.compare import Tolerance, check_close, check_outputs, tolerance_for
 from ..checking.diagnose import Context
 from ..checking.feedback import CheckFailed, Finding
 from ..checking.forbid import (
@@ -322,6 +322,10 @@ def _f3_mistakes(x):
     ]
 
 
+def _f3_terms(x):
+    return {"2x (of x²)": 2 * x, "2x·cos(x²) (of sin(x²))": 2 * x * torch.cos(x**2)}
+
+
 def _batch_x(question: str, hidden: bool) -> tuple[torch.Tensor, str]:
     if not hidden:
         return torch.linspace(0, 5, 11, dtype=F64), "x = linspace(0, 5, 11)"
@@ -335,7 +339,11 @@ def check_f_prime_analytic(f_prime, *, hidden: bool = False) -> None:
     q = "Q3.1 f_prime (analytic)"
     x, note = _batch_x(q, hidden)
     got, _ = call(q, f_prime, x.clone(), rule=methods.BY_FORMULA)
-    ctx = Context(factors={"2x, the derivative of x² inside sin": 2 * x}, mistakes=_f3_mistakes(x))
+    ctx = Context(
+        factors={"2x, the derivative of x² inside sin": 2 * x},
+        mistakes=_f3_mistakes(x),
+        terms=_f3_terms(x),
+    )
     check_close(q, "f'(x) = d/dx [x² + sin(x²)]", got, _f3_prime(x), context=ctx)
     passed(q, note)
 
@@ -355,6 +363,7 @@ def check_f_prime_autograd(f_prime_autograd, *, hidden: bool = False) -> None:
         y=_f3(x),
         factors={"2x, the derivative of x² inside sin": 2 * x},
         mistakes=_f3_mistakes(x),
+        terms=_f3_terms(x),
     )
     check_close(q, "f'(x) by autograd", got, _grad_reference(_f3, x), context=ctx)
     passed(q, note)
@@ -530,8 +539,7 @@ def check_sin_and_derivative(sin_and_derivative, *, hidden: bool = False) -> Non
         "sin_and_derivative must return a pair (y, dydx)",
         [f"got {type(result).__name__}"],
     )
-    check_close(q, "y = sin(x)", result[0], torch.sin(x))
-    check_close(q, "dy/dx", result[1], _grad_reference(torch.sin, x))
+    check_outputs(q, ["y = sin(x)", "dy/dx"], result, [torch.sin(x), _grad_reference(torch.sin, x)])
     passed(q, note)
 
 

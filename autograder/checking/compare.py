@@ -200,3 +200,60 @@ def check_close(
 def _short_repr(x: Any, limit: int = 60) -> str:
     text = repr(x)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_outputs(
+    question: str,
+    names: list[str],
+    got: Any,
+    expected: list[torch.Tensor],
+    *,
+    contexts: list[Context | None] | None = None,
+    tolerances: list[Tolerance | None] | None = None,
+    what: str = "the answer",
+) -> None:
+    """Check a tuple of outputs, one reference each; name outputs returned in the wrong
+    order (each matches another's reference) before comparing them one by one."""
+    n = len(expected)
+    if not isinstance(got, tuple | list) or len(got) != n:
+        raise CheckFailed(
+            question,
+            f"{what} must be a tuple ({', '.join(names)})",
+            [
+                f"got {type(got).__name__}"
+                + (f" of length {len(got)}" if isinstance(got, tuple | list) else "")
+            ],
+        )
+    contexts = contexts or [None] * n
+    tolerances = tolerances or [None] * n
+    values = [as_tensor(g) for g in got]
+
+    def matches(value, ref, tol) -> bool:
+        if value is None or not (value.is_floating_point() or value.is_complex()):
+            return False
+        if value.shape != ref.shape:
+            return False
+        t = tol or tolerance_for(value.dtype, float(ref.abs().max()) if ref.numel() else 1.0)
+        return bool(t.close(value.detach().to(torch.float64), ref.detach().to(torch.float64)).all())
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if (
+                not matches(values[i], expected[i], tolerances[i])
+                and matches(values[i], expected[j], tolerances[j])
+                and matches(values[j], expected[i], tolerances[i])
+            ):
+                raise CheckFailed(
+                    question,
+                    f"{what}: {names[i]} and {names[j]} are swapped",
+                    [f"return ({', '.join(names)}) in this order"],
+                    [
+                        Finding(
+                            "swapped_outputs",
+                            f"your {names[i]} is the expected {names[j]} and the other way "
+                            "round: the values are right, the order is not.",
+                        )
+                    ],
+                )
+    for name, value, ref, ctx, tol in zip(names, got, expected, contexts, tolerances, strict=True):
+        check_close(question, name, value, ref, context=ctx, tolerance=tol)

@@ -40,6 +40,9 @@ class Context:
     # Known wrong answers for this question, evaluated on the same inputs: if the
     # student's value matches one, its finding names the mistake.
     mistakes: list[tuple[Finding, torch.Tensor]] = field(default_factory=list)
+    # The reference as a sum of named terms, {"2x·cos(x²)": tensor, ...}: an answer that is
+    # the reference with one term's sign flipped, or one term left out, is named so.
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def none_findings(self, question: str = "") -> list[Finding]:
         if self.none_hints:
@@ -153,6 +156,32 @@ def diagnose_values(
                     "the 2h of a central difference).",
                 )
             )
+
+    # One term of a sum with its sign flipped, or left out.
+    if not findings:
+        for name, term in context.terms.items():
+            t = term.detach().to(torch.float64)
+            if t.shape != ref.shape and t.numel() != 1:
+                continue
+            if not bool((t.abs() > 10 * atol + tol.rtol * ref.abs()).any()):
+                continue  # the term is too small here to tell
+            if _allclose(got, ref - 2 * t, rtol=1e-5, atol=atol * 10):
+                findings.append(
+                    Finding(
+                        "term_sign",
+                        f"your answer is the reference with the sign of the term {name} "
+                        "flipped: check that term's sign.",
+                    )
+                )
+                break
+            if _allclose(got, ref - t, rtol=1e-5, atol=atol * 10):
+                findings.append(
+                    Finding(
+                        "term_missing",
+                        f"your answer is the reference without the term {name}.",
+                    )
+                )
+                break
 
     # A missing chain-rule factor (answer = ref / f) or one applied twice (ref * f).
     for name, factor in context.factors.items():
@@ -292,6 +321,25 @@ def diagnose_shape(got: torch.Tensor, ref: torch.Tensor, context: Context) -> li
 
 # Torch errors in plain language: (stable substring, code, hint).
 _ERRORS = [
+    (
+        "Expected all tensors to have the same size in the mapped dimension",
+        "vmap_in_dims",
+        "vmap maps one dimension of every input whose in_dim is a number, and those sizes must "
+        "agree: an input shared by every sample (weights, parameters, v) takes in_dims None, "
+        "e.g. vmap(f, in_dims=(0, None))(xs, w).",
+    ),
+    (
+        "for some input, but that input is a Tensor of dimensionality",
+        "vmap_in_dims",
+        "an in_dims entry names a dimension the input does not have: in_dims gives, for each "
+        "argument, the dimension that holds the samples (0 for a batch of rows) or None.",
+    ),
+    (
+        "in_dims is not compatible with the structure",
+        "vmap_in_dims",
+        "in_dims needs one entry per positional argument of the function vmap calls (a "
+        "number or None each), e.g. in_dims=(0, None) for f(x, w).",
+    ),
     (
         "grad can be implicitly created only for scalar outputs",
         "nonscalar_backward",

@@ -876,4 +876,43 @@ def plot_sin_and_derivative(x):
         },
         lost={"q5-3-plot": "separate_axes"},
     ),
+    "term_sign_flipped": Student(
+        "Q3.1 with the sign of the sin term flipped: 2x − 2x·cos(x²)",
+        answers={
+            Q3: """
+def f_prime(x):
+    return 2 * x - 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(gradient=torch.ones_like(y))
+    return x.grad
+"""
+        },
+        lost={"q3-1-analytic": "term_sign"},
+    ),
+    "swapped_pair": Student(
+        "Q5.1 returns (dydx, y) instead of (y, dydx)",
+        answers={
+            Q5: """
+def sin_and_derivative(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = torch.sin(x)
+    y.backward(torch.ones_like(y))
+    return x.grad, y.detach()
+
+
+def plot_sin_and_derivative(x):
+    dydx, y = sin_and_derivative(x)
+    fig, ax = plt.subplots()
+    ax.plot(x, y, label="sin")
+    ax.plot(x, dydx, label="derivative")
+    ax.legend()
+    return fig
+"""
+        },
+        lost={"q5-1-values": "swapped_outputs", "q5-2-no-cos": None},
+    ),
 }
