@@ -51,6 +51,23 @@ def plot_derivatives(x):
     return fig
 """
 
+# Q1 with the solution's dz_dx, for students who change dz_dy_and_dz_dx only.
+_DZ_DX = """
+def dz_dx(x):
+    return 3 * x**2 * torch.cos(x**3 + 4)
+
+"""
+
+# The solution's f_prime_autograd, for students who change plot_derivatives only.
+_F_PRIME_AUTOGRAD = """
+def f_prime_autograd(x):
+    xg = x.detach().clone().requires_grad_(True)
+    out = f(xg)
+    out.backward(torch.ones_like(out))
+    return xg.grad
+
+"""
+
 STUDENTS: dict[str, Student] = {
     "perfect": Student("the instructor's solutions"),
     "blank": Student("the unmodified release notebook", blank=True),
@@ -157,8 +174,9 @@ def forward_tangents(x):
         },
     ),
     "alt_autograd_grad": Student(
-        "torch.autograd.grad for dz/dy and dz/dx at once; torch.func.vmap(grad(f)); a graph "
-        "with 1 as a named constant divided by x and x² as a power",
+        "torch.autograd.backward(z, grad_tensors=…) with y.retain_grad(); "
+        "torch.func.vmap(grad(f)); a graph with 1 as a named constant divided by x and x² as "
+        "a power",
         answers={
             Q2: _GRAPH_DIV,
             Q1: """
@@ -170,9 +188,10 @@ def dz_dx(x):
 def dz_dy_and_dz_dx(x):
     x = x.detach().requires_grad_()
     y = x**3 + 4
+    y.retain_grad()
     z = torch.sin(y)
-    dz_dy, dz_dx_ = torch.autograd.grad(z, (y, x), grad_outputs=torch.ones_like(z))
-    return dz_dy, dz_dx_
+    torch.autograd.backward(z, grad_tensors=torch.ones_like(z))
+    return y.grad, x.grad
 """,
             Q33: """
 def f_prime_autograd(x):
@@ -243,9 +262,7 @@ def forward_tangents(x):
 """,
         },
         lost={"q2-graph": "graph_missing_node", "q4-1-tangents": "sign_flipped"},
-        says={
-            "q2-graph": ("✗ Q2 graph of f", "missing node: reciprocal(x)", "extra edge: x → f")
-        },
+        says={"q2-graph": ("✗ Q2 graph of f", "missing node: reciprocal(x)", "extra edge: x → f")},
     ),
     "analytic_uses_autograd": Student(
         "the 'analytic' derivative calls autograd; plots a tensor that requires grad",
@@ -369,5 +386,465 @@ def f_prime_autograd(x):
         answers={Q2: _graph(**_CORRECT_GRAPH | {"g": ("cos", "x")})},
         lost={"q2-graph": "graph_extra_node"},
         says={"q2-graph": ("extra node: 'g' = cos(x)",)},
+    ),
+    # --- a method the question rules out, with the right values ----------------------
+    "dual_numbers_by_hand": Student(
+        "Q1.1, Q3.1 and Q4.1 by torch's forward-mode dual numbers, as the notebook shows for "
+        "Q4 (the tangents of every node from one dual pass); x̄ of Q3.2 from a dual number, "
+        "the other adjoints by hand",
+        answers={
+            Q1: """
+import torch.autograd.forward_ad as fwAD
+
+
+def dz_dx(x):
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        return fwAD.unpack_dual(torch.sin(dual**3 + 4)).tangent
+
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**3 + 4
+    y.retain_grad()
+    z = torch.sin(y)
+    z.backward(torch.ones_like(z))
+    return y.grad, leaf.grad
+""",
+            Q31: """
+import torch.autograd.forward_ad as fwAD
+
+
+def f_prime(x):
+    with fwAD.dual_level():
+        return fwAD.unpack_dual(f(fwAD.make_dual(x, torch.ones_like(x)))).tangent
+""",
+            Q32: """
+def adjoints(x):
+    a = x**2
+    b = torch.log(a)
+    c = torch.sin(x)
+    one = torch.ones_like(x)
+    return {"f": one, "d": one, "e": one, "b": c, "c": b, "a": c / a, "x": f_prime(x)}
+""",
+            Q41: """
+def forward_tangents(x):
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        a = dual**2
+        b = torch.log(a)
+        c = torch.sin(dual)
+        d = b * c
+        e = 1 / dual
+        nodes = {"x": dual, "a": a, "b": b, "c": c, "d": d, "e": e, "f": d + e}
+        return {k: fwAD.unpack_dual(v).tangent.clone() for k, v in nodes.items()}
+""",
+        },
+        lost={
+            "q1-1-analytic": "used_autograd",
+            "q3-1-analytic": "used_autograd",
+            "q3-2-adjoints": "used_autograd",
+            "q4-1-tangents": "used_autograd",
+        },
+        says={"q4-1-tangents": ("forward-mode AD",)},
+    ),
+    "jacfwd_by_hand": Student(
+        "the formula of Q1.1 and every tangent of Q4.1 from torch.func.vmap(jacfwd(...))",
+        answers={
+            Q1: """
+def dz_dx(x):
+    return torch.func.vmap(torch.func.jacfwd(lambda t: torch.sin(t**3 + 4)))(x)
+
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**3 + 4
+    y.retain_grad()
+    z = torch.sin(y)
+    z.backward(torch.ones_like(z))
+    return y.grad, leaf.grad
+""",
+            Q41: """
+def _d(g, x):
+    return torch.func.vmap(torch.func.jacfwd(g))(x)
+
+
+def forward_tangents(x):
+    return {
+        "x": torch.ones_like(x),
+        "a": _d(lambda t: t**2, x),
+        "b": _d(lambda t: torch.log(t**2), x),
+        "c": _d(torch.sin, x),
+        "d": _d(lambda t: torch.log(t**2) * torch.sin(t), x),
+        "e": _d(lambda t: 1 / t, x),
+        "f": _d(f, x),
+    }
+""",
+        },
+        lost={"q1-1-analytic": "used_autograd", "q4-1-tangents": "used_autograd"},
+    ),
+    "finite_differences": Student(
+        "central differences with h = 1e-6 (accurate to ~1e-10 in float64) for dz/dx, f', "
+        "x̄ and the tangents, and for f_prime_autograd, which the plot then draws",
+        answers={
+            Q1: """
+H = 1e-6
+
+
+def dz_dx(x):
+    z = lambda t: torch.sin(t**3 + 4)
+    return (z(x + H) - z(x - H)) / (2 * H)
+
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**3 + 4
+    y.retain_grad()
+    z = torch.sin(y)
+    z.backward(torch.ones_like(z))
+    return y.grad, leaf.grad
+""",
+            Q31: """
+def f_prime(x):
+    return (f(x + H) - f(x - H)) / (2 * H)
+""",
+            Q32: """
+def adjoints(x):
+    a = x**2
+    one = torch.ones_like(x)
+    c = torch.sin(x)
+    return {"f": one, "d": one, "e": one, "b": c, "c": torch.log(a), "a": c / a,
+            "x": (f(x + H) - f(x - H)) / (2 * H)}
+""",
+            Q33: """
+def f_prime_autograd(x):
+    h = 1e-6
+    return (f(x + h) - f(x - h)) / (2 * h)
+"""
+            + _PLOT,
+            Q41: """
+def _nodes(x):
+    a = x**2
+    b = torch.log(a)
+    c = torch.sin(x)
+    return {"x": x, "a": a, "b": b, "c": c, "d": b * c, "e": 1 / x, "f": b * c + 1 / x}
+
+
+def forward_tangents(x):
+    up, down = _nodes(x + H), _nodes(x - H)
+    return {k: (up[k] - down[k]) / (2 * H) for k in up}
+""",
+        },
+        lost={
+            "q1-1-analytic": "numerical_difference",
+            "q3-1-analytic": "numerical_difference",
+            "q3-2-adjoints": "numerical_difference",
+            "q3-3-autograd": "numerical_difference",
+            "q3-4-plot": "numerical_difference",
+            "q4-1-tangents": "numerical_difference",
+        },
+    ),
+    "retained_by_formula": Student(
+        "dz/dy written as cos(x³ + 4) next to one backward for dz/dx (no retain_grad)",
+        answers={
+            Q1: _DZ_DX
+            + """
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    z = torch.sin(leaf**3 + 4)
+    z.backward(torch.ones_like(z))
+    return torch.cos(x**3 + 4), leaf.grad
+""",
+        },
+        lost={"q1-2-retained": "not_retained"},
+        says={"q1-2-retained": ("never called retain_grad()",)},
+    ),
+    "retained_by_division": Student(
+        "dz/dy read back from the leaf: x.grad / 3x² (0/0 at x = 0)",
+        answers={
+            Q1: _DZ_DX
+            + """
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    torch.sin(leaf**3 + 4).sum().backward()
+    return leaf.grad / (3 * x**2), leaf.grad
+""",
+        },
+        lost={"q1-2-retained": "not_retained"},
+    ),
+    "grad_of_y_and_x": Student(
+        "one torch.autograd.grad(z, (y, x)) for both, y's gradient never retained",
+        answers={
+            Q1: _DZ_DX
+            + """
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**3 + 4
+    z = torch.sin(y)
+    return torch.autograd.grad(z, (y, leaf), grad_outputs=torch.ones_like(z))
+""",
+        },
+        lost={"q1-2-retained": "not_retained"},
+    ),
+    "two_passes": Student(
+        "y.retain_grad(), then one backward for dz/dy and a second one for dz/dx",
+        answers={
+            Q1: _DZ_DX
+            + """
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**3 + 4
+    y.retain_grad()
+    z = torch.sin(y)
+    z.backward(torch.ones_like(z), retain_graph=True)
+    dz_dy = y.grad.clone()
+    leaf.grad = None
+    z.backward(torch.ones_like(z))
+    return dz_dy, leaf.grad
+""",
+        },
+        lost={"q1-2-retained": "several_passes"},
+        says={"q1-2-retained": ("autograd ran 2 times",)},
+    ),
+    "callers_x": Student(
+        "backward on the caller's x itself (requires_grad_ and .grad left on it)",
+        answers={
+            Q1: _DZ_DX
+            + """
+def dz_dy_and_dz_dx(x):
+    x.requires_grad_(True)
+    y = x**3 + 4
+    y.retain_grad()
+    z = torch.sin(y)
+    z.backward(torch.ones_like(z))
+    return y.grad, x.grad
+""",
+        },
+        lost={"q1-2-retained": "changed_input"},
+    ),
+    "adjoints_as_numbers": Student(
+        "f̄ = 1.0 (and so d̄ = ē = 1.0) and ẋ = 1.0 as Python numbers, not tensors shaped like x",
+        answers={
+            Q32: """
+def adjoints(x):
+    a = x**2
+    b = torch.log(a)
+    c = torch.sin(x)
+    f_bar = 1.0
+    d_bar = f_bar * 1
+    e_bar = f_bar * 1
+    b_bar = d_bar * c
+    c_bar = d_bar * b
+    a_bar = b_bar / a
+    x_bar = a_bar * 2 * x + c_bar * torch.cos(x) - e_bar / x**2
+    return {"f": f_bar, "d": d_bar, "e": e_bar, "b": b_bar, "c": c_bar, "a": a_bar, "x": x_bar}
+""",
+            Q41: """
+def forward_tangents(x):
+    dot_x = 1.0
+    dot_a = 2 * x * dot_x
+    dot_b = dot_a / x**2
+    dot_c = torch.cos(x) * dot_x
+    dot_d = dot_b * torch.sin(x) + torch.log(x**2) * dot_c
+    dot_e = -dot_x / x**2
+    return {"x": dot_x, "a": dot_a, "b": dot_b, "c": dot_c, "d": dot_d, "e": dot_e,
+            "f": dot_d + dot_e}
+""",
+        },
+        lost={"q3-2-adjoints": "scalar_node", "q4-1-tangents": "scalar_node"},
+        says={"q3-2-adjoints": ("is a single number, not a tensor shaped like x",)},
+    ),
+    "adjoints_by_backward": Student(
+        "the adjoints read from retained gradients after one backward (what the test "
+        "compares with), not worked out by hand",
+        answers={
+            Q32: """
+def adjoints(x):
+    xr = x.detach().clone().requires_grad_(True)
+    a = xr**2
+    b = torch.log(a)
+    c = torch.sin(xr)
+    d = b * c
+    e = 1 / xr
+    out = d + e
+    for t in (a, b, c, d, e, out):
+        t.retain_grad()
+    out.backward(torch.ones_like(out))
+    return {"f": out.grad, "d": d.grad, "e": e.grad, "b": b.grad, "c": c.grad, "a": a.grad,
+            "x": xr.grad}
+""",
+        },
+        lost={"q3-2-adjoints": "used_autograd"},
+    ),
+    "formula_as_autograd": Student(
+        "f_prime_autograd returns the formula of Q3.1: no autograd runs, in Q3.3 or in the plot",
+        answers={
+            Q33: """
+def f_prime_autograd(x):
+    return f_prime(x)
+"""
+            + _PLOT,
+        },
+        lost={"q3-3-autograd": "method_missing", "q3-4-plot": "method_missing"},
+    ),
+    "plot_own_grid": Student(
+        "both functions plotted on one axes, on a grid of its own (linspace avoiding 0)",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    grid = torch.cat([torch.linspace(-6, -0.3, 100), torch.linspace(0.3, 6, 100)])
+    fig, ax = plt.subplots()
+    ax.plot(grid, f_prime(grid), label="analytic")
+    ax.plot(grid, f_prime_autograd(grid), "--", label="autograd")
+    ax.legend()
+    return fig
+""",
+        },
+        lost={"q3-4-plot": "own_grid"},
+    ),
+    "plot_two_axes": Student(
+        "the two curves side by side, one subplot each",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(x, f_prime(x), label="analytic")
+    right.plot(x, f_prime_autograd(x), "--", label="autograd")
+    left.legend()
+    right.legend()
+    return fig
+""",
+        },
+        lost={"q3-4-plot": "separate_axes"},
+    ),
+    "plot_autograd_twice": Student(
+        "plots f_prime_autograd twice (solid and dashed), the formula never",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    fig, ax = plt.subplots()
+    ax.plot(x, f_prime_autograd(x), label="analytic")
+    ax.plot(x, f_prime_autograd(x), "--", label="autograd")
+    ax.legend()
+    return fig
+""",
+        },
+        lost={"q3-4-plot": "one_function_twice"},
+    ),
+    "plot_analytic_twice_own_grid": Student(
+        "the analytic curve in two subplots, on a grid of its own: autograd never runs",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    xs = torch.cat([torch.linspace(-6, -0.3, 50), torch.linspace(0.3, 6, 50)])
+    fig, (a1, a2) = plt.subplots(1, 2)
+    a1.plot(xs, f_prime(xs))
+    a1.set_xlabel("x")
+    a1.set_ylabel("f'")
+    a2.plot(xs, f_prime(xs), "--")
+    a2.set_xlabel("x")
+    a2.set_ylabel("f'")
+    return fig
+""",
+        },
+        lost={"q3-4-plot": "method_missing"},
+    ),
+    # --- correct alternatives the words allow -----------------------------------------
+    "alt_helpers_and_apis": Student(
+        "cos written as sin(u + π/2); a hand-written graph kept in a global dict and "
+        "compared with torch's in its own cell; adjoints and tangents through helpers of "
+        "local derivatives; f' by forward-mode dual numbers for Q3.3 (autograd too); the "
+        "plot from numpy arrays with labelled axes",
+        answers={
+            Q1: """
+def dz_dx(x):
+    y = x**3 + 4
+    return torch.sin(y + math.pi / 2) * 3 * x**2
+
+
+def dz_dy_and_dz_dx(x):
+    x_copy = torch.tensor(x.tolist(), requires_grad=True)
+    y = x_copy**3 + 4
+    y.retain_grad()
+    torch.sin(y).sum().backward()
+    return y.grad, x_copy.grad
+""",
+            Q2: """
+GRAPH = {
+    "x": ("input",),
+    "sq": ("pow", "x", 2),
+    "lg": ("log", "sq"),
+    "sn": ("sin", "x"),
+    "prod": ("mul", "lg", "sn"),
+    "inv": ("div", 1, "x"),
+    "out": ("add", "prod", "inv"),
+}
+
+
+def f_graph():
+    return GRAPH
+
+
+_xt = torch.tensor(1.5, requires_grad=True)
+print(graphs.compare(graphs.recorded(f(_xt), {"x": _xt}), f_graph()).lines() or "same graph")
+""",
+            Q32: """
+LOCAL = {
+    "a": lambda x: 2 * x,
+    "b": lambda a: 1 / a,
+    "c": lambda x: torch.cos(x),
+    "e": lambda x: -1 / x**2,
+}
+
+
+def adjoints(x):
+    a = x**2
+    b = torch.log(a)
+    c = torch.sin(x)
+    bar = {"f": torch.ones_like(x)}
+    bar["d"] = bar["f"].clone()
+    bar["e"] = bar["f"].clone()
+    bar["b"] = bar["d"] * c
+    bar["c"] = bar["d"] * b
+    bar["a"] = bar["b"] * LOCAL["b"](a)
+    bar["x"] = bar["a"] * LOCAL["a"](x) + bar["c"] * LOCAL["c"](x) + bar["e"] * LOCAL["e"](x)
+    return bar
+""",
+            Q33: """
+import torch.autograd.forward_ad as fwAD
+
+
+def f_prime_autograd(x):
+    with fwAD.dual_level():
+        return fwAD.unpack_dual(f(fwAD.make_dual(x, torch.ones_like(x)))).tangent
+
+
+def plot_derivatives(x):
+    xs = x.numpy()
+    fig, ax = plt.subplots()
+    ax.plot(xs, f_prime(x).numpy(), lw=3, alpha=0.4)
+    ax.plot(xs, f_prime_autograd(x).numpy(), "k:")
+    ax.set_xlabel("x")
+    ax.set_ylabel("f'(x): formula and autograd")
+    return fig
+""",
+            Q41: """
+def forward_tangents(x):
+    dot = {"x": torch.ones_like(x)}
+    dot["a"] = LOCAL["a"](x) * dot["x"]
+    dot["b"] = LOCAL["b"](x**2) * dot["a"]
+    dot["c"] = LOCAL["c"](x) * dot["x"]
+    dot["d"] = dot["b"] * torch.sin(x) + torch.log(x**2) * dot["c"]
+    dot["e"] = LOCAL["e"](x) * dot["x"]
+    dot["f"] = dot["d"] + dot["e"]
+    return dot
+""",
+        },
+        says={"q2-graph": ("✓ Q2 graph of f: passed",)},
+        prints=("same graph",),
     ),
 }
