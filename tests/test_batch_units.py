@@ -506,7 +506,7 @@ def test_a_batch_of_calls_gives_what_calls_one_by_one_give_in_one_round_trip(mon
         channel = _KernelInProcess(monkeypatch, {"matches_ratio": student})
         fn = RemoteObject(Session(run=None, channel=channel), "matches_ratio")
         if how == "one by one":
-            got = [call("Q", fn, *t) for t in triples]
+            got = [call("Q", fn, *t, again=False) for t in triples]
         elif how == "batch":
             got = call_each("Q", fn, triples)
         else:  # the visible check: the student's own function, no grader in between

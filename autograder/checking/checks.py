@@ -52,6 +52,7 @@ def call(
     name: str | None = None,
     rule: methods.Rule | None = None,
     keeps_inputs: bool = True,
+    again: bool = True,
     **kwargs: Any,
 ):
     """Call the student's `fn(*args, **kwargs)`; return (result, warnings caught).
@@ -59,7 +60,8 @@ def call(
     While it runs, what it does is recorded (:mod:`.methods`): the call fails if it
     breaks the question's `rule` (the method asked for), or, unless `keeps_inputs` is
     False, if it changed a tensor it was given. The first call of each check is made a
-    second time with the same inputs, and the two results must agree.
+    second time with the same inputs (unless `again` is False), and the two results must
+    agree.
     Raises CheckFailed (with diagnoses) if it cannot be called or raises.
     """
     name = name or getattr(fn, "__name__", "your function")
@@ -67,7 +69,7 @@ def call(
     result, caught, hits = _recorded(question, fn, args, kwargs, name, options)
     methods.LAST_CALL[question] = (fn, caught, hits)
     _judge_record(question, hits, name, rule, keeps_inputs)
-    if question not in _REPEATED and _comparable(result):
+    if again and question not in _REPEATED and _comparable(result):
         _REPEATED.add(question)
         first = _copied(result)  # the values now: a second call may write into them
         again, _, hits2 = _recorded(question, fn, args, kwargs, name, options)
@@ -192,8 +194,8 @@ def call_each(question: str, fn: Any, arg_lists: list[tuple], *, name: str | Non
     and come back as one reply: dozens of small calls cost one round trip, not dozens.
     """
     each = getattr(type(fn), "_autograder_each", None)  # (the type's: not the student's)
-    if each is None:
-        return [call(question, fn, *args, name=name) for args in arg_lists]
+    if each is None:  # each call once, as the batch in the kernel makes them
+        return [call(question, fn, *args, name=name, again=False) for args in arg_lists]
     name = name or getattr(fn, "__name__", "your function")
     hits: list[str] = []
     with watch(methods.KIND, frozenset(), hits):
