@@ -511,6 +511,11 @@ GRAPHS_FROM_TORCH = {
         "    return graphs.recorded(f(x), {'x': x}).to_spec()\n\nCACHE = build()\n",
         "def f_graph():\n    return {k: tuple(v) for k, v in CACHE.items()}\n",
     ),
+    "an imported reader": (
+        "from autograder.graphs import recorded as rec\n"
+        "_x = torch.tensor(1.5, requires_grad=True)\nG = rec(f(_x), {'x': _x}).to_spec()\n",
+        "def f_graph():\n    return G\n",
+    ),
     "a walk of grad_fn": (
         "def walk(fn, out):\n    for child, _ in fn.next_functions:\n"
         "        if child is not None:\n            out.append(type(child).__name__)\n"
@@ -534,6 +539,10 @@ def test_a_graph_taken_from_torch_beforehand_is_refused(name, monkeypatch):
 HAND_WRITTEN = {
     "built in the function": (HAND,),
     "a global dict literal": (f"GRAPH = {LITERAL}\n\ndef f_graph():\n    return GRAPH\n",),
+    "a dict of its own called recorded": (
+        f"recorded = {LITERAL}\n\ndef f_graph():\n    grad_fn = dict(recorded)\n"
+        "    return grad_fn\n",
+    ),
     "a global dict filled in a loop": (
         "G = {}\nfor k, v in " + LITERAL + ".items():\n    G[k] = v\n",
         "def f_graph():\n    return dict(G)\n",

@@ -29,7 +29,7 @@ from ..checking.checks import call, passed, require
 from ..checking.compare import as_tensor, check_close
 from ..checking.diagnose import Context, warning_findings
 from ..checking.feedback import CheckFailed, Finding
-from ..checking.forbid import function_source, recording, source_mentions
+from ..checking.forbid import function_source, recording
 from ..checking.plots import _lines, check_curves
 from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
@@ -303,6 +303,24 @@ def _global_names(code: str) -> set[str]:
     return names
 
 
+def _uses_of_torch_graph(code: str, definitions: Mapping[str, str]) -> list[str]:
+    """The names of `_FROM_TORCH` that `code` uses: as attributes (graphs.recorded,
+    t.grad_fn), as imports, or as global names the notebook does not define itself (so
+    imported: a variable of the student's own called `recorded` is not one)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _FROM_TORCH:
+            found.append(node.attr)
+        elif isinstance(node, ast.alias) and node.name.split(".")[-1] in _FROM_TORCH:
+            found.append(node.name.split(".")[-1])
+    found += sorted((_global_names(code) & _FROM_TORCH) - set(definitions))
+    return list(dict.fromkeys(found))
+
+
 def _torch_graph_evidence(fn) -> list[str]:
     """Where the graph `fn` returns was taken from torch: uses of graphs.recorded,
     a02.recorded_f, grad_fn or next_functions in `fn` itself or in the definitions of the
@@ -310,27 +328,32 @@ def _torch_graph_evidence(fn) -> list[str]:
     recorded in another cell and returned by `fn`."""
     name = getattr(fn, "__name__", "f_graph")
     definitions = _definitions(fn)
-    own = _defining_statements(definitions.get(name, ""), name)
+    text = definitions.get(name, "")
+    own = _defining_statements(text, name)
     if not own:  # no notebook cells to read: the function's own source, if any
-        own = _defining_statements(function_source(fn), name)
+        text = function_source(fn)
+        own = _defining_statements(text, name)
     evidence: list[str] = []
     seen = {name}
-    todo = [(name, own)]
+    todo = [(name, text, own)]
     while todo and len(seen) <= _MAX_FOLLOW:
-        current, statements = todo.pop(0)
+        current, text, statements = todo.pop(0)
         for stmt in statements:
             code = ast.unparse(stmt)
-            for hit in source_mentions(code, set(_FROM_TORCH)):
-                what = hit.split(": ", 1)[-1]
+            for what in _uses_of_torch_graph(code, definitions):
                 evidence.append(
                     f"`{current}`"
                     + ("" if current == name else f" (which `{name}` uses)")
-                    + f" is taken from torch (`{what.lstrip('.')}`): {code.splitlines()[0][:80]}"
+                    + f" is taken from torch (`{what}`): {code.splitlines()[0][:80]}"
                 )
             for ref in sorted(_global_names(code) - seen):
                 seen.add(ref)
-                if ref in definitions:
-                    todo.append((ref, _defining_statements(definitions[ref], ref)))
+                # a name the notebook assigns or defines, else one bound beside the code
+                # that uses it (an import in the same cell)
+                where = definitions.get(ref) or text
+                found = _defining_statements(where, ref)
+                if found:
+                    todo.append((ref, where, found))
     return list(dict.fromkeys(evidence))
 
 

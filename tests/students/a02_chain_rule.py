@@ -753,6 +753,36 @@ def plot_derivatives(x):
         },
         lost={"q3-4-plot": "method_missing"},
     ),
+    "graph_from_torch": Student(
+        "the graph recorded by torch when the cell runs (graphs.recorded, as the notebook "
+        "shows), kept in a global that f_graph returns: f_graph itself calls no torch",
+        answers={
+            Q2: """
+_x = torch.tensor(1.5, requires_grad=True)
+_GRAPH = graphs.recorded(f(_x), {"x": _x}, normalised=True).to_spec()
+
+
+def f_graph():
+    return dict(_GRAPH)
+""",
+        },
+        lost={"q2-graph": "graph_not_by_hand"},
+        says={"q2-graph": ("`_GRAPH` (which `f_graph` uses) is taken from torch",)},
+    ),
+    "graph_from_reference": Student(
+        "the check's own reference graph (a02.recorded_f()) read once into a global, its "
+        "spec returned by f_graph",
+        answers={
+            Q2: """
+REFERENCE = a02.recorded_f()
+
+
+def f_graph():
+    return REFERENCE.to_spec()
+""",
+        },
+        lost={"q2-graph": "graph_not_by_hand"},
+    ),
     # --- correct alternatives the words allow -----------------------------------------
     "alt_helpers_and_apis": Student(
         "cos written as sin(u + π/2); a hand-written graph kept in a global dict and "
