@@ -41,7 +41,7 @@ POLE = ((-0.2, 0.2),)  # keep clear of x = 0
 FORMULA = methods.Rule(
     frozenset(),
     frozenset({methods.REVERSE, methods.FORWARD, methods.NUMERICAL}),
-    "a formula, worked out by hand (no autograd, no finite differences)",
+    "a formula, worked out by hand without autograd (and without finite differences)",
 )
 BY_HAND = methods.Rule(
     frozenset(),
