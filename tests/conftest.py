@@ -86,6 +86,13 @@ class Course:
         outcomes = course_mod.grade(course_dir=self.root, assignment=assignment, **kwargs)
         return {o.student: o for o in outcomes}
 
+    def grade_all(
+        self, assignments: list[str], **kwargs
+    ) -> dict[tuple[str, str], course_mod.Outcome]:
+        """Grade several assignments in one run: (assignment, student) -> outcome."""
+        outcomes = course_mod.grade(course_dir=self.root, assignment=assignments, **kwargs)
+        return {(o.assignment, o.student): o for o in outcomes}
+
     def autograded_nb(self, student: str, assignment: str):
         return notebooks.read(
             self.root / "autograded" / student / assignment / f"{assignment}.ipynb"

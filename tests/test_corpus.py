@@ -1,6 +1,6 @@
 """The simulated students of tests/students/, graded by the real nbgrader pipeline.
 
-Each assignment's corpus is submitted as one class and graded once. Every student must
+The corpora are submitted as one class and graded once, in one run. Every student must
 score exactly its expected points per test cell (the cells it loses 0, every other one
 full points), each lost cell's message must name the expected cause before any
 expected-vs-got line (or name none, where none may be guessed), in the notebook and in
@@ -177,23 +177,40 @@ def _problems(course: Course, assignment: str, name: str, s: Student, outcome) -
     return problems
 
 
+@pytest.fixture(scope="module")
+def graded(request, tmp_path_factory) -> tuple[Course, dict]:
+    """Every selected corpus submitted to one course and graded in one run (one queue of
+    submissions, the workers and warm kernels started once)."""
+    selected = sorted(
+        {
+            item.callspec.params["assignment"]
+            for item in request.session.items
+            if getattr(item, "originalname", "") == "test_corpus_through_nbgrader"
+        }
+    )
+    course = Course.create(tmp_path_factory.mktemp("corpora"), selected)
+    for assignment in selected:
+        for name, s in CORPORA[assignment].STUDENTS.items():
+            nb = (
+                course.release_nb(assignment) if s.blank else course.solved(assignment, **s.answers)
+            )
+            course.submit(name, assignment, nb)
+    return course, course.grade_all(selected)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", list(CORPORA))
-def test_corpus_through_nbgrader(tmp_path, assignment):
+def test_corpus_through_nbgrader(graded, assignment):
     """Graded as one class, does every simulated student score exactly its expected points
     per test cell, with the expected cause named first (or none) in the notebook and the
     feedback, every expected text shown, and nothing written to stderr by a test cell?"""
+    course, outcomes = graded
     corpus = CORPORA[assignment]
-    course = Course.create(tmp_path, [assignment])
-    for name, s in corpus.STUDENTS.items():
-        nb = course.release_nb(assignment) if s.blank else course.solved(assignment, **s.answers)
-        course.submit(name, assignment, nb)
-    outcomes = course.grade(assignment)
-    assert set(outcomes) == set(corpus.STUDENTS)
+    assert {s for a, s in outcomes if a == assignment} == set(corpus.STUDENTS)
     problems = {
         name: found
         for name, s in corpus.STUDENTS.items()
-        if (found := _problems(course, assignment, name, s, outcomes.get(name)))
+        if (found := _problems(course, assignment, name, s, outcomes.get((assignment, name))))
     }
     assert not problems, "\n\n".join(
         f"{name} ({corpus.STUDENTS[name].about}):\n  " + "\n  ".join(found)
