@@ -465,7 +465,7 @@ class _KernelInProcess:
 
         from autograder.kernel import remote
 
-        monkeypatch.setattr(remote, "_namespace", lambda: namespace)
+        monkeypatch.setattr(remote, "user_namespace", lambda: namespace)
         self.handle = lambda req: json.loads(json.dumps(remote.handle(json.loads(json.dumps(req)))))
         self.requests = 0
 

@@ -21,7 +21,7 @@ def _codes_in_source() -> set[str]:
     codes = set()
     for path in (ROOT / "autograder").rglob("*.py"):
         codes |= set(re.findall(r'Finding\(\s*"([a-z0-9_]+)"', path.read_text(encoding="utf-8")))
-    codes |= {code for _, code, _ in diagnose._ERRORS}
+    codes |= {code for _, code, _ in diagnose.ERRORS}
     codes |= {code for _, code, _ in jacobians._ERROR_HINTS}
     codes |= {f"graph_{c}" for c in a02._GRAPH_ADVICE}
     x = torch.tensor([0.5, 2.0], dtype=torch.float64)

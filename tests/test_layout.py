@@ -25,19 +25,11 @@ PACKAGE = "autograder"
 # is the using module ("tests.test_x", "autograder.x.y") and `module` the owner.
 ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {
     # autograder/assignments/ and autograder/checking/ (maintained apart from the engine):
-    ("autograder.assignments.a02", "autograder.checking.plots", "_lines"): "a02 reads the "
-    "lines of a plot: plots needs a public reader for them",
     # The feedback-page cache's size is what the test checks: speedups has no public
     # view of its caches yet.
     ("tests.test_batch_units", "autograder.batch.speedups", "_MARKDOWN"): "needs a public "
     "view of speedups' Markdown cache",
-    # The kernel side's request handler, run in-process on a namespace of the test's:
-    # kernel/remote.py has no public way to hand it one.
-    ("tests.test_batch_units", "autograder.kernel.remote", "_namespace"): "needs a public "
-    "way to serve a given namespace",
     # tests/test_docs.py collects every diagnosis code from the tables that define them.
-    ("tests.test_docs", "autograder.checking.diagnose", "_ERRORS"): "needs a public table "
-    "of diagnose's codes",
     ("tests.test_docs", "autograder.checking.jacobians", "_ERROR_HINTS"): "needs a public "
     "table of jacobians' codes",
     ("tests.test_docs", "autograder.assignments.a02", "_GRAPH_ADVICE"): "needs a public "

@@ -30,7 +30,7 @@ from ..checking.compare import as_tensor, check_close
 from ..checking.diagnose import Context, warning_findings
 from ..checking.feedback import CheckFailed, Finding
 from ..checking.forbid import function_source, recording
-from ..checking.plots import _lines, check_curves
+from ..checking.plots import check_curves, plotted_lines
 from ..checking.sampling import describe, generator, uniform
 from . import defer_hidden
 
@@ -653,7 +653,7 @@ def check_plot(plot_derivatives, *, hidden: bool = False) -> None:
         fig, _ = call(q, plot_derivatives, x.clone(), rule=PLOTTED)
     try:
         check_curves(q, fig, {"f'(x)": _np_f_prime}, rtol=1e-4, atol=1e-4)
-        _two_curves_on_x(q, _lines(fig), x.numpy(), bool(analytic))
+        _two_curves_on_x(q, plotted_lines(fig), x.numpy(), bool(analytic))
     finally:
         _close(fig)
     passed(q, note)

@@ -320,7 +320,7 @@ def diagnose_shape(got: torch.Tensor, ref: torch.Tensor, context: Context) -> li
 
 
 # Torch errors in plain language: (stable substring, code, hint).
-_ERRORS = [
+ERRORS = [
     (
         "Expected all tensors to have the same size in the mapped dimension",
         "vmap_in_dims",
@@ -403,7 +403,7 @@ def explain_exception(exc: BaseException) -> list[Finding]:
     text = str(exc)
     found: list[Finding] = []
     seen: set[str] = set()
-    for substring, code, hint in _ERRORS:
+    for substring, code, hint in ERRORS:
         if substring in text and code not in seen:
             seen.add(code)
             found.append(Finding(code, hint))

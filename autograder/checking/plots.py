@@ -13,7 +13,7 @@ import numpy as np
 from .feedback import CheckFailed, Finding
 
 
-def _lines(fig) -> list[tuple[object, np.ndarray, np.ndarray]]:
+def plotted_lines(fig) -> list[tuple[object, np.ndarray, np.ndarray]]:
     axes_list = fig.get_axes() if hasattr(fig, "get_axes") else [fig]
     out = []
     for ax in axes_list:
@@ -52,7 +52,7 @@ def check_curves(
             "no figure returned",
             [f"expected a matplotlib Figure (or Axes), got {type(fig).__name__}"],
         )
-    lines = _lines(fig)
+    lines = plotted_lines(fig)
     if not lines:
         raise CheckFailed(question, "the figure has no curves", ["plot with ax.plot(x, y)"])
     found: dict[str, tuple] = {}

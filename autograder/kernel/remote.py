@@ -29,7 +29,8 @@ _OBJECTS: list[Any] = []
 MAX_HITS = 100_000
 
 
-def _namespace() -> dict:
+def user_namespace() -> dict:
+    """The namespace of the notebook the kernel runs (its IPython shell's user_ns)."""
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -40,7 +41,7 @@ def _resolve(expr: str) -> Any:
     if expr.startswith("__autograder_objects__["):
         return _OBJECTS[int(expr[len("__autograder_objects__[") : -1])]
     head, *attrs = expr.split(".")
-    ns = _namespace()
+    ns = user_namespace()
     if head not in ns:
         raise NameError(f"name '{head}' is not defined")
     obj = ns[head]
