@@ -136,7 +136,7 @@ def test_solutions_leave_the_model_untouched(model):
         ("leaky_module_grad", "per_sample_grads_loop", "changed_model", "`weight`"),
         ("leaky_module_grad", "per_sample_grads", "changed_model", "requires_grad"),
         ("grads_accumulate", "per_sample_grads_loop", "accumulated_over_samples", "`weight`"),
-        ("python_numbers", "grads_backward", "not_a_tensor", "df_da: got float"),
+        ("python_numbers", "grads_backward", "wrong_type", "df_da returned by `grads_backward`"),
         ("keep_output_dim", "per_sample_jacobian_vectorized", "size_one_dims", "(5, 2, 1)"),
         ("keep_output_dim", "per_sample_grads", "size_one_dims", "`weight`"),
         ("grads_as_list", "per_sample_grads_loop", "parameter_names", "`weight`"),

@@ -36,7 +36,7 @@ from torch.func import hessian, jacrev, vmap
 from torch.nn.utils import skip_init
 
 from ..checking import methods
-from ..checking.checks import call, passed, require
+from ..checking.checks import call, passed, require, returns_tensor
 from ..checking.compare import as_tensor, check_close, tolerance_for
 from ..checking.diagnose import Context, diagnose_values
 from ..checking.feedback import CheckFailed, Finding
@@ -136,23 +136,9 @@ def _run(question: str, fn, rule: Rule | None, *args):
 
 
 def _require_tensors(question: str, name: str, values: dict[str, Any], promised: str) -> None:
-    """Fail unless every value is a tensor (the question promises tensors)."""
-    wrong = {k: v for k, v in values.items() if not isinstance(v, torch.Tensor)}
-    if not wrong:
-        return
-    raise CheckFailed(
-        question,
-        f"`{name}` must return {promised}",
-        [f"{k}: got {type(v).__name__}" for k, v in wrong.items()],
-        [
-            Finding(
-                "not_a_tensor",
-                "the values are right, but the question promises tensors: return the "
-                "gradients as torch returns them (a.grad, the results of torch.autograd.grad), "
-                "not converted with .item(), float(), .tolist() or .numpy().",
-            )
-        ],
-    )
+    """Fail unless every value is a tensor: the question promises `promised`."""
+    for what, value in values.items():
+        returns_tensor(question, f"{what} returned by `{name}` ({promised})", value)
 
 
 _NOT_A_LOOP = Finding(

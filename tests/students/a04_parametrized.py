@@ -1174,10 +1174,10 @@ def second_derivative(u, x, t):
 """,
         },
         lost={
-            "q1-1-backward": "not_a_tensor",
-            "q1-2-autograd-grad": "not_a_tensor",
-            "q2-2-functional": "not_a_tensor",
-            "q4-2-second": "not_a_tensor",
+            "q1-1-backward": "wrong_type",
+            "q1-2-autograd-grad": "wrong_type",
+            "q2-2-functional": "wrong_type",
+            "q4-2-second": "wrong_type",
         },
     ),
     "keep_output_dim": Student(
