@@ -280,7 +280,7 @@ def test_remembered_markdown_is_what_nbconvert_renders_and_follows_attachments()
         nb.cells.append(cell)
         return nb
 
-    speedups._MARKDOWN.clear()
+    speedups.clear_caches()
     for data in ("QUFBQQ==", "QUFBQQ==", "QkJCQg=="):
         nb = page(data)
         theirs, _ = HTMLExporter().from_notebook_node(nb)
@@ -288,7 +288,7 @@ def test_remembered_markdown_is_what_nbconvert_renders_and_follows_attachments()
         assert f"data:image/png;base64,{data}" in ours
         assert str(BeautifulSoup(ours, "html.parser")) == str(BeautifulSoup(theirs, "html.parser"))
     # two Markdown cells, the second in two versions: three renderings remembered
-    assert len(speedups._MARKDOWN) == 3
+    assert speedups.cache_sizes()["markdown"] == 3
 
 
 SCHEMA_WHERE_MISSING = """

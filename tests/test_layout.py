@@ -25,10 +25,6 @@ PACKAGE = "autograder"
 # is the using module ("tests.test_x", "autograder.x.y") and `module` the owner.
 ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {
     # autograder/assignments/ and autograder/checking/ (maintained apart from the engine):
-    # The feedback-page cache's size is what the test checks: speedups has no public
-    # view of its caches yet.
-    ("tests.test_batch_units", "autograder.batch.speedups", "_MARKDOWN"): "needs a public "
-    "view of speedups' Markdown cache",
     # tests/test_docs.py collects every diagnosis code from the tables that define them.
     ("tests.test_docs", "autograder.checking.jacobians", "_ERROR_HINTS"): "needs a public "
     "table of jacobians' codes",
@@ -44,26 +40,6 @@ ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {
     # tests/test_jacobians.py runs every function a03 asks about.
     ("tests.test_jacobians", "autograder.assignments.a03", "_JACOBIAN_FUNCTIONS"): "needs "
     "a public list of a03's functions",
-    # tests/test_speedups.py reaches into the registry of patches (versions, warnings,
-    # caches, the patched functions themselves): speedups needs a public view of them.
-    **{
-        ("tests.test_speedups", "autograder.batch.speedups", name): "needs a public view "
-        "of speedups' registry and caches"
-        for name in (
-            "_BYTECODE",
-            "_MARKDOWN",
-            "_cached_engines",
-            "_cached_validate",
-            "_checked",
-            "_database_file",
-            "_fast_dates",
-            "_release",
-            "_schema_where_missing",
-            "_version",
-            "_warn",
-            "_warned",
-        )
-    },
 }
 
 # Import cycles allowed for now, each as the set of modules in it.

@@ -42,11 +42,25 @@ def test_every_patch_fits_the_installed_libraries(name):
     assert speedups.check(speedups.PATCHES[name]) == []
 
 
-def test_every_patch_names_its_targets_and_versions():
+def _version_problems(patch, monkeypatch, dist: str, version: str | None) -> list[str]:
+    """What `check` says of `patch`'s libraries with `dist` at `version` (others as
+    installed)."""
+    real = speedups.installed_version
+    monkeypatch.setattr(speedups, "installed_version", lambda d: version if d == dist else real(d))
+    try:
+        return [p for p in speedups.check(patch) if p.startswith(f"{dist} ")]
+    finally:
+        monkeypatch.setattr(speedups, "installed_version", real)
+
+
+def test_every_patch_names_its_targets_and_versions(monkeypatch):
+    """Does every patch name targets and a non-empty range of versions per library (its
+    lowest accepted, the one it stops below refused)?"""
     for patch in speedups.PATCHES.values():
         assert patch.targets and patch.verified
         for dist, lowest, below in patch.verified:
-            assert speedups._release(lowest) < speedups._release(below), (patch.name, dist)
+            assert _version_problems(patch, monkeypatch, dist, lowest) == [], patch.name
+            assert _version_problems(patch, monkeypatch, dist, below) != [], patch.name
         if patch.make is None:
             assert patch.name == speedups.HTML_EXPORTER  # used by name, asks `active`
 
@@ -74,23 +88,36 @@ def test_pyproject_allows_the_versions_the_patches_were_checked_with():
 
 
 @pytest.mark.parametrize(
-    ("text", "release"),
-    [("2.13.0+cpu", (2, 13, 0)), ("0.10.0a1", (0, 10, 0)), ("8.10.0", (8, 10, 0)), ("x", ())],
+    ("version", "accepted"),
+    [
+        ("8.0", True),
+        ("8.0.0rc1", True),  # a pre-release counts as its release
+        ("8.10.0", True),
+        ("8.10.9+local", True),  # and a local build as its release
+        ("7.99", False),
+        ("8.11.0a1", False),
+        ("8.11", False),
+        ("x", False),
+    ],
 )
-def test_release_numbers(text, release):
-    assert speedups._release(text) == release
+def test_versions_count_by_their_release_numbers(monkeypatch, version, accepted):
+    """fast-dates was checked with jupyter_client 8.0 to below 8.11."""
+    problems = _version_problems(
+        speedups.PATCHES["fast-dates"], monkeypatch, "jupyter_client", version
+    )
+    assert (problems == []) == accepted, problems
 
 
 def test_a_library_outside_the_checked_versions_turns_its_patch_off(monkeypatch):
     patch = speedups.PATCHES["fast-dates"]
-    real = speedups._version
+    real = speedups.installed_version
     monkeypatch.setattr(
-        speedups, "_version", lambda d: "8.11.0" if d == "jupyter_client" else real(d)
+        speedups, "installed_version", lambda d: "8.11.0" if d == "jupyter_client" else real(d)
     )
     assert speedups.check(patch) == [
         "jupyter_client 8.11.0 is not among the versions it was checked with (8.0 to below 8.11)"
     ]
-    monkeypatch.setattr(speedups, "_version", lambda d: None)
+    monkeypatch.setattr(speedups, "installed_version", lambda d: None)
     assert speedups.check(patch) == ["jupyter_client is not installed"]
 
 
@@ -115,18 +142,28 @@ def test_a_target_of_another_shape_turns_its_patch_off(monkeypatch):
     ]
 
 
-def test_a_patch_off_warns_once_per_process(monkeypatch, caplog):
-    patch = speedups.PATCHES["fast-dates"]
-    monkeypatch.setattr(speedups, "_warned", {})
+@pytest.fixture
+def rechecked():
+    """Patches checked afresh in this test, and again after it (its changes undone)."""
+    speedups.forget_checks()
+    yield
+    speedups.forget_checks()
+
+
+def test_a_patch_off_warns_once_per_process(monkeypatch, caplog, rechecked):
+    real = speedups.installed_version
+    monkeypatch.setattr(
+        speedups, "installed_version", lambda d: "8.11.0" if d == "jupyter_client" else real(d)
+    )
     with caplog.at_level(logging.WARNING, logger="autograder.batch"):
         for _ in range(3):
-            speedups._warn(patch, ["something moved"])
+            assert not speedups.active("fast-dates")
         assert len(caplog.records) == 1
         message = caplog.records[0].getMessage()
-        assert "'fast-dates' is off" in message and "something moved" in message
-        assert f"jupyter_client {speedups._version('jupyter_client')}" in message
+        assert "'fast-dates' is off" in message and "not among the versions" in message
+        assert "with jupyter_client 8.11.0:" in message
         monkeypatch.setattr(os, "getpid", lambda: -1)  # a forked worker: its own log
-        speedups._warn(patch, ["something moved"])
+        assert not speedups.active("fast-dates")
         assert len(caplog.records) == 2
 
 
@@ -207,10 +244,15 @@ def test_a_moved_target_leaves_its_patch_off_with_one_warning(name):
     warning = report["warnings"][0]
     assert f"speed-up {name!r} is off" in warning and missing in warning
     for dist, _, _ in speedups.PATCHES[name].verified:
-        assert f"{dist} {speedups._version(dist)}" in warning
+        assert f"{dist} {speedups.installed_version(dist)}" in warning
     assert report["validate_patched"] == (name != "cached-validate")
     if name == "html-exporter":
         assert report["plain_page"]  # nbconvert's own exporter, page for page
+
+
+def _patched(name: str, original):
+    """What install() binds in place of `original` for patch `name`."""
+    return speedups.PATCHES[name].make(original)
 
 
 # --- cached-validate --------------------------------------------------------------------
@@ -285,7 +327,7 @@ def test_cached_validate_passes_and_fails_as_jsonschema(instances):
     """Does the cached validator accept what jsonschema.validate accepts and raise the
     same error (type, message, path, keyword) for what it rejects, call after call?"""
     original = jsonschema.validators.validate
-    patched = speedups._cached_validate(original)
+    patched = _patched("cached-validate", original)
     schema = _nbgrader_schema()
     other = {"type": "object", "required": ["grade"]}  # a second schema, cached apart
     for instance in instances:
@@ -295,7 +337,7 @@ def test_cached_validate_passes_and_fails_as_jsonschema(instances):
 
 def test_cached_validate_rejects_a_bad_schema_every_time_and_passes_other_arguments():
     original = jsonschema.validators.validate
-    patched = speedups._cached_validate(original)
+    patched = _patched("cached-validate", original)
     bad = {"type": "no such type"}
     for _ in range(2):
         assert _outcome(patched, {}, bad) == _outcome(original, {}, bad)
@@ -331,7 +373,7 @@ def test_cached_engines_are_the_engines_nbgrader_would_make(tmp_path):
     deleted or replaced since: a new engine on the new file; in-memory SQLite: a new
     engine and database each time, as without the cache."""
     original = sqlalchemy.create_engine
-    cached = speedups._cached_engines(original)
+    cached = _patched("cached-engines", original)
     url = f"sqlite:///{tmp_path / 'gradebook.db'}"
     before = cached(url, echo=False, future=True)  # the file is made by its first use
     assert _store(before) == []
@@ -363,14 +405,30 @@ def test_cached_engines_are_the_engines_nbgrader_would_make(tmp_path):
         assert _store(two) == []
 
 
-def test_database_file_of_urls(tmp_path):
+class _Engine:
+    def __init__(self, url):
+        self.url, self.disposed = url, False
+
+    def dispose(self):
+        self.disposed = True
+
+
+def test_cached_engines_follow_the_database_file_of_a_url(tmp_path):
+    """Other backends (and what is not a URL): one engine per URL; a SQLite file: one
+    engine until the file appears or changes; in-memory SQLite: never shared."""
+    cached = _patched("cached-engines", _Engine)
+    for url in ("postgresql://h/db", "not a url"):
+        assert cached(url) is cached(url)
     path = tmp_path / "g.db"
-    assert speedups._database_file(f"sqlite:///{path}") is None  # not there yet
+    url = f"sqlite:///{path}"
+    before = cached(url)
+    assert cached(url) is before  # not there yet, as before
     sqlite3.connect(path).close()
-    key = speedups._database_file(f"sqlite:///{path}")
-    assert key is not None and key[0] == f"sqlite:///{path}"
-    for url in ("sqlite://", "sqlite:///:memory:", "postgresql://h/db", "not a url"):
-        assert speedups._database_file(url) is None
+    after = cached(url)
+    assert after is not before and before.disposed
+    assert cached(url) is after and not after.disposed
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:m?mode=memory&uri=true"):
+        assert cached(memory) is not cached(memory)
 
 
 # --- schema-where-missing ---------------------------------------------------------------
@@ -393,7 +451,7 @@ def test_schema_where_missing_leaves_the_gradebook_as_create_all_would(tmp_path)
     from nbgrader.api import Base
 
     metadata = Base.metadata
-    patched = speedups._schema_where_missing(metadata.create_all)
+    patched = _patched("schema-where-missing", metadata.create_all)
     complete = tmp_path / "complete.db"
     metadata.create_all(bind=sqlalchemy.create_engine(f"sqlite:///{complete}"))
     cases = {"new": None, "complete": complete}
@@ -455,7 +513,7 @@ def _dates_outcome(fn, obj):
 def test_fast_dates_read_messages_as_jupyter_client(message):
     """Does the faster reading give jupyter_client's datetimes (instants and offsets),
     leave other values alone, and warn or fail where it does?"""
-    patched = speedups._fast_dates(jsonutil.extract_dates)
+    patched = _patched("fast-dates", jsonutil.extract_dates)
     assert _dates_outcome(patched, message) == _dates_outcome(jsonutil.extract_dates, message)
 
 
@@ -492,12 +550,6 @@ def notebooks(draw):
     return nb
 
 
-def _clear_caches() -> None:
-    speedups._MARKDOWN.clear()
-    speedups.RememberedHighlight._memo.clear()
-    speedups._BYTECODE.store.clear()
-
-
 def _same_document(a: str, b: str) -> bool:
     from bs4 import BeautifulSoup
 
@@ -516,7 +568,8 @@ def test_html_export_is_the_same_with_and_without_the_exporter_cache(nb):
     from nbconvert.exporters import HTMLExporter
 
     assert speedups.active(speedups.HTML_EXPORTER)
-    _clear_caches()
+    speedups.clear_caches()
+    assert set(speedups.cache_sizes().values()) == {0}
     cold, _ = speedups.CachedHTMLExporter().from_notebook_node(nb)
     warm, _ = speedups.CachedHTMLExporter().from_notebook_node(nb)
     theirs, _ = HTMLExporter().from_notebook_node(nb)
@@ -524,24 +577,27 @@ def test_html_export_is_the_same_with_and_without_the_exporter_cache(nb):
     assert _same_document(cold, theirs)
 
 
-def test_html_exporter_off_is_nbconverts_own(monkeypatch):
-    """With its patch off, is the exporter nbgrader is configured with the plain
-    HTMLExporter, to the byte, and does it remember nothing?"""
+def test_html_exporter_off_is_nbconverts_own(monkeypatch, rechecked):
+    """With its patch off (here: nbconvert of a version it was not checked with), is the
+    exporter nbgrader is configured with the plain HTMLExporter, to the byte, and does it
+    remember nothing?"""
     from nbconvert.exporters import HTMLExporter
 
-    monkeypatch.setitem(speedups._checked, speedups.HTML_EXPORTER, ["(off for this test)"])
-    monkeypatch.setitem(speedups._warned, speedups.HTML_EXPORTER, os.getpid())
+    real = speedups.installed_version
+    monkeypatch.setattr(
+        speedups, "installed_version", lambda d: "7.18.0" if d == "nbconvert" else real(d)
+    )
+    assert not speedups.active(speedups.HTML_EXPORTER)
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Title\n\nSome *text* and $x^2$."),
         nbformat.v4.new_code_cell("y = x ** 2  # squared"),
     ]
-    _clear_caches()
+    speedups.clear_caches()
     ours, _ = speedups.CachedHTMLExporter().from_notebook_node(nb)
     theirs, _ = HTMLExporter().from_notebook_node(nb)
     assert ours == theirs
-    assert not speedups._MARKDOWN and not speedups.RememberedHighlight._memo
-    assert not speedups._BYTECODE.store
+    assert speedups.cache_sizes() == {"markdown": 0, "highlight": 0, "bytecode": 0}
 
 
 # --- grading with a target gone ---------------------------------------------------------

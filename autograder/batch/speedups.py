@@ -12,7 +12,7 @@ not change between submissions:
 - ``cached-engines``: ``nbgrader.api.create_engine`` returns one engine per database URL
   (each Gradebook still opens and closes its own session and connections);
 - ``schema-where-missing``: a gradebook that holds nbgrader's whole schema is not
-  re-created table by table (:func:`_schema_where_missing`);
+  re-created table by table;
 - ``html-exporter``: :class:`CachedHTMLExporter` (the feedback exporter) shares compiled
   template bytecode across exporters; jinja2 checks each template's source checksum
   before reusing it. Its accessibility pass (alternative text for images, focusable
@@ -33,6 +33,12 @@ off with one warning per process on the ``autograder.batch`` logger, and grading
 through the library's own code, only slower. :class:`CachedHTMLExporter` is used by name
 (nbgrader's ``GenerateFeedback.exporter_class``), so it asks :func:`active` and is
 nbconvert's plain HTMLExporter when its patch is off.
+
+What the tests (and a curious maintainer) may use: :data:`PATCHES` (each patch's name,
+targets, checked versions and its ``make``, which gives the patched function from the
+library's own), :func:`check`, :func:`active`, :func:`install`, :func:`installed`,
+:func:`forget_checks`, :func:`installed_version`, :func:`extract_dates`,
+:func:`accessible`, :func:`cache_sizes` and :func:`clear_caches`.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in m.group(0).split(".")) if m else ()
 
 
-def _version(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
+    """The version of `distribution` installed in this environment; None if it is not."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -134,7 +141,7 @@ def check(patch: Patch) -> list[str]:
     Imports the target modules; changes nothing."""
     problems = []
     for dist, lowest, below in patch.verified:
-        found = _version(dist)
+        found = installed_version(dist)
         if found is None:
             problems.append(f"{dist} is not installed")
         elif not _release(lowest) <= _release(found) < _release(below):
@@ -186,7 +193,7 @@ def _warn(patch: Patch, problems: list[str]) -> None:
     if _warned.get(patch.name) == os.getpid():
         return
     _warned[patch.name] = os.getpid()
-    versions = ", ".join(f"{d} {_version(d) or 'missing'}" for d, _, _ in patch.verified)
+    versions = ", ".join(f"{d} {installed_version(d) or 'missing'}" for d, _, _ in patch.verified)
     log.warning(
         "speed-up %r is off (grading goes on without it, slower) with %s: %s",
         patch.name,
@@ -203,6 +210,15 @@ def _problems(patch: Patch) -> list[str]:
             except Exception as exc:  # a check must never stop grading
                 _checked[patch.name] = [f"checking failed: {type(exc).__name__}: {exc}"]
         return _checked[patch.name]
+
+
+def forget_checks() -> None:
+    """Forget which patches were checked and warned about in this process: :func:`active`
+    checks each again (and warns again) on its next call. For after the environment
+    changed under a running process (tests); what :func:`install` bound stays bound."""
+    with _check_lock:
+        _checked.clear()
+        _warned.clear()
 
 
 def active(name: str) -> bool:
@@ -565,6 +581,25 @@ class RememberedHighlight:
                 self._memo.clear()
             self._memo[key] = found
         return found
+
+
+def cache_sizes() -> dict[str, int]:
+    """How much the feedback exporter remembers in this process: rendered Markdown cells
+    (``markdown``), highlighted code (``highlight``) and compiled templates
+    (``bytecode``)."""
+    return {
+        "markdown": len(_MARKDOWN),
+        "highlight": len(RememberedHighlight._memo),
+        "bytecode": len(_BYTECODE.store),
+    }
+
+
+def clear_caches() -> None:
+    """Forget what the feedback exporter remembers (see :func:`cache_sizes`); the next
+    pages render and compile anew."""
+    _MARKDOWN.clear()
+    RememberedHighlight._memo.clear()
+    _BYTECODE.store.clear()
 
 
 def warm_feedback_templates() -> None:
