@@ -33,7 +33,7 @@ import torch
 
 from ..checking import jacobians as jac
 from ..checking import methods
-from ..checking.checks import passed, require
+from ..checking.checks import passed, require, returns_tensor
 from ..checking.compare import as_tensor, check_close
 from ..checking.diagnose import Context
 from ..checking.feedback import CheckFailed, Finding
@@ -232,12 +232,7 @@ def _fail(q: str, summary: str, details: list[str], finding: Finding | None = No
 
 def _require_tensor_like(q: str, what: str, got, like: torch.Tensor) -> None:
     """The answer is a tensor shaped like `like` (as the question promises)."""
-    if not isinstance(got, torch.Tensor):
-        _fail(
-            q,
-            f"{what} is not a tensor",
-            [f"expected a tensor shaped like x, {tuple(like.shape)}; got {type(got).__name__}"],
-        )
+    returns_tensor(q, what, got)
     if got.shape != like.shape:
         _fail(
             q,

@@ -858,14 +858,19 @@ def accumulated_grads(f, x, vs):
         },
     ),
     "torch_then_numpy": Student(
-        "vᵀJ of Q2.1 computed in torch and converted back to numpy; .grad cleared between "
-        "the calls of Q3.2 (each entry one call's gradient)",
+        "vᵀJ of Q2.1 computed in torch and converted back to numpy, Q2.2's returned as a "
+        "numpy array; .grad cleared between the calls of Q3.2 (each entry one call's gradient)",
         answers={
             Q2: """
 def vjp_from_jacobian(J, v):
     return (torch.from_numpy(np.asarray(v)) @ torch.from_numpy(np.asarray(J))).numpy()
-"""
-            + _VJP,
+
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).backward(v)
+    return x.grad.numpy()
+""",
             Q3: _PREDICTED
             + """
 
@@ -880,7 +885,11 @@ def accumulated_grads(f, x, vs):
     return torch.stack(grads)
 """,
         },
-        lost={"q2-1-vjp-from-jacobian": "not_numpy", "q3-2-accumulated": "not_accumulated"},
+        lost={
+            "q2-1-vjp-from-jacobian": "not_numpy",
+            "q2-2-vjp": "wrong_type",
+            "q3-2-accumulated": "not_accumulated",
+        },
     ),
     "grad_cumsum": Student(
         "Q3.1 measured with backward instead of predicted by formula; Q3.2 by "
