@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import linecache
 import multiprocessing
 import os
 from dataclasses import dataclass
@@ -67,37 +68,51 @@ def _run_student(assignment: str, student: Student, seeds: tuple[int, ...]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from autograder.checking.feedback import CheckFailed
-
     nb = _solved(assignment, student)
-    namespace: dict = {"__name__": "__main__"}
+    namespace: dict = {"__name__": "__main__", "In": [""]}
     tests = test_cells(assignment)
     results: dict[str, list[CellRun]] = {}
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        for cell in nb.cells:
+        # In notebook order, each test cell right after the cells above it, as the grader
+        # judges it; cell sources registered as IPython does, so checks can read them.
+        for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
             gid = _nbgrader(cell).get("grade_id")
             if gid in tests:
+                results[gid] = _judge_cell(gid, tests[gid], index, namespace, seeds)
                 continue
+            code = _python(cell.source)
+            name = f"<cell {index} {gid}>"
+            namespace["In"].append(code)
+            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
             with contextlib.suppress(BaseException):
-                exec(compile(_python(cell.source), f"<cell {gid}>", "exec"), namespace)
+                exec(compile(code, name, "exec"), namespace)
             plt.close("all")
-        for gid, code in tests.items():
-            runs = []
-            for seed in seeds:
-                os.environ[SEED_ENV] = str(seed)
-                try:
-                    exec(compile(_python(code), f"<test {gid}>", "exec"), namespace)
-                    runs.append(CellRun(True))
-                except CheckFailed as exc:
-                    runs.append(CellRun(False, tuple(exc.codes), exc.summary))
-                except BaseException as exc:  # noqa: BLE001 - a test cell that errors scores 0
-                    runs.append(CellRun(False, (), f"{type(exc).__name__}: {exc}"[:200]))
-                plt.close("all")
-            results[gid] = runs
     return results
+
+
+def _judge_cell(gid: str, code: str, index: int, namespace: dict, seeds) -> list[CellRun]:
+    import matplotlib.pyplot as plt
+
+    from autograder.checking.feedback import CheckFailed
+
+    runs = []
+    name = f"<test {index} {gid}>"
+    code = _python(code)
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    for seed in seeds:
+        os.environ[SEED_ENV] = str(seed)
+        try:
+            exec(compile(code, name, "exec"), namespace)
+            runs.append(CellRun(True))
+        except CheckFailed as exc:
+            runs.append(CellRun(False, tuple(exc.codes), exc.summary))
+        except BaseException as exc:  # noqa: BLE001 - a test cell that errors scores 0
+            runs.append(CellRun(False, (), f"{type(exc).__name__}: {exc}"[:200]))
+        plt.close("all")
+    return runs
 
 
 def run_corpus(

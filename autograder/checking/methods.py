@@ -234,6 +234,11 @@ class _ShiftWatch(TorchFunctionMode):
                     operands = args[:2] if name in _ADD else args[:1]
                     if name == "__rsub__":  # other - self: self is subtracted
                         operands = ()
+                    # The other operand must look like a step: a number, or a constant
+                    # tensor whose non-zero entries all have one size (h, h·eᵢ).
+                    steps = [a for a in args[:2] if not any(a is o for o in operands)]
+                    if len(args) < 2 or not all(self._step_like(st) for st in steps):
+                        operands = ()
                     watched = [
                         v
                         for a in operands
@@ -253,6 +258,26 @@ class _ShiftWatch(TorchFunctionMode):
             except Exception:
                 pass
         return out
+
+    def _step_like(self, value) -> bool:
+        """A number, or a constant tensor whose non-zero entries share one size, no larger
+        than a difference step: what x is moved by in x + h or x + h·eᵢ."""
+        limit = _MAX_SHIFT * self.scale
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int | float | complex):
+            return 0 < abs(value) <= limit
+        if not isinstance(value, torch.Tensor) or value.requires_grad:
+            return False
+        plain = _plain_any(value)
+        if plain is None or plain.numel() == 0:
+            return False
+        sizes = plain.abs().reshape(-1)
+        sizes = sizes[sizes != 0]
+        if sizes.numel() == 0:
+            return False
+        top = float(sizes.max())
+        return top <= limit and float(sizes.min()) >= top * (1 - 1e-9)
 
     def _input_values(self, operand: torch.Tensor) -> torch.Tensor | None:
         """The operand's values if they are all values of the inputs, else None."""
