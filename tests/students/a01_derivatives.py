@@ -370,7 +370,7 @@ def matches_ratio(grad, a, fa):
                 "return y.detach(), dydx", "return dydx, y.detach()"
             )
         },
-        lost={"q5-1-values": None, "q5-2-no-cos": None},
+        lost={"q5-1-values": "swapped_outputs", "q5-2-no-cos": None},
     ),
     "unlabelled_plot": Student(
         "plot without labels or legend",
@@ -892,27 +892,5 @@ def f_prime_autograd(x):
 """
         },
         lost={"q3-1-analytic": "term_sign"},
-    ),
-    "swapped_pair": Student(
-        "Q5.1 returns (dydx, y) instead of (y, dydx)",
-        answers={
-            Q5: """
-def sin_and_derivative(x):
-    x = x.detach().clone().requires_grad_(True)
-    y = torch.sin(x)
-    y.backward(torch.ones_like(y))
-    return x.grad, y.detach()
-
-
-def plot_sin_and_derivative(x):
-    dydx, y = sin_and_derivative(x)
-    fig, ax = plt.subplots()
-    ax.plot(x, y, label="sin")
-    ax.plot(x, dydx, label="derivative")
-    ax.legend()
-    return fig
-"""
-        },
-        lost={"q5-1-values": "swapped_outputs", "q5-2-no-cos": None},
     ),
 }
