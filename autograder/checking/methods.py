@@ -488,7 +488,8 @@ def enforce(question: str, rule: Rule, hits: list[str], name: str) -> None:
             finding = Finding(
                 "used_autograd",
                 f"this question asks for {rule.asks}: {_NAMES[what]} is not allowed here, "
-                "even when its values are right. Work the derivative out and write it down.",
+                "even when its values are right."
+                + (" Work the derivative out and write it down." if not rule.require else ""),
             )
         raise CheckFailed(
             question,
