@@ -242,7 +242,7 @@ def adjoints_with_numbers(x):
 def tangents_by_dual_numbers(x):
     """The notebook's forward-mode cell, applied to every node."""
     with fwad.dual_level():
-        values = a02._node_values(fwad.make_dual(x, torch.ones_like(x)))
+        values = a02.node_values(fwad.make_dual(x, torch.ones_like(x)))
         return {k: fwad.unpack_dual(v).tangent.clone() for k, v in values.items()}
 
 
@@ -262,7 +262,7 @@ def tangents_by_jacfwd(x):
 
 
 def tangents_by_difference(x):
-    up, down = a02._node_values(x + 1e-6), a02._node_values(x - 1e-6)
+    up, down = a02.node_values(x + 1e-6), a02.node_values(x - 1e-6)
     return {k: (up[k] - down[k]) / 2e-6 for k in up}
 
 

@@ -22,10 +22,10 @@ def _codes_in_source() -> set[str]:
     for path in (ROOT / "autograder").rglob("*.py"):
         codes |= set(re.findall(r'Finding\(\s*"([a-z0-9_]+)"', path.read_text(encoding="utf-8")))
     codes |= {code for _, code, _ in diagnose.ERRORS}
-    codes |= {code for _, code, _ in jacobians._ERROR_HINTS}
-    codes |= {f"graph_{c}" for c in a02._GRAPH_ADVICE}
+    codes |= {code for _, code, _ in jacobians.ERROR_HINTS}
+    codes |= {f"graph_{c}" for c in a02.GRAPH_ADVICE}
     x = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    codes |= {finding.code for finding, _ in a02._mistakes(x, a02._f_prime(x))}
+    codes |= {finding.code for finding, _ in a02.known_mistakes(x, a02.f_prime_reference(x))}
     return codes
 
 

@@ -28,7 +28,7 @@ def batches(draw, min_size=4, max_size=12):
     )
 
 
-FUNCTIONS = [fn for _, fn in a03._JACOBIAN_FUNCTIONS]
+FUNCTIONS = [fn for _, fn in a03.JACOBIAN_FUNCTIONS]
 
 
 def loop_jacobian(f, x):

@@ -23,24 +23,7 @@ PACKAGE = "autograder"
 
 # Private names used across modules, allowed for now: (user, module, name), where `user`
 # is the using module ("tests.test_x", "autograder.x.y") and `module` the owner.
-ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {
-    # autograder/assignments/ and autograder/checking/ (maintained apart from the engine):
-    # tests/test_docs.py collects every diagnosis code from the tables that define them.
-    ("tests.test_docs", "autograder.checking.jacobians", "_ERROR_HINTS"): "needs a public "
-    "table of jacobians' codes",
-    ("tests.test_docs", "autograder.assignments.a02", "_GRAPH_ADVICE"): "needs a public "
-    "table of a02's graph codes",
-    ("tests.test_docs", "autograder.assignments.a02", "_mistakes"): "needs a public way to "
-    "list a02's known mistakes",
-    ("tests.test_docs", "autograder.assignments.a02", "_f_prime"): "needs a public way to "
-    "list a02's known mistakes",
-    # tests/test_a02_chain_rule.py evaluates a student's graph node by node.
-    ("tests.test_a02_chain_rule", "autograder.assignments.a02", "_node_values"): "needs a "
-    "public way to evaluate a graph's nodes",
-    # tests/test_jacobians.py runs every function a03 asks about.
-    ("tests.test_jacobians", "autograder.assignments.a03", "_JACOBIAN_FUNCTIONS"): "needs "
-    "a public list of a03's functions",
-}
+ALLOWED_PRIVATE: dict[tuple[str, str, str], str] = {}
 
 # Import cycles allowed for now, each as the set of modules in it.
 ALLOWED_CYCLES: dict[frozenset[str], str] = {}

@@ -172,7 +172,7 @@ def recorded_f() -> graphs.Graph:
     return graphs.recorded(f(x), {"x": x}, normalised=True)
 
 
-_GRAPH_ADVICE = {
+GRAPH_ADVICE = {
     "missing_node": "a step of f is not in your graph: every operation torch performs is a "
     "node of its own (1/x is one, x² is one).",
     "extra_node": "your graph has a node torch does not record: the graph of f holds the "
@@ -407,7 +407,7 @@ def check_graph(f_graph, *, hidden: bool = False) -> None:
             q,
             "your graph differs from the graph torch records for f",
             diff.lines()[:10],
-            [Finding(f"graph_{c}", _GRAPH_ADVICE.get(c, c)) for c in codes],
+            [Finding(f"graph_{c}", GRAPH_ADVICE.get(c, c)) for c in codes],
         )
     if not hidden:
         passed(q, "same nodes and edges as torch's graph")
@@ -426,7 +426,7 @@ def check_graph(f_graph, *, hidden: bool = False) -> None:
 # --- Q3 the chain rule on the graph -------------------------------------------------------
 
 
-def _f_prime(x):
+def f_prime_reference(x):
     return 2 / x * torch.sin(x) + torch.log(x**2) * torch.cos(x) - 1 / x**2
 
 
@@ -461,7 +461,7 @@ def _two_sided(g: torch.Generator, n: int, high: float) -> torch.Tensor:
     return torch.cat([uniform(g, k, -high, -low), uniform(g, n - k, low, high)]).sort().values
 
 
-def _mistakes(x: torch.Tensor, ref: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
+def known_mistakes(x: torch.Tensor, ref: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
     """Wrong versions of f'(x) that students write, each with what went wrong."""
     s, c, lg = torch.sin(x), torch.cos(x), torch.log(x**2)
     product = (
@@ -490,8 +490,8 @@ def check_f_prime(f_prime, *, hidden: bool = False) -> None:
     q = "Q3.1 f_prime (analytic)"
     x, note = _grid(q, hidden)
     got, _ = call(q, f_prime, x.clone(), rule=FORMULA)
-    ref = _f_prime(x)
-    check_close(q, "f'(x)", got, ref, context=Context(mistakes=_mistakes(x, ref)))
+    ref = f_prime_reference(x)
+    check_close(q, "f'(x)", got, ref, context=Context(mistakes=known_mistakes(x, ref)))
     passed(q, note)
 
 
@@ -506,7 +506,7 @@ NODES = {  # name -> what it is, in the order the adjoints are computed (reverse
 }
 
 
-def _node_values(x: torch.Tensor) -> dict[str, torch.Tensor]:
+def node_values(x: torch.Tensor) -> dict[str, torch.Tensor]:
     a = x**2
     b = torch.log(a)
     c = torch.sin(x)
@@ -518,7 +518,7 @@ def _node_values(x: torch.Tensor) -> dict[str, torch.Tensor]:
 def retained_adjoints(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """∂f/∂node for every node, as torch's retained gradients (one backward)."""
     xr = x.detach().clone().requires_grad_(True)
-    values = _node_values(xr)
+    values = node_values(xr)
     for t in values.values():
         if not t.is_leaf:
             t.retain_grad()
@@ -605,7 +605,7 @@ def check_adjoints(adjoints, *, hidden: bool = False) -> None:
     result, _ = call(q, adjoints, x.clone(), rule=BY_HAND)
     got = _node_dict(q, result, "adjoints")
     refs = retained_adjoints(x)
-    v = _node_values(x)
+    v = node_values(x)
     contexts = {
         "a": Context(factors={"∂b/∂a = 1/a (the derivative of log a)": 1 / v["a"]}),
         "b": Context(factors={"∂d/∂b = c = sin x": v["c"]}),
@@ -757,7 +757,7 @@ def forward_tangents_reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
 
     with fwAD.dual_level():
         dual = fwAD.make_dual(x.detach().clone(), torch.ones_like(x))
-        values = _node_values(dual)
+        values = node_values(dual)
         return {n: fwAD.unpack_dual(values[n]).tangent.clone() for n in NODES}
 
 

@@ -679,7 +679,7 @@ def cos_ratio(x):
     return torch.stack([x1**2 * x2, torch.cos(x2) + x1, x1 / (1 + x2**2)], dim=-1)
 
 
-_JACOBIAN_FUNCTIONS: list[tuple[str, Callable]] = [
+JACOBIAN_FUNCTIONS: list[tuple[str, Callable]] = [
     ("f(x) = (x₁x₂, sin(x₁ + x₂²), x₁² − 3x₂)", f),
     ("(e^x₁·x₂, x₁ − x₂², tanh(x₁x₂))", exp_tanh),
     ("(x₁²x₂, cos(x₂) + x₁, x₁ / (1 + x₂²))", cos_ratio),
@@ -703,7 +703,7 @@ def _check_batched_jacobian(
     method the question names, judged from the call's record and entry points (what `rule`
     forbids is judged right after each call)."""
     x, note = _batch(q, hidden)
-    functions = _JACOBIAN_FUNCTIONS if hidden else _JACOBIAN_FUNCTIONS[:1]
+    functions = JACOBIAN_FUNCTIONS if hidden else JACOBIAN_FUNCTIONS[:1]
     for fname, func in functions:
         got, hits, apis = _run(q, fn, func, x.clone(), then=rule, name=name)
         expected = batched_jacobian(func, x)
@@ -835,7 +835,7 @@ def check_large_batch(jacobian_vmap, *, hidden: bool = False) -> None:
     q = "Q6.5 large batch"
     x = large_batch(None if hidden else 0)
     # Hidden: the notebook's f and another function, so an answer that ignores f fails.
-    functions = _JACOBIAN_FUNCTIONS[:2] if hidden else _JACOBIAN_FUNCTIONS[:1]
+    functions = JACOBIAN_FUNCTIONS[:2] if hidden else JACOBIAN_FUNCTIONS[:1]
     for fname, func in functions:
         got = call_student(q, jacobian_vmap, func, x.clone(), name="jacobian_vmap")
         expected = jacobian_f(x) if func is f else batched_jacobian(func, x)

@@ -207,7 +207,7 @@ def diagnose_vjp(got: torch.Tensor, J: torch.Tensor, v: torch.Tensor) -> list[Fi
     return findings
 
 
-_ERROR_HINTS = [
+ERROR_HINTS = [
     (
         ("Mismatch in shape: grad_output",),
         "gradient_shape",
@@ -236,7 +236,7 @@ def explain_error(text: str) -> list[Finding]:
     """Plain-language hints for errors typical of Jacobian and VJP code."""
     return [
         Finding(code, hint)
-        for needles, code, hint in _ERROR_HINTS
+        for needles, code, hint in ERROR_HINTS
         if any(needle in text for needle in needles)
     ]
 
