@@ -476,14 +476,7 @@ def none_causes(question: str) -> list[Finding]:
             )
         ]
     if _COPY_THEN_GRAD.search(code):
-        return [
-            Finding(
-                "requires_grad_after_copy",
-                "requires_grad was switched on after a copy was made: the copy used in the "
-                "computation does not track gradients of the tensor you read .grad from. Set "
-                "requires_grad on the tensor you compute with, before computing.",
-            )
-        ]
+        return copy_then_requires_grad(fn)
     used = [label for pattern, label in _DETACHING if pattern.search(code)]
     if used:
         return [

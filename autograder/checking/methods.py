@@ -88,22 +88,15 @@ def _note(hit: str) -> None:
         hits.append(hit)
 
 
-def _engine_hook(original: Callable) -> Callable:
+def _noting(hit: str, original: Callable) -> Callable:
+    """`original`, noting `hit` in every running recording each time it is called."""
+
     @functools.wraps(original)
-    def engine(*args: Any, **kwargs: Any) -> Any:
-        _note(REVERSE)
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        _note(hit)
         return original(*args, **kwargs)
 
-    return engine
-
-
-def _dual_hook(original: Callable) -> Callable:
-    @functools.wraps(original)
-    def enter(*args: Any, **kwargs: Any) -> Any:
-        _note(FORWARD)
-        return original(*args, **kwargs)
-
-    return enter
+    return noted
 
 
 @contextlib.contextmanager
@@ -115,10 +108,10 @@ def _hooks() -> Iterator[None]:
 
     engine = tag._engine_run_backward
     dual = predispatch._enter_dual_level
-    hooked_engine = _engine_hook(engine)
+    hooked_engine = _noting(REVERSE, engine)
     ta._engine_run_backward = hooked_engine
     tag._engine_run_backward = hooked_engine
-    predispatch._enter_dual_level = _dual_hook(dual)
+    predispatch._enter_dual_level = _noting(FORWARD, dual)
     try:
         yield
     finally:
