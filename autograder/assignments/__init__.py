@@ -38,7 +38,7 @@ def _wrapped(check: Callable, skip_hidden: bool) -> Callable:
     def run(*args: Any, **kwargs: Any) -> None:
         if skip_hidden and kwargs.get("hidden"):
             return None
-        begin_check()
+        begin_check(repeat=bool(kwargs.get("hidden")))
         return check(*args, **kwargs)
 
     run.skips_hidden = skip_hidden  # whether the grader decides the hidden calls

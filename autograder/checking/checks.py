@@ -40,9 +40,14 @@ def _where(exc: BaseException) -> str:
 _REPEATED: set[str] = set()
 
 
-def begin_check() -> None:
-    """A check starts: its first call of the student's function is made twice again."""
+_REPEATING = [True]  # whether this run of a check repeats its first call
+
+
+def begin_check(*, repeat: bool = True) -> None:
+    """A check starts: its first call of the student's function is to be made twice
+    (if `repeat`: the hidden run of a check does it; the visible one need not pay twice)."""
     _REPEATED.clear()
+    _REPEATING[0] = repeat
 
 
 def call(
@@ -65,11 +70,11 @@ def call(
     Raises CheckFailed (with diagnoses) if it cannot be called or raises.
     """
     name = name or getattr(fn, "__name__", "your function")
-    options = methods.options_for(rule)
+    options = methods.options_for(rule, args)
     result, caught, hits = _recorded(question, fn, args, kwargs, name, options)
     methods.LAST_CALL[question] = (fn, caught, hits)
     _judge_record(question, hits, name, rule, keeps_inputs)
-    if again and question not in _REPEATED and _comparable(result):
+    if again and _REPEATING[0] and question not in _REPEATED and _comparable(result):
         _REPEATED.add(question)
         first = _copied(result)  # the values now: a second call may write into them
         again, _, hits2 = _recorded(question, fn, args, kwargs, name, options)

@@ -68,10 +68,16 @@ NO_AUTOGRAD = Rule(frozenset(), frozenset({REVERSE, FORWARD}), "no autograd")
 ANY = Rule()
 
 
-def options_for(rule: Rule | None) -> frozenset[str]:
-    """What must be recorded to judge `rule`: shifted inputs only where numerical
-    differencing is forbidden (it costs a test per torch op)."""
-    return frozenset({SHIFTS}) if rule is not None and NUMERICAL in rule.forbid else frozenset()
+def options_for(rule: Rule | None, args: tuple = ()) -> frozenset[str]:
+    """What must be recorded to judge `rule` on a call with `args`: the answer's own
+    arithmetic is watched for shifted inputs only where numerical differencing is
+    forbidden and no function is handed over (a difference of a given function shows in
+    where that function is evaluated; the watch costs a test per torch op)."""
+    if rule is None or NUMERICAL not in rule.forbid:
+        return frozenset()
+    if any(isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args):
+        return frozenset()
+    return frozenset({SHIFTS})
 
 
 # --- recording --------------------------------------------------------------------------
@@ -348,6 +354,8 @@ def instrument(args: tuple, hits: list[str]) -> tuple:
     Modules, classes and the student's objects are left alone: only the functions a check
     hands over (module-level functions and torch's builtins) are watched.
     """
+    if not any(isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args):
+        return args
     given = _values(args)
     return tuple(
         _instrumented(a, given, hits)
