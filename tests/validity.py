@@ -72,6 +72,7 @@ def _run_student(assignment: str, student: Student, seeds: tuple[int, ...]):
     namespace: dict = {"__name__": "__main__", "In": [""]}
     tests = test_cells(assignment)
     results: dict[str, list[CellRun]] = {}
+    answers: list[tuple[str, str]] = []  # answer cells since the last test cell
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         # In notebook order, each test cell right after the cells above it, as the grader
@@ -81,19 +82,27 @@ def _run_student(assignment: str, student: Student, seeds: tuple[int, ...]):
                 continue
             gid = _nbgrader(cell).get("grade_id")
             if gid in tests:
-                results[gid] = _judge_cell(gid, tests[gid], index, namespace, seeds)
+                results[gid] = _judge_cell(gid, tests[gid], index, namespace, seeds, answers)
+                answers = []
                 continue
             code = _python(cell.source)
             name = f"<cell {index} {gid}>"
             namespace["In"].append(code)
             linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+            if _nbgrader(cell).get("solution"):
+                answers.append((code, name))
             with contextlib.suppress(BaseException):
                 exec(compile(code, name, "exec"), namespace)
             plt.close("all")
     return results
 
 
-def _judge_cell(gid: str, code: str, index: int, namespace: dict, seeds) -> list[CellRun]:
+def _judge_cell(
+    gid: str, code: str, index: int, namespace: dict, seeds, answers: list[tuple[str, str]]
+) -> list[CellRun]:
+    """The test cell under each seed; before each seed but the first, the answer cells it
+    tests run again, as in a fresh run of the notebook (state an answer keeps between
+    calls starts anew, as it does when grading runs the notebook once)."""
     import matplotlib.pyplot as plt
 
     from autograder.checking.feedback import CheckFailed
@@ -102,7 +111,11 @@ def _judge_cell(gid: str, code: str, index: int, namespace: dict, seeds) -> list
     name = f"<test {index} {gid}>"
     code = _python(code)
     linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-    for seed in seeds:
+    for k, seed in enumerate(seeds):
+        if k:
+            for answer, answer_name in answers:
+                with contextlib.suppress(BaseException):
+                    exec(compile(answer, answer_name, "exec"), namespace)
         os.environ[SEED_ENV] = str(seed)
         try:
             exec(compile(code, name, "exec"), namespace)

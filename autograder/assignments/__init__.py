@@ -26,7 +26,12 @@ def defer_hidden(namespace: dict[str, Any]) -> None:
     ``hidden=True`` calls return at once."""
     grading = os.environ.get(HIDDEN_BY_GRADER) == "1"
     for name, fn in list(namespace.items()):
-        if name.startswith("check_") and inspect.isfunction(fn):
+        # the module's own checks, not the helpers it imports (check_close, check_curves)
+        if (
+            name.startswith("check_")
+            and inspect.isfunction(fn)
+            and fn.__module__ == namespace.get("__name__")
+        ):
             skip = grading and "hidden" in inspect.signature(fn).parameters
             namespace[name] = _wrapped(fn, skip)
 
@@ -38,7 +43,7 @@ def _wrapped(check: Callable, skip_hidden: bool) -> Callable:
     def run(*args: Any, **kwargs: Any) -> None:
         if skip_hidden and kwargs.get("hidden"):
             return None
-        begin_check(repeat=bool(kwargs.get("hidden")))
+        begin_check(hidden=bool(kwargs.get("hidden")))
         return check(*args, **kwargs)
 
     run.skips_hidden = skip_hidden  # whether the grader decides the hidden calls

@@ -43,11 +43,15 @@ _REPEATED: set[str] = set()
 _REPEATING = [True]  # whether this run of a check repeats its first call
 
 
-def begin_check(*, repeat: bool = True) -> None:
-    """A check starts: its first call of the student's function is to be made twice
-    (if `repeat`: the hidden run of a check does it; the visible one need not pay twice)."""
+def begin_check(*, hidden: bool = True) -> None:
+    """A check starts. In its hidden run, its first call of the student's function is
+    made twice (the visible run need not pay twice). A visible run starts a test cell:
+    the count of the student's calls (evidence for state kept between calls) starts anew
+    there and goes on through the hidden run."""
     _REPEATED.clear()
-    _REPEATING[0] = repeat
+    if not hidden:
+        methods.CALLS.clear()
+    _REPEATING[0] = hidden
 
 
 def call(
@@ -73,6 +77,7 @@ def call(
     options = methods.options_for(rule, args)
     result, caught, hits = _recorded(question, fn, args, kwargs, name, options)
     methods.LAST_CALL[question] = (fn, caught, hits)
+    methods.CALLS[question] = methods.CALLS.get(question, 0) + 1
     _judge_record(question, hits, name, rule, keeps_inputs)
     if again and _REPEATING[0] and question not in _REPEATED and _comparable(result):
         _REPEATED.add(question)

@@ -138,6 +138,23 @@ def diagnose_values(
                     "fresh tensor.",
                 )
             )
+        elif (
+            2 <= k <= 10
+            and abs(c - k) < 1e-6
+            and context.v is None
+            and n >= 2
+            and methods.engine_runs(hits) >= 1
+            and methods.CALLS.get(question, 0) >= 2  # earlier calls in this test cell
+        ):
+            findings.append(
+                Finding(
+                    "accumulated_across_calls",
+                    f"your gradient is exactly {k}× the reference although your function ran "
+                    "backward once: gradients of earlier calls add up in a .grad kept between "
+                    "calls (a tensor or model defined outside the function, never cleared). "
+                    "Start from a fresh tensor, or zero the gradient, inside the function.",
+                )
+            )
         elif abs(c) < 1e-12 and n >= 2:
             findings.append(
                 Finding(

@@ -87,6 +87,8 @@ _ACTIVE: list[list[str]] = []  # the hit lists of the recordings now running
 # question -> (function, warnings caught, hits) of its last call of the student's code, so
 # that a failed comparison can name a cause only with evidence (see diagnose).
 LAST_CALL: dict[str, tuple[Any, list, list[str]]] = {}
+# question -> how many calls of the student's code this run of its check has made so far
+CALLS: dict[str, int] = {}
 
 
 def _note(hit: str) -> None:
