@@ -30,7 +30,7 @@ def defer_hidden(namespace: dict[str, Any]) -> None:
         if (
             name.startswith("check_")
             and inspect.isfunction(fn)
-            and fn.__module__ == namespace.get("__name__")
+            and fn.__module__ == namespace.get("__name__", fn.__module__)
         ):
             skip = grading and "hidden" in inspect.signature(fn).parameters
             namespace[name] = _wrapped(fn, skip)
