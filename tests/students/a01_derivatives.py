@@ -604,26 +604,6 @@ def gradient(fn, x):
         },
         lost={"q2-gradient": "changed_input"},
     ),
-    "gradient_global_leaf": Student(
-        "Q2 keeps one leaf between calls and never clears its .grad",
-        answers={
-            Q2: """
-_leaf = {}
-
-
-def gradient(fn, x):
-    key = tuple(x.shape)
-    if key not in _leaf:
-        _leaf[key] = torch.zeros_like(x, requires_grad=True)
-    leaf = _leaf[key]
-    with torch.no_grad():
-        leaf.copy_(x)
-    fn(leaf).backward()
-    return leaf.grad.clone()
-"""
-        },
-        lost={"q2-gradient": "accumulated_across_calls"},
-    ),
     "jvp_gradient": Student(
         "Q2 by forward mode, one jvp per coordinate (autograd, legitimately)",
         answers={
