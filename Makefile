@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast lint format release goldens clean
+.PHONY: install system-packages demo test test-fast lint format release goldens clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,30 @@ $(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
 
 install: $(VENV)/.installed
 
+# Debian packages the course runs with: bubblewrap (the grading kernel's filesystem
+# allowlist) and postgresql (the server the gradebook tests start on loopback).
+# Installed with apt-get when missing and this user may (root, or sudo without a
+# password); otherwise the missing ones are named and what needs them says so.
+SYSTEM_PACKAGES := bubblewrap postgresql
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	  echo "warning: Debian packages missing:$$missing (install them: sudo apt-get install$$missing)"; exit 0; fi; \
+	echo "installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null; } \
+	  || echo "warning: could not install$$missing"
+
 ## demo: release the course and grade the bundled sample class, showing the results
-demo: $(VENV)/.installed
+demo: system-packages $(VENV)/.installed
 	$(BIN)/autograder demo
 
 ## test: lint and run the whole test suite (what CI runs)
-test: $(VENV)/.installed
+test: system-packages $(VENV)/.installed
 	$(BIN)/ruff check autograder tests benchmarks
 	$(BIN)/ruff format --check autograder tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile
