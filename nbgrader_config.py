@@ -7,7 +7,6 @@ course directories the grader and the tests build).
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
 
 c.CourseDirectory.course_id = "autograd"
-c.CourseDirectory.root = "."
 c.CourseDirectory.db_url = "sqlite:///gradebook.db"
 
 # Student stubs: nbgrader's own pattern, signature and docstring left in place.
