@@ -15,7 +15,6 @@ run goes into one queue, whatever executor runs them.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,10 +107,9 @@ def grade(
     rosters = {a: _roster(course_dir, a, request.students) for a in assignments}
     own_executor = executor is None
     if executor is None:
-        # logs/<assignment>/, or logs/all/ for a run over several assignments
+        # logs/<time>-<assignment>/ (…-all/ for several assignments), one folder per run
         name = assignments[0] if len(assignments) == 1 else "all"
-        log_dir = store.state_dir(course_dir) / "logs" / name
-        shutil.rmtree(log_dir, ignore_errors=True)
+        log_dir = store.run_log_dir(course_dir, name)
         cells = max(_code_cells(course_dir, a) for a in assignments)
         per_job = cells * (settings.wall_limit + settings.interrupt_grace_wall + 10)
         executor = LocalExecutor(
