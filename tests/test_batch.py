@@ -198,6 +198,6 @@ def test_the_command_grades_every_assignment_in_one_run(tmp_path):
     assert set(rows) == {(s, a) for s in ("ada", "bo") for a in two}
     assert float(rows["ada", "04_parametrized"]["score"]) == 13
     assert float(rows["bo", "01_derivatives"]["score"]) == 0
-    assert (course.root / ".autograder" / "logs" / "all").is_dir()  # one run for both
+    assert list((course.root / ".autograder" / "logs").glob("*-all"))  # one run for both
     for a in two:
         assert (course.root / "feedback" / "ada" / a / f"{a}.html").exists()

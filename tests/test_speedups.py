@@ -627,7 +627,7 @@ def _graded_class(base: Path) -> tuple[Course, dict]:
 
 
 def _warnings_in_worker_logs(course: Course) -> list[str]:
-    logs = course.root / ".autograder" / "logs" / bs.A
+    logs = course.root / ".autograder" / "logs" / "latest"  # the last run's folder
     return [
         line
         for path in sorted(logs.glob("worker-*.log"))
