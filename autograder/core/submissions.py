@@ -4,36 +4,49 @@ graded at all before anything runs."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import zipfile
 from pathlib import Path
 
 import nbformat
 
-from .nbgrader_io import in_dir, load_config
+log = logging.getLogger("autograder.collect")
+
+
+def is_lms_download(submissions: Path) -> bool:
+    """Whether `submissions` is an LMS download (a zip; a folder of flat files; a folder of
+    Moodle's per-participant folders) rather than a folder in nbgrader's layout."""
+    submissions = Path(submissions)
+    if submissions.is_file():
+        return True
+    if not submissions.is_dir():
+        return False
+    entries = list(submissions.iterdir())
+    dirs = [p for p in entries if p.is_dir()]
+    if any("_assignsubmission_" in p.name for p in dirs):
+        return True
+    return any(p.is_file() for p in entries) and not dirs
 
 
 def import_submissions(*, course_dir: Path, assignment: str, submissions: Path) -> list[str]:
     """Copy submissions into submitted/<student>/<assignment>/ and return the students.
 
     Accepts nbgrader's layout (`<student>/<assignment>/*.ipynb`), a folder holding only
-    `<student>/` folders whose notebooks sit directly inside, or an LMS download (a zip
-    file or a flat folder of `..._<student>_attempt_<timestamp>_<notebook>.ipynb` files),
-    which goes through nbgrader's own `zip_collect`.
+    `<student>/` folders whose notebooks sit directly inside, or an LMS download from
+    Canvas, Moodle or Blackboard (a zip, or the folder it unpacks to), collected by
+    :func:`autograder.lms.collect.collect` (its summary, naming every file skipped, is
+    logged; a download that yields nothing raises
+    :class:`~autograder.lms.collect.CollectError`).
     """
     course_dir = Path(course_dir).resolve()
     submissions = Path(submissions).resolve()
     target = course_dir / "submitted"
-    if (
-        submissions.is_file()
-        and zipfile.is_zipfile(submissions)
-        or (
-            submissions.is_dir()
-            and any(p.is_file() for p in submissions.iterdir())
-            and not any(p.is_dir() for p in submissions.iterdir())
-        )
-    ):
-        return _zip_collect(course_dir, assignment, submissions)
+    if is_lms_download(submissions):
+        from ..lms.collect import collect
+
+        result = collect(course_dir=course_dir, assignment=assignment, download=submissions)
+        log.warning(result.summary())
+        return sorted(result.students)
     if not submissions.is_dir():
         raise FileNotFoundError(f"no submissions at {submissions}")
     students = []
@@ -49,26 +62,6 @@ def import_submissions(*, course_dir: Path, assignment: str, submissions: Path) 
         shutil.copytree(src, dest)
         students.append(student_dir.name)
     return students
-
-
-def _zip_collect(course_dir: Path, assignment: str, archive: Path) -> list[str]:
-    from nbgrader.apps import ZipCollectApp
-
-    dest = course_dir / "downloaded" / assignment / "archive"
-    dest.mkdir(parents=True, exist_ok=True)
-    if archive.is_dir():
-        for f in archive.iterdir():
-            shutil.copy2(f, dest / f.name)
-    else:
-        shutil.copy2(archive, dest / archive.name)
-    cfg = load_config(course_dir)
-    cfg.ZipCollectApp.force = True
-    with in_dir(course_dir):
-        app = ZipCollectApp(config=cfg)
-        app.initialize([assignment])
-        app.coursedir.assignment_id = assignment
-        app.start()
-    return submitted_students(course_dir, assignment)
 
 
 def submitted_students(course_dir: Path, assignment: str) -> list[str]:
