@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         help="parallel workers (default: one more than the CPU cores)",
     )
     g.add_argument(
+        "--cluster",
+        default=_default(course.grade, "cluster"),
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler's address (tcp://HOST:8786) or local:N "
+        "(N workers on this machine); default: $AUTOGRADER_CLUSTER, else "
+        "c.Autograder.cluster in nbgrader_config.py, else this machine",
+    )
+    g.add_argument(
         "--force",
         action="store_true",
         default=_default(course.grade, "force"),
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 csv_path=args.csv_path,
                 jobs=args.jobs,
                 force=args.force,
+                cluster=args.cluster,
             )
             print_summary(outcomes)
             return exit_status(outcomes)

@@ -106,6 +106,7 @@ def grade(
     wall_timeout: float | None = GradeRequest.wall_timeout,
     force: bool = GradeRequest.force,
     progress: bool | None = GradeRequest.progress,
+    cluster: str | None = GradeRequest.cluster,
     executor=None,
 ) -> list[Outcome]:
     """Autograde every submission of `assignment` with nbgrader; record an outcome each.
@@ -121,6 +122,8 @@ def grade(
     `force`. Writes feedback HTML for every graded student and a grades CSV; shows a
     progress bar on a terminal (`progress`). `executor`: where to run the submissions
     (default: a new :class:`~autograder.batch.executor.LocalExecutor` for this call).
+    `cluster`: grade on a Dask cluster instead, ``tcp://HOST:8786`` or ``local:N`` (see
+    :class:`~autograder.core.request.GradeRequest`).
     """
     from .batch import coordinator
 
@@ -151,6 +154,7 @@ def grade(
         wall_timeout=wall_timeout,
         force=force,
         progress=progress,
+        cluster=cluster,
     )
     outcomes = coordinator.grade(request, executor=executor)
     write_csv(course_dir=course_dir, outcomes=outcomes, path=csv_path)

@@ -21,7 +21,10 @@ class GradeRequest:
     the course's ``Execute.timeout``); `wall_timeout`: wall seconds a cell may take
     (default: five times that, at least a minute). `force`: grade again what an earlier
     run graded and has not changed since. `progress`: show a progress bar (default: only
-    on a terminal).
+    on a terminal). `cluster`: grade on a Dask cluster, ``tcp://HOST:8786`` (a running
+    scheduler) or ``local:N`` (N Dask workers started on this machine); default: the
+    ``AUTOGRADER_CLUSTER`` environment variable, else ``c.Autograder.cluster`` in
+    nbgrader_config.py, else this machine's own workers.
     """
 
     course_dir: Path
@@ -33,6 +36,7 @@ class GradeRequest:
     wall_timeout: float | None = None
     force: bool = False
     progress: bool | None = None
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "course_dir", Path(self.course_dir).resolve())
