@@ -28,9 +28,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ..core.nbgrader_io import STATE_DIR
 from ..core.outcome import Outcome
-
-STATE_DIR = ".autograder"
 
 
 def state_dir(course_dir: Path) -> Path:

@@ -30,6 +30,7 @@ from pathlib import Path
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode, default
 
+from ..core.nbgrader_io import STATE_DIR
 from ..judge.verdict import TAMPER_MIME
 from .speedups import CachedHTMLExporter
 
@@ -67,16 +68,20 @@ def _norm(value):
 
 def edited_cells(released: Path, submitted: Path) -> list[str]:
     """Locked and test cells of `released` that `submitted` edited, deleted or re-tagged."""
-    theirs: dict[str, dict] = {}
     submitted_cells = _cells(submitted)
     if submitted_cells is None:
         return []  # unreadable now (nbgrader read it when grading): nothing to compare
-    for cell in submitted_cells:
+    return _edited(_cells(released) or [], submitted_cells)
+
+
+def _edited(released: list[dict], submitted: list[dict]) -> list[str]:
+    theirs: dict[str, dict] = {}
+    for cell in submitted:
         gid = _nbgrader(cell).get("grade_id")
         if isinstance(gid, str):
             theirs.setdefault(gid, cell)
     found = []
-    for cell in _cells(released) or []:
+    for cell in released:
         meta = _nbgrader(cell)
         gid = meta.get("grade_id")
         if not isinstance(gid, str) or meta.get("solution"):
@@ -123,31 +128,168 @@ def runtime_marks(autograded: Path) -> RuntimeMarks:
     return marks
 
 
+RELEASED = "released"  # under the course's state folder: every notebook ever released
+
+
+def record_release(course_dir: Path, notebook: Path) -> Path:
+    """Keep a copy of a notebook just released (``release/<a>/<nb>.ipynb``) among the
+    course's released versions, ``.autograder/released/<a>/<nb>/<digest>.ipynb``."""
+    import hashlib
+    import shutil
+
+    data = Path(notebook).read_bytes()
+    folder = Path(course_dir) / STATE_DIR / RELEASED / notebook.parent.name / notebook.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{hashlib.sha256(data).hexdigest()[:20]}.ipynb"
+    if not target.exists():
+        shutil.copyfile(notebook, target)
+    return target
+
+
+_GIT_VERSIONS: dict[tuple[str, str], list[list[dict]]] = {}
+
+
+def _git_versions(path: Path, limit: int = 40) -> list[list[dict]]:
+    """The cells of every committed version of `path` (newest first), when it lies in a
+    git work tree; [] otherwise."""
+    import subprocess
+
+    key = (str(path), str(path.stat().st_mtime_ns) if path.exists() else "")
+    if key in _GIT_VERSIONS:
+        return _GIT_VERSIONS[key]
+    found: list[list[dict]] = []
+    try:
+        run = {"cwd": path.parent, "capture_output": True, "text": True, "timeout": 30}
+        log = subprocess.run(
+            ["git", "log", f"-{limit}", "--format=%H", "--", path.name], **run, check=True
+        )
+        for commit in log.stdout.split():
+            show = subprocess.run(["git", "show", f"{commit}:./{path.name}"], **run)
+            if show.returncode == 0:
+                cells = _cells_of(show.stdout)
+                if cells is not None:
+                    found.append(cells)
+    except (OSError, subprocess.SubprocessError):
+        found = []
+    _GIT_VERSIONS[key] = found
+    return found
+
+
+def _cells_of(text: str) -> list[dict] | None:
+    try:
+        nb = json.loads(text)
+    except ValueError:
+        return None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else None
+
+
+def released_versions(course_dir: Path, assignment: str, name: str) -> list[list[dict]]:
+    """The cells of every version of notebook `name` the course released: today's
+    ``release/`` copy, the copies ``autograder release`` kept (:func:`record_release`) and
+    the versions of ``release/`` in git's history."""
+    versions: list[list[dict]] = []
+    current = Path(course_dir) / "release" / assignment / name
+    if current.exists():
+        cells = _cells(current)
+        if cells is not None:
+            versions.append(cells)
+    kept = Path(course_dir) / STATE_DIR / RELEASED / assignment / Path(name).stem
+    for path in sorted(kept.glob("*.ipynb"), key=lambda p: p.stat().st_mtime, reverse=True):
+        cells = _cells(path)
+        if cells is not None:
+            versions.append(cells)
+    if current.exists():
+        versions += _git_versions(current)
+    return versions
+
+
+def _graded_ids(cells: list[dict]) -> list[str]:
+    return [
+        str(_nbgrader(c)["grade_id"])
+        for c in cells
+        if _nbgrader(c).get("grade") and isinstance(_nbgrader(c).get("grade_id"), str)
+    ]
+
+
+@dataclass
+class Comparison:
+    """A submission against the released version it is closest to."""
+
+    edits: list[str] = field(default_factory=list)  # tampering with locked/test cells
+    added: list[str] = field(default_factory=list)  # graded cells released after it
+
+
+def compare(course_dir: Path, assignment: str, student: str, name: str) -> Comparison:
+    """Compare the student's notebook `name` with the released version it differs least
+    from: an instructor's later edits (points, new questions, reworded tests) are not the
+    student's. Graded cells of today's assignment that version lacks are `added`."""
+    sub = Path(course_dir) / "submitted" / student / assignment / name
+    if not sub.exists():
+        return Comparison()
+    submitted = _cells(sub)
+    if submitted is None:
+        return Comparison()
+    best: tuple[list[str], list[dict]] | None = None
+    for cells in released_versions(course_dir, assignment, name):
+        edits = _edited(cells, submitted)
+        if best is None or len(edits) < len(best[0]):
+            best = (edits, cells)
+        if not edits:
+            break
+    if best is None:
+        return Comparison()
+    edits, version = best
+    today = Path(course_dir) / STATE_DIR / "generated" / assignment / name
+    if not today.exists():
+        today = Path(course_dir) / "release" / assignment / name
+    had = set(_graded_ids(version))
+    added = [gid for gid in _graded_ids(_cells(today) or []) if gid not in had]
+    return Comparison(edits=edits, added=added)
+
+
+def notes(course_dir: Path, assignment: str, student: str) -> str:
+    """A sentence naming the questions added to the assignment after the version this
+    submission answered was released (restored as unanswered, they score 0), or ""."""
+    added = []
+    for name in _notebook_names(course_dir, assignment):
+        added += compare(course_dir, assignment, student, name).added
+    if not added:
+        return ""
+    return f"added after this notebook was released, scored 0: {_some(added)}"
+
+
+def _notebook_names(course_dir: Path, assignment: str) -> list[str]:
+    names = {p.name for p in (Path(course_dir) / "source" / assignment).glob("*.ipynb")}
+    names |= {p.name for p in (Path(course_dir) / "release" / assignment).glob("*.ipynb")}
+    return sorted(names)
+
+
 def describe(
     course_dir: Path, assignment: str, student: str, reads: list[str] | None = None
 ) -> str:
     """One sentence naming what this submission tampered with, or "".
 
-    `reads`: what the kernel's audit hook reported (:meth:`.audit.Watch.finish`).
+    `reads`: what the kernel's audit hook reported (:meth:`.audit.Watch.finish`). Edited
+    cells are those that differ from every version of the notebook the course released
+    (:func:`compare`), not from today's source.
     """
-    notes = []
-    released = sorted((course_dir / "release" / assignment).glob("*.ipynb"))
-    for rel in released:
-        sub = course_dir / "submitted" / student / assignment / rel.name
-        auto = course_dir / "autograded" / student / assignment / rel.name
+    notes_ = []
+    for name in _notebook_names(course_dir, assignment):
+        auto = course_dir / "autograded" / student / assignment / name
         marks = runtime_marks(auto)
         if marks.changed:
-            notes.append(f"checks changed at run time ({_some(marks.changed)})")
+            notes_.append(f"checks changed at run time ({_some(marks.changed)})")
         if marks.blocked:
-            notes.append(
+            notes_.append(
                 "the kernel-side grading helper was disabled ("
                 + "; ".join(marks.what[:3])
                 + f"), so these checks could not run and score nothing: {_some(marks.blocked)}"
             )
-        edits = edited_cells(rel, sub) if sub.exists() else []
+        edits = compare(course_dir, assignment, student, name).edits
         if edits:
             more = f" and {len(edits) - 5} more" if len(edits) > 5 else ""
-            notes.append(
+            notes_.append(
                 "locked/test cells changed, restored before grading ("
                 + ", ".join(edits[:5])
                 + more
@@ -155,8 +297,23 @@ def describe(
             )
     if reads:
         more = f" and {len(reads) - 3} more" if len(reads) > 3 else ""
-        notes.append(f"reached outside its directory ({', '.join(reads[:3])}{more})")
-    return "tampered: " + "; ".join(notes) if notes else ""
+        notes_.append(f"reached outside its directory ({', '.join(reads[:3])}{more})")
+    return "tampered: " + "; ".join(notes_) if notes_ else ""
+
+
+def mark_flagged(api, assignment: str, student: str, flags: str) -> None:
+    """Set nbgrader's own ``flagged`` field of the submission's notebooks (formgrader's
+    "Flagged?" column) to whether `flags` names anything."""
+    from nbgrader.api import MissingEntry
+
+    with api.gradebook as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return
+        for nb in sub.notebooks:
+            nb.flagged = bool(flags)
+        gb.db.commit()
 
 
 def _some(names: list[str], shown: int = 5) -> str:

@@ -118,9 +118,10 @@ class Grader:
     def _grade(self, student: str, a: str) -> Outcome:
         submitted = self.course_dir / "submitted" / student / a
         box = self.jail.start(str(submitted)) if self.jail else None
-        context = self._execution.SubmissionContext(
-            sandbox=box, audit=self.audit.start(box and box["workdir"]) if self.audit else None
-        )
+        spy = self.audit.start(box and box["workdir"]) if self.audit else None
+        if spy is not None and box and box.get("view"):
+            spy["allow"] = [*spy["allow"], "/tmp"]  # the kernel's own, private /tmp
+        context = self._execution.SubmissionContext(sandbox=box, audit=spy)
         # Handed to this submission's Execute preprocessors (and from them to the kernel
         # provisioner) through the API's config: see SubmissionContext.
         self.api.config.WatchedExecute.submission = context
@@ -161,6 +162,10 @@ class Grader:
             outcome.code = outcome.code or "limit_exceeded"
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
         flags = self._tamper.describe(self.course_dir, a, student, reads=reads)
+        self._tamper.mark_flagged(self.api, a, student, flags)  # formgrader's "Flagged?"
+        added = self._tamper.notes(self.course_dir, a, student)  # questions newer than it
+        if added:
+            outcome.reason = f"{outcome.reason}; {added}" if outcome.reason else added
         if flags:
             outcome.code = outcome.code or "tampered"
             outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags

@@ -4,6 +4,7 @@ gradebook's view of an assignment and of a student's scores."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import shutil
@@ -13,6 +14,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .outcome import Outcome
+
+# The course's grading state (outcomes, logs, released notebooks, the gradebook's
+# generated copy of the assignment): never committed.
+STATE_DIR = ".autograder"
+
+# nbgrader's autograde pipeline with the course's cells (autograder.core.cells): missing
+# cells restored before nbgrader's OverwriteCells, hand grades kept by SaveAutoGrades.
+SANITIZE = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "autograder.core.cells.RestoreMissingCells",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+AUTOGRADE = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "autograder.core.cells.KeepHandGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 
 
 def load_config(course_dir: Path):
@@ -24,6 +49,14 @@ def load_config(course_dir: Path):
     if (course_dir / "nbgrader_config.py").exists():
         cfg.merge(PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config())
     cfg.CourseDirectory.root = str(course_dir)
+    # The course's pipeline unless its nbgrader_config.py names its own.
+    if "sanitize_preprocessors" not in cfg.get("Autograde", {}):
+        cfg.Autograde.sanitize_preprocessors = list(SANITIZE)
+    if "autograde_preprocessors" not in cfg.get("Autograde", {}):
+        cfg.Autograde.autograde_preprocessors = list(AUTOGRADE)
+    state = str(Path(course_dir) / STATE_DIR)
+    cfg.RestoreMissingCells.state_dir = state
+    cfg.KeepHandGrades.state_dir = state
     return cfg
 
 
@@ -82,17 +115,68 @@ def source_assignments(course_dir: Path) -> list[str]:
 
 
 def ensure_assignment(api, course_dir: Path, assignment: str) -> None:
-    """The gradebook must know the assignment's cells (from source/) before autograde.
-    Run in the course directory (:func:`in_dir`)."""
+    """Make the gradebook's record of the assignment's cells match source/ (run in the
+    course directory, :func:`in_dir`).
+
+    nbgrader's generate_assignment does this, but writes release/ (a committed folder) and
+    refuses to add or remove a cell once there are submissions. Here it runs with its
+    output in the course's state folder (``.autograder/generated/``, also what
+    :class:`~.cells.RestoreMissingCells` restores cells from) and
+    :class:`~.cells.SyncCells` in place of SaveCells. It runs when the gradebook lacks the
+    assignment or the source notebook changed since the last time (its digest is kept
+    next to the generated copy).
+    """
+    source = course_dir / "source" / assignment
+    if not source.is_dir():
+        raise FileNotFoundError(f"no source/{assignment} in {course_dir}")
+    generated = course_dir / STATE_DIR / "generated" / assignment
+    stamp = generated.parent / f"{assignment}.source-digest"
+    digest = _source_digest(source)
     with api.gradebook as gb:
         known = {a.name for a in gb.assignments}
-    if assignment not in known:
-        if not (course_dir / "source" / assignment).is_dir():
-            raise FileNotFoundError(f"no source/{assignment} in {course_dir}")
-        require_success(
-            api.generate_assignment(assignment, force=True, create=True),
-            f"nbgrader generate_assignment {assignment}",
-        )
+    if assignment in known and stamp.exists() and stamp.read_text() == digest:
+        return
+    result = generate_assignment(api, course_dir, assignment, generated.parent)
+    require_success(result, f"preparing the gradebook for {assignment}")
+    stamp.write_text(digest)
+
+
+def _source_digest(source: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(source)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def generate_assignment(api, course_dir: Path, assignment: str, into: Path) -> dict:
+    """nbgrader's generate_assignment of `assignment` into `into` (not release/), with
+    :class:`~.cells.SyncCells` recording the cells in the gradebook; nbgrader's result
+    dict."""
+    from nbgrader.apps.api import capture_log
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import SaveCells
+
+    from .cells import SyncCells
+
+    cfg = copy.deepcopy(api.config)
+    cfg.CourseDirectory.root = str(course_dir)
+    cfg.CourseDirectory.release_directory = str(Path(into).resolve())
+    steps = cfg.GenerateAssignment.get("preprocessors") or list(
+        GenerateAssignment.class_traits()["preprocessors"].default()
+    )
+    cfg.GenerateAssignment.preprocessors = [
+        SyncCells if p in (SaveCells, "nbgrader.preprocessors.SaveCells") else p for p in steps
+    ]
+    coursedir = CourseDirectory(config=cfg)
+    coursedir.assignment_id = assignment
+    app = GenerateAssignment(coursedir=coursedir, config=cfg)
+    app.force = True
+    app.create_assignment = True
+    return capture_log(app)
 
 
 def read_scores(api, assignment: str, student: str) -> Outcome:
@@ -112,14 +196,51 @@ def read_scores(api, assignment: str, student: str) -> Outcome:
         )
 
 
+def hand_grades_file(course_dir: Path, assignment: str, student: str) -> Path:
+    """Where the hand grades of a submission removed from the gradebook are kept."""
+    return Path(course_dir) / STATE_DIR / "hand_grades" / assignment / f"{student}.json"
+
+
+def save_hand_grades(gb, course_dir: Path, assignment: str, student: str) -> Path | None:
+    """Keep the scores and comments given by hand to a submission about to be removed from
+    the gradebook (:class:`~.cells.KeepHandGrades` puts them back when the same answers
+    are graded again). Raises nbgrader's MissingEntry when there is no submission."""
+    import json
+
+    sub = gb.find_submission(assignment, student)
+    kept: dict[str, dict[str, dict]] = {}
+    for nb in sub.notebooks:
+        cells: dict[str, dict] = {}
+        for g in nb.grades:
+            if g.manual_score is not None or g.extra_credit:
+                cells.setdefault(g.name, {}).update(
+                    manual_score=g.manual_score, extra_credit=g.extra_credit
+                )
+        for c in nb.comments:
+            if c.manual_comment:
+                cells.setdefault(c.name, {})["manual_comment"] = c.manual_comment
+        if cells:
+            kept[nb.name] = cells
+    if not kept:
+        return None
+    path = hand_grades_file(course_dir, assignment, student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    earlier.update(kept)
+    path.write_text(json.dumps(earlier, indent=1, sort_keys=True), encoding="utf-8")
+    return path
+
+
 def forget_submission(api, course_dir: Path, assignment: str, student: str) -> None:
     """Leave no grade behind for a submission that could not be graded: remove it from
     the gradebook (an earlier run may have graded an older version) and drop its
-    autograded and feedback folders."""
+    autograded and feedback folders. Grades and comments given by hand are kept
+    (:func:`save_hand_grades`)."""
     from nbgrader.api import MissingEntry
 
     with api.gradebook as gb:
         with contextlib.suppress(MissingEntry):
+            save_hand_grades(gb, course_dir, assignment, student)
             gb.remove_submission(assignment, student)
     for top in ("autograded", "feedback"):
         folder = course_dir / top / student / assignment
