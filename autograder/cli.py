@@ -1,4 +1,4 @@
-"""Command line: `autograder release | grade | lint | demo`.
+"""Command line: `autograder release | grade | lint | collect | roster | export | feedback | demo`.
 
 Only parses arguments and calls the keyword-only functions of :mod:`autograder.course`
 (and :mod:`autograder.demo`), so the command line and the Python API cannot drift: the
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=_default(course.grade, "submissions"),
         help="folder in nbgrader layout (<student>/<assignment>/*.ipynb), or an LMS "
-        "zip / flat folder of ..._<student>_attempt_<time>_<file>.ipynb files",
+        "download from Canvas, Moodle or Blackboard (zip or folder; see `collect`)",
     )
     g.add_argument(
         "--student",
@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
         default=_default(course.grade, "force"),
         help="grade again what an earlier run already graded",
     )
+
+    from .lms import commands as lms_commands
+
+    lms_commands.add(sub)  # collect, roster import, export, feedback
 
     d = sub.add_parser("demo", help="release the course and grade the bundled sample class")
     d.add_argument(
@@ -151,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print_summary(outcomes)
             return exit_status(outcomes)
+        if args.command in ("collect", "roster", "export", "feedback"):
+            from .lms import commands as lms_commands
+
+            return lms_commands.run(args)
         if args.command == "demo":
             from .demo import run_demo
 
