@@ -162,11 +162,13 @@ def grade(
 
 
 def write_csv(*, course_dir: Path, outcomes: list[Outcome], path: Path | None = None) -> Path:
-    """One row per student and assignment: status, reason, total and each cell's score."""
+    """One row per student and assignment: status, reason, total and each cell's score
+    (columns `<assignment>/<grade id>`). For the LMS's own files: ``autograder export``."""
     import csv
 
     path = Path(path) if path else course_dir / "grades.csv"
-    cells = sorted({name for o in outcomes for name in o.cells})
+    # a question is named with its assignment (q3-1-analytic is in 01 and in 02)
+    cells = sorted({(o.assignment, name) for o in outcomes for name in o.cells})
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
@@ -178,7 +180,7 @@ def write_csv(*, course_dir: Path, outcomes: list[Outcome], path: Path | None = 
                 "score",
                 "max_score",
                 "manual_pending",
-                *cells,
+                *[f"{a}/{name}" for a, name in cells],
             ]
         )
         for o in outcomes:
@@ -192,8 +194,10 @@ def write_csv(*, course_dir: Path, outcomes: list[Outcome], path: Path | None = 
                     f"{o.max_score:g}",
                     f"{o.needs_manual:g}",
                     *[
-                        "" if o.cells.get(c, (None,))[0] is None else f"{o.cells[c][0]:g}"
-                        for c in cells
+                        ""
+                        if a != o.assignment or o.cells.get(c, (None,))[0] is None
+                        else f"{o.cells[c][0]:g}"
+                        for a, c in cells
                     ],
                 ]
             )
