@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode, default
 
@@ -374,9 +376,84 @@ FEEDBACK_TEMPLATE = """\
 """.replace("BANNER_RESOURCE", BANNER_RESOURCE)
 
 
+# Read offline: messages wrap instead of running off a box that does not scroll.
+FEEDBACK_CSS = """<style>
+div.output_area pre, div.output_subarea pre, div.output_text pre, .jp-OutputArea-output pre {
+  white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word;
+}
+div.output_subarea { max-width: 100%; overflow-x: visible; }
+math[display="block"] { display: block; margin: 0.6em 0; }
+</style>
+"""
+_MATHJAX = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->"
+    r"|<script[^>]*src=\"[^\"]*mathjax[^\"]*\"[^>]*>\s*</script>",
+    re.S | re.I,
+)
+_DISPLAY_MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$|\\\[(.+?)\\\]", re.S)
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$|\\\((.+?)\\\)")
+_TOKEN = "AUTOGRADERMATH{}X"
+_CHECK_TITLE = re.compile(r"[\u2713\u2717]\s+(Q[\w.\-]*\s+[^:\n]+?):")
+_CALL = re.compile(r"\.(check_\w+)\(")
+
+
+def tex_to_mathml(tex: str, display: bool = False) -> str | None:
+    """MathML for a TeX formula (browsers draw it without any script), or None when the
+    formula is beyond the converter (the TeX is then shown as it is written)."""
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return None
+    try:
+        return convert(tex.strip(), display="block" if display else "inline")
+    except Exception:  # the converter raises several kinds on TeX it does not know
+        return None
+
+
+def math_to_tokens(source: str) -> tuple[str, list[str]]:
+    """`source` (markdown) with every formula replaced by a token, and the tokens' HTML."""
+    html_parts: list[str] = []
+
+    def swap(match: re.Match, display: bool) -> str:
+        tex = next(g for g in match.groups() if g is not None)
+        rendered = tex_to_mathml(tex, display)
+        if rendered is None:
+            rendered = f"<code>{html.escape(match.group(0))}</code>"
+        html_parts.append(rendered.replace("\n", ""))
+        return _TOKEN.format(len(html_parts) - 1)
+
+    source = _DISPLAY_MATH.sub(lambda m: swap(m, True), source)
+    source = _INLINE_MATH.sub(lambda m: swap(m, False), source)
+    return source, html_parts
+
+
+def question_titles(nb) -> dict[str, str]:
+    """grade_id -> what a test cell checks, for the contents list: the question its
+    check names ("Q1.1 forward_difference"), else the check it calls."""
+    titles: dict[str, str] = {}
+    for cell in nb.cells:
+        meta = _nbgrader(cell)
+        gid = meta.get("grade_id")
+        if not isinstance(gid, str) or not meta.get("grade") or meta.get("solution"):
+            continue
+        text = "".join(
+            str(o.get("text", "")) + "\n".join(map(str, o.get("traceback", []) or []))
+            for o in cell.get("outputs", [])
+        )
+        found = _CHECK_TITLE.search(re.sub(r"\x1b\[[0-9;]*m", "", text))
+        if found:
+            titles[gid] = found.group(1).strip()
+        else:
+            call = _CALL.search(_source(cell))
+            titles[gid] = f"{gid} ({call.group(1)})" if call else gid
+    return titles
+
+
 class FeedbackExporter(CachedHTMLExporter):
     """The feedback pages' exporter (:class:`~.speedups.CachedHTMLExporter`), with the
-    banner of :class:`TamperBanner` rendered at the top of a flagged submission's pages."""
+    banner of :class:`TamperBanner` rendered at the top of a flagged submission's pages,
+    readable offline: math drawn as MathML in the page (no MathJax from the network),
+    messages wrapped, each test cell named in the contents list by its question."""
 
     @default("raw_template")
     def _raw_template_default(self) -> str:
@@ -385,6 +462,24 @@ class FeedbackExporter(CachedHTMLExporter):
     def _init_preprocessors(self) -> None:
         super()._init_preprocessors()
         self.register_preprocessor(TamperBanner(parent=self), enabled=True)
+
+    @jinja2.pass_context
+    def markdown2html(self, context, source):
+        tokenized, parts = math_to_tokens(source)
+        out = super().markdown2html(context, tokenized)
+        for i, part in enumerate(parts):
+            out = out.replace(_TOKEN.format(i), part)
+        return out
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        page, resources = super().from_notebook_node(nb, resources, **kw)
+        page = _MATHJAX.sub("", page)
+        page = page.replace("</head>", FEEDBACK_CSS + "</head>", 1)
+        for gid, title in question_titles(nb).items():
+            page = page.replace(
+                f'<a href="#{gid}">Test cell</a>', f'<a href="#{gid}">{html.escape(title)}</a>'
+            )
+        return page, resources
 
 
 def flag_feedback(config, flags: str) -> None:
