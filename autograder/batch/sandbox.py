@@ -67,6 +67,23 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "autograder"
 LOCK_DIR = "/run/autograder-sandbox" if os.path.isdir("/run") else "/tmp/autograder-sandbox"
 ENV = "AUTOGRADER_SANDBOX"
+BWRAP = os.environ.get("AUTOGRADER_BWRAP") or "/usr/bin/bwrap"
+# Folders of the kernel's filesystem view besides Python's, the course package and its own
+# directory (read-only; what does not exist here is skipped). /bin, /lib... are symlinks
+# into /usr on a merged-/usr system and copied as such.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/alternatives",
+    "/etc/fonts",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/sys/devices/system/cpu",
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +167,7 @@ class Available:
     mountns: bool
     memory_cgroup: bool
     pids_cgroup: bool
+    bwrap: bool = True
 
     def missing(self, limits: Limits) -> list[str]:
         """The protections this run will not have, in words."""
@@ -171,6 +189,12 @@ class Available:
                 "no mount namespaces: the course directory is hidden only by file "
                 "permissions (world-readable files stay readable)"
             )
+        elif self.root and not self.bwrap:
+            out.append(
+                f"bubblewrap ({BWRAP}) not installed (`make system-packages`): kernels see "
+                "the host's files (home directories, /tmp, the checkout); only the course "
+                "directory is hidden"
+            )
         if not self.memory_cgroup:
             out.append(
                 f"no memory cgroup: memory is limited by address space only "
@@ -179,6 +203,117 @@ class Available:
         if not self.pids_cgroup:
             out.append("no pids cgroup: processes are limited by RLIMIT_NPROC only")
         return out
+
+
+def _bwrap_works() -> bool:
+    """Whether bubblewrap is installed and builds a mount namespace here."""
+    if not os.access(BWRAP, os.X_OK):
+        return False
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [BWRAP, "--ro-bind", "/usr", "/usr", *_system_links(), "--", "/usr/bin/true"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _system_links() -> list[str]:
+    """bwrap arguments recreating /bin, /lib... as they are here (symlinks into /usr, or
+    read-only folders)."""
+    args: list[str] = []
+    for path in SYSTEM_DIRS[1:]:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+READY = "echo ready && exec sleep infinity"
+
+
+class View:
+    """A kernel's filesystem view, built by bubblewrap: an allowlist.
+
+    bwrap builds a fresh mount namespace whose root holds only: /usr (and /bin, /lib...
+    as on this machine), a few files of /etc (the loader's cache, time zone, fonts),
+    the CPU description in /sys, a fresh /proc and /dev, a private empty /tmp, read-only
+    each of `expose` (the Python installation, the virtual environment, the course
+    package's own folder), and read-write `workdir`, at the same path as on the host.
+    Nothing else of the host exists there: no home directory, no host /tmp, no course,
+    checkout or other kernel's directory.
+
+    Kernels are forked from a warm interpreter, so bwrap cannot start them: it starts a
+    placeholder (``sh``, then ``sleep``) in the namespace it built, and the forked kernel enters that
+    namespace (``setns``, :func:`apply_in_child`), checked by the namespace's inode.
+    The placeholder is killed with the view; the namespace lives on while a kernel is in
+    it.
+    """
+
+    def __init__(self, workdir: str, expose: list[str]):
+        import subprocess
+
+        self.workdir = workdir
+        argv = [BWRAP, "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+        argv += _system_links()
+        for path in ETC_FILES:
+            argv += ["--ro-bind-try", path, path]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+        made = {"/", "/tmp"}
+        for path, how in [*((p, "--ro-bind") for p in expose), (workdir, "--bind")]:
+            if _under(path, "/usr"):
+                continue
+            # bwrap would make the folders on the way private to root: the kernel's user
+            # must pass through them
+            parts = path.strip("/").split("/")
+            for i in range(1, len(parts)):
+                top = "/" + "/".join(parts[:i])
+                if top not in made:
+                    made.add(top)
+                    argv += ["--perms", "0755", "--dir", top]
+            argv += [how, path, path]
+        read_fd, write_fd = os.pipe()
+        # The placeholder says "ready" once it runs, which is after bwrap has finished
+        # building the view (the namespace exists earlier, half built).
+        argv += ["--info-fd", str(write_fd), "--", "/bin/sh", "-c", READY]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                pass_fds=[write_fd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as fh:
+            info = fh.read()  # written and closed by bwrap
+        ready = self.proc.stdout.readline()
+        try:
+            data = json.loads(info)
+            self.pid, self.ino = int(data["child-pid"]), int(data["mnt-namespace"])
+            if ready.strip() != b"ready":
+                raise ValueError(ready)
+        except (ValueError, KeyError, TypeError):
+            self.proc.kill()
+            err = self.proc.communicate()[1].decode(errors="replace").strip()
+            raise RuntimeError(f"bubblewrap could not build the kernel's view: {err}") from None
+
+    def request(self) -> dict:
+        return {"pid": self.pid, "ino": self.ino}
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.communicate(timeout=5)
 
 
 _AVAILABLE: Available | None = None
@@ -195,6 +330,7 @@ def available() -> Available:
             mountns=root and _try_in_child(CLONE_NEWNS),
             memory_cgroup=root and _cgroup_dir("memory") is not None,
             pids_cgroup=root and _cgroup_dir("pids") is not None,
+            bwrap=root and _bwrap_works(),
         )
     return _AVAILABLE
 
@@ -238,6 +374,7 @@ class Jail:
         self.workdir: str | None = None
         self.request: dict | None = None
         self._before: dict[str, int] = {}
+        self.view: View | None = None
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
         self.expose = sorted(
             {os.path.realpath(p) for p in (expose or [here, sys.prefix, sys.base_prefix])}
@@ -245,6 +382,9 @@ class Jail:
         # Folders the kernel's user could not pass through on the way to what it must read
         # (Python itself under root's home, say): covered too, with those paths mounted back.
         self.blocked = sorted({b for p in self.expose for b in _blocked_ancestors(p)})
+        # With bubblewrap the kernel's view is an allowlist (View); without it, the course
+        # directory is covered in the kernel's own mount namespace (a denylist).
+        self.allowlist = self.active and self.avail.mountns and self.avail.bwrap
         if self.blocked and self.active and not self.avail.mountns:
             self.missing.append(
                 "kernels keep the grader's user: without mount namespaces they could not "
@@ -312,6 +452,7 @@ class Jail:
         """Prepare a kernel's directory from the submission; the fork request's
         ``sandbox`` field (None when the sandbox is off)."""
         self.kill_all()
+        self._close_view()
         self.request = None
         if not self.active:
             return None
@@ -335,9 +476,14 @@ class Jail:
         os.chown(self.workdir, self.uid, self.gid)
         os.chmod(self.workdir, 0o700)
         self._before = self._counters()
-        hide = [self.course_dir, *self.blocked] if self.avail.mountns else []
+        view = None
+        if self.allowlist:
+            self.view = View(self.workdir, self.expose)
+            view = self.view.request()
+        hide = [self.course_dir, *self.blocked] if self.avail.mountns and not view else []
         drop = self.avail.mountns or not self.blocked
         self.request = {
+            "view": view,
             "uid": self.uid if drop else None,
             "gid": self.gid if drop else None,
             "workdir": self.workdir,
@@ -359,6 +505,7 @@ class Jail:
         if not self.active:
             return []
         self.kill_all()
+        self._close_view()
         notes = []
         after = self._counters()
         grew = {k: after.get(k, 0) - self._before.get(k, 0) for k in after}
@@ -422,8 +569,14 @@ class Jail:
             time.sleep(0.02)
         return killed
 
+    def _close_view(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+
     def close(self) -> None:
         self.kill_all()
+        self._close_view()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         for path in self.cgroups.values():
@@ -475,6 +628,35 @@ def _mount(libc, source, target, fstype, flags, data=None) -> None:
     )
 
 
+def _copy_connection_file(request: dict, workdir: str, uid: int, gid: int) -> list[str]:
+    """The kernel's argv, its connection file (in the grader's runtime directory, which
+    the kernel cannot see) copied into its own directory first."""
+    argv = list(request["argv"])
+    if "-f" in argv[:-1]:
+        i = argv.index("-f") + 1
+        with open(argv[i], "rb") as fh:
+            data = fh.read()
+        conn = os.path.join(workdir, ".kernel.json")
+        fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+        os.chown(conn, uid, gid)
+        argv[i] = conn
+    return argv
+
+
+def _enter_view(libc, view: dict) -> None:
+    """Enter the mount namespace bubblewrap built (:class:`View`): this process's root
+    becomes that namespace's, where only the allowlist exists."""
+    fd = os.open(f"/proc/{int(view['pid'])}/ns/mnt", os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_ino != int(view["ino"]):
+            raise OSError("the kernel's view is gone (its placeholder process ended)")
+        _check(libc.setns(fd, CLONE_NEWNS), "setns")
+    finally:
+        os.close(fd)
+
+
 def apply_in_child(request: dict) -> None:
     """Confine this process (a forked kernel, still root) as `request["sandbox"]` says.
 
@@ -491,6 +673,9 @@ def apply_in_child(request: dict) -> None:
     gid = os.getgid() if box.get("gid") is None else int(box["gid"])
     for procs in box.get("cgroups") or []:
         _write(procs, os.getpid())
+    argv = _copy_connection_file(request, workdir, uid, gid)
+    if box.get("view"):
+        _enter_view(libc, box["view"])
     flags = (CLONE_NEWNET if box.get("netns") else 0) | (CLONE_NEWNS if box.get("hide") else 0)
     if flags:
         _check(libc.unshare(flags), "unshare")
@@ -510,19 +695,7 @@ def apply_in_child(request: dict) -> None:
             _mount(libc, None, top, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         for _, fd in keep:
             os.close(fd)
-    # The connection file lives in the grader's runtime directory: copy it in.
-    argv = list(request["argv"])
-    if "-f" in argv[:-1]:
-        i = argv.index("-f") + 1
-        with open(argv[i], "rb") as fh:
-            data = fh.read()
-        conn = os.path.join(workdir, ".kernel.json")
-        fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, data)
-        os.close(fd)
-        os.chown(conn, uid, gid)
-        argv[i] = conn
-        request["argv"] = argv
+    request["argv"] = argv
     env = dict(request.get("env") or os.environ)
     env.update(
         HOME=workdir,

@@ -29,7 +29,7 @@ from ..core.failures import classify, describe
 from ..core.nbgrader_io import forget_submission, in_dir, load_config, read_scores, tools_on_path
 from ..core.outcome import Outcome
 from ..core.request import Settings
-from . import audit, gradebook, processes, provisioner, sandbox
+from . import audit, gradebook, processes, provisioner, redact, sandbox
 
 
 class Grader:
@@ -66,6 +66,8 @@ class Grader:
                     "KERNEL SANDBOX INCOMPLETE: %s", "; ".join(self.jail.missing)
                 )
         self.api = self._api()
+        # Lines of every assignment's solutions and hidden tests, kept out of the feedback.
+        self.secrets = redact.Secrets(self.course_dir)
 
     def _api(self):
         from nbgrader.apps import NbGraderAPI
@@ -162,6 +164,9 @@ class Grader:
             outcome.code = outcome.code or "limit_exceeded"
             outcome.reason = f"{outcome.reason}; {note}" if outcome.reason else note
         flags = self._tamper.describe(self.course_dir, a, student, reads=reads)
+        leaked = redact.describe(redact.scrub(self.course_dir, self.secrets, a, student))
+        if leaked:
+            flags = f"{flags}; {leaked}" if flags else f"tampered: {leaked}"
         self._tamper.mark_flagged(self.api, a, student, flags)  # formgrader's "Flagged?"
         added = self._tamper.notes(self.course_dir, a, student)  # questions newer than it
         if added:
