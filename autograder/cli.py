@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
 
     lms_commands.add(sub)  # collect, roster import, export, feedback
 
+    e = sub.add_parser(
+        "explain", help="why a submission got its grade: per question, limits, flags, logs"
+    )
+    e.add_argument("student")
+    e.add_argument("assignment")
+
     d = sub.add_parser("demo", help="release the course and grade the bundled sample class")
     d.add_argument(
         "--work-dir",
@@ -159,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             from .lms import commands as lms_commands
 
             return lms_commands.run(args)
+        if args.command == "explain":
+            from .explain import explain
+
+            print(
+                explain(
+                    course_dir=args.course_dir, student=args.student, assignment=args.assignment
+                )
+            )
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 

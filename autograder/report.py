@@ -45,6 +45,15 @@ def print_summary(
         f"{graded} graded, {len(bad)} ungradable"
         + (": " + ", ".join(f"{o.student} ({o.reason})" for o in bad) if bad else "")
     )
+    skipped = [o for o in outcomes if o.reused]
+    if skipped:
+        names = ", ".join(f"{o.student}/{o.assignment}" for o in skipped[:10])
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        console.print(
+            f"{len(skipped)} not graded again (unchanged since an earlier run, as are the "
+            f"checks, the source's tests and the settings): {names}{more}; "
+            "`--force` grades them again"
+        )
 
 
 def exit_status(outcomes: Iterable[Outcome]) -> int:
