@@ -157,6 +157,10 @@ def grade(
         cluster=cluster,
     )
     outcomes = coordinator.grade(request, executor=executor)
+    if feedback:  # grades given by hand since an earlier run reach the feedback pages
+        from .batch.gradebook import refresh_feedback
+
+        refresh_feedback(course_dir, outcomes)
     write_csv(course_dir=course_dir, outcomes=outcomes, path=csv_path)
     return outcomes
 

@@ -103,3 +103,66 @@ def serialize_sqlite() -> None:
 
     for name in ("checkin", "invalidate", "soft_invalidate", "close", "detach"):
         event.listen(Pool, name, _release)
+
+
+# --- feedback after grading by hand ------------------------------------------------------
+
+
+def hand_grades(gb, assignment: str, student: str) -> str:
+    """A digest of what was given by hand to a submission (scores, extra credit,
+    comments, flags): its feedback pages are out of date when it changes."""
+    import hashlib
+    import json
+
+    sub = gb.find_submission(assignment, student)
+    given = []
+    for nb in sub.notebooks:
+        given.append([nb.name, bool(nb.flagged)])
+        for g in nb.grades:
+            given.append([g.name, g.manual_score, g.extra_credit])
+        for c in nb.comments:
+            given.append([c.name, c.manual_comment])
+    return hashlib.sha256(json.dumps(sorted(given, key=str)).encode()).hexdigest()
+
+
+def refresh_feedback(course_dir: Path, outcomes) -> list[str]:
+    """Keep the feedback pages in step with grades given by hand (formgrader).
+
+    A submission graded in this run has fresh pages: what was given by hand is recorded
+    (``.autograder/feedback/<assignment>/<student>``). One reused from an earlier run gets
+    its pages written again, with the same tamper banner, when what was given by hand
+    changed since. Returns the "student/assignment" whose pages were written again.
+    """
+    from nbgrader.api import MissingEntry
+
+    from ..core.nbgrader_io import STATE_DIR, in_dir, nbgrader_api
+    from . import tamper
+
+    course_dir = Path(course_dir)
+    graded = [o for o in outcomes if o.status == "graded"]
+    if not graded:
+        return []
+    serialize_sqlite()
+    api = nbgrader_api(course_dir)
+    api.config.GenerateFeedback.exporter_class = tamper.FeedbackExporter
+    written = []
+    with in_dir(course_dir):
+        for o in graded:
+            record = course_dir / STATE_DIR / "feedback" / o.assignment / o.student
+            try:
+                with api.gradebook as gb:
+                    digest = hand_grades(gb, o.assignment, o.student)
+            except MissingEntry:
+                continue
+            before = record.read_text() if record.exists() else None
+            if o.reused and before != digest:
+                at = o.reason.find("tampered: ")
+                flags = o.reason[at:] if at >= 0 else ""
+                tamper.flag_feedback(api.config, flags)
+                result = api.generate_feedback(o.assignment, o.student, force=True)
+                if not result.get("success"):
+                    continue
+                written.append(f"{o.student}/{o.assignment}")
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(digest)
+    return written
