@@ -9,7 +9,10 @@ go straight to it. Checks:
 - a test cell has a hidden test, points > 0, and does not end in a bare expression
   (nbgrader takes the value of the last expression as the score: `False` gives full
   points) unless it is a call into `autograder`, whose checks return nothing;
-- a test cell has no code that writes to stderr (any stderr output scores the cell 0).
+- a test cell has no code that writes to stderr (any stderr output scores the cell 0);
+- the points the text states agree with the cells': a "Total: N points" line (and its
+  "M checked automatically" / "all checked automatically"), and each heading that ends
+  in "(N points)" with the graded cells under it (up to the next heading of its level).
 """
 
 from __future__ import annotations
@@ -183,6 +186,93 @@ def lint_notebook(path: Path, display: str | None = None) -> list[Problem]:
                     "takes its value as the score (False gives full points). End with a "
                     "statement (assert ...) or a call into autograder."
                 )
+    return problems + stated_points(nb, display)
+
+
+_TOTAL = re.compile(r"Total:?\s*\**\s*(\d+(?:\.\d+)?)\s*points?", re.I)
+_AUTO = re.compile(r"(\d+(?:\.\d+)?)\s+checked automatically", re.I)
+_ALL_AUTO = re.compile(r"all\s+checked automatically", re.I)
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\((\d+(?:\.\d+)?)\s*points?\)\s*$", re.I)
+
+
+def _points(cell) -> tuple[float, float]:
+    """(automatic, by hand) points of a cell."""
+    meta = _meta(cell)
+    if not meta.get("grade") and not meta.get("task"):
+        return 0.0, 0.0
+    pts = float(meta.get("points") or 0)
+    by_hand = meta.get("task") or meta.get("solution")
+    return (0.0, pts) if by_hand else (pts, 0.0)
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+def stated_points(nb, display: str) -> list[Problem]:
+    """Where the notebook's text states points that its cells do not add up to."""
+    problems: list[Problem] = []
+    auto = sum(_points(c)[0] for c in nb.cells)
+    hand = sum(_points(c)[1] for c in nb.cells)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        gid = _meta(cell).get("grade_id")
+        for line in cell.source.splitlines():
+            total = _TOTAL.search(line)
+            if total and float(total.group(1)) != auto + hand:
+                problems.append(
+                    Problem(
+                        display,
+                        i,
+                        gid,
+                        f"the text says {total.group(0).strip('* ')!r} "
+                        f"but the cells give {_g(auto + hand)} ({_g(auto)} automatic, "
+                        f"{_g(hand)} by hand)",
+                    )
+                )
+            stated_auto = _AUTO.search(line)
+            if total and stated_auto and float(stated_auto.group(1)) != auto:
+                problems.append(
+                    Problem(
+                        display,
+                        i,
+                        gid,
+                        f"the text says {stated_auto.group(0)!r} but the "
+                        f"test cells give {_g(auto)} points",
+                    )
+                )
+            if total and _ALL_AUTO.search(line) and hand:
+                problems.append(
+                    Problem(
+                        display,
+                        i,
+                        gid,
+                        f"the text says all points are checked "
+                        f"automatically but {_g(hand)} are graded by hand",
+                    )
+                )
+            heading = _HEADING.match(line.strip())
+            if heading:
+                level = len(heading.group(1))
+                under = 0.0
+                for later in nb.cells[i + 1 :]:
+                    if later.cell_type == "markdown" and any(
+                        m and len(m.group(1)) <= level
+                        for m in (re.match(r"^(#{1,6})\s", x) for x in later.source.splitlines())
+                    ):
+                        break
+                    under += sum(_points(later))
+                if float(heading.group(3)) != under:
+                    problems.append(
+                        Problem(
+                            display,
+                            i,
+                            gid,
+                            f"the heading {heading.group(0).strip()!r} "
+                            f"states {heading.group(3)} points but its cells give {_g(under)}",
+                        )
+                    )
     return problems
 
 
