@@ -592,7 +592,7 @@ def f_coupled(x):
     return torch.tanh(x[:-1] * x[1:]).sum() + (torch.sin(x) * x).sum()
 
 
-_HVP_FUNCTIONS: list[tuple[str, Callable]] = [
+HVP_FUNCTIONS: list[tuple[str, Callable]] = [
     ("Σ xᵢ²·xᵢ₊₁ + (Σ xᵢ)²/2", f_chain),
     ("logsumexp(x) + Σ xᵢ⁴/12", f_soft),
     ("Σ tanh(xᵢ·xᵢ₊₁) + Σ xᵢ·sin(xᵢ)", f_coupled),
@@ -612,11 +612,11 @@ def _hvp_cases(question: str, hidden: bool):
         x = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
         v = torch.tensor([1.0, 0.0, -1.0], dtype=F64)
         return [
-            (_HVP_FUNCTIONS[0][0], f_chain, x, v)
+            (HVP_FUNCTIONS[0][0], f_chain, x, v)
         ], "f = Σ xᵢ²·xᵢ₊₁ + (Σ xᵢ)²/2 at x = (1, 2, 3), v = (1, 0, −1)"
     g = generator(question)
     cases = []
-    for name, f in _HVP_FUNCTIONS:
+    for name, f in HVP_FUNCTIONS:
         n = int(torch.randint(4, 8, (1,), generator=g))
         cases.append((name, f, uniform(g, n, -1.5, 1.5), uniform(g, n, -1.0, 1.0)))
     return cases, "3 functions, fresh x in [−1.5, 1.5]ⁿ and v, n = 4–7, against the full Hessian"

@@ -1,0 +1,709 @@
+"""Simulated students for 05_using_autograd."""
+
+from . import Student
+
+ASSIGNMENT = "05_using_autograd"
+POINTS = 13
+
+Q1, Q2, Q3, Q4 = "q1-answer", "q2-answer", "q3-answer", "q4-answer"
+
+# --- Q1 pieces: the Function, then the three functions that use it -------------------------
+
+_FUNCTION = """
+class StableSoftplus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * torch.sigmoid(x)
+"""
+
+
+def _function(forward: str, backward: str, saved: str = "x") -> str:
+    return f"""
+class StableSoftplus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        {forward}
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        ({saved},) = ctx.saved_tensors
+        {backward}
+"""
+
+
+_USES = """
+
+def softplus(x):
+    return StableSoftplus.apply(x)
+
+
+def softplus_grad(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(softplus(x), x, v)
+    return g
+"""
+
+_SECOND = """
+
+def softplus_second(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = softplus(x)
+    (g,) = torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)
+    (g2,) = torch.autograd.grad(g, x, torch.ones_like(g))
+    return g2
+"""
+
+# --- Q2 pieces -----------------------------------------------------------------------------
+
+
+def _fit(name: str, *, train_b: bool, zero: str, update: str) -> str:
+    b_grad = "True" if train_b else "False"
+    b_update = "\n            b -= lr * b.grad" if train_b and "no_grad" in update else ""
+    b_update_plain = "\n        b -= lr * b.grad" if train_b and "no_grad" not in update else ""
+    zero_b = f"\n        b.grad{zero}" if train_b and zero else ""
+    zero_a = f"\n        a.grad{zero}" if zero else ""
+    if "no_grad" in update:
+        step = f"        with torch.no_grad():\n            a -= lr * a.grad{b_update}"
+    else:
+        step = f"        a -= lr * a.grad{b_update_plain}"
+    return f"""
+
+def {name}(x, y, a0, b0, lr, steps):
+    a = a0.detach().clone().requires_grad_(True)
+    b = b0.detach().clone().requires_grad_({b_grad})
+    rows = [torch.stack([a.detach(), b.detach()])]
+    for _ in range(steps):
+        loss = ((a * x + b - y) ** 2).mean()
+        loss.backward()
+{step}{zero_a}{zero_b}
+        rows.append(torch.stack([a.detach(), b.detach()]))
+    return torch.stack(rows)
+"""
+
+
+_FIT_LINE = _fit("fit_line", train_b=True, zero=".zero_()", update="no_grad")
+_FIT_SLOPE = _fit("fit_slope", train_b=False, zero=".zero_()", update="no_grad")
+_PREDICT = """
+
+def predict(x, a, b):
+    with torch.inference_mode():
+        return a * x + b
+"""
+
+# --- Q3 pieces -----------------------------------------------------------------------------
+
+_FIXED = """
+
+def fixed_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    s = 2 * torch.sigmoid(x)
+    (s * x).sum().backward()
+    return x.grad
+"""
+_TWO = """
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    h.sum().backward(retain_graph=True)
+    dl1 = x.grad.clone()
+    x.grad = None
+    (h**2).sum().backward()
+    return dl1, x.grad
+"""
+_WHERE = """
+
+def sqrt_where_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    safe = torch.where(x > 0, x, torch.ones_like(x))
+    torch.where(x > 0, torch.sqrt(safe), 0.0).sum().backward()
+    return x.grad
+"""
+_CLIPPED = """
+
+def clipped_grad(x, limit):
+    x = x.detach().clone().requires_grad_(True)
+    h = 3 * torch.sin(x)
+    h.register_hook(lambda g: g.clamp(-limit, limit))
+    (h**2).sum().backward()
+    return x.grad
+"""
+
+# --- Q4 pieces -----------------------------------------------------------------------------
+
+_HVP_DOUBLE = """
+
+def hvp_double_backward(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+    (hv,) = torch.autograd.grad((g * v).sum(), x)
+    return hv
+"""
+_HVP_FORWARD = """
+
+def hvp_forward_over_reverse(f, x, v):
+    return torch.func.jvp(torch.func.grad(f), (x,), (v,))[1]
+"""
+
+
+def q1(function: str = _FUNCTION, uses: str = _USES, second: str = _SECOND) -> str:
+    return function + uses + second
+
+
+def q2(fit_line: str = _FIT_LINE, fit_slope: str = _FIT_SLOPE, predict: str = _PREDICT) -> str:
+    return fit_line + fit_slope + predict
+
+
+def q3(fixed=_FIXED, two=_TWO, where=_WHERE, clipped=_CLIPPED) -> str:
+    return fixed + two + where + clipped
+
+
+def q4(double=_HVP_DOUBLE, forward=_HVP_FORWARD) -> str:
+    return double + forward
+
+
+STUDENTS: dict[str, Student] = {
+    "perfect": Student("the instructor's solutions", prints=("jacfwd (ms)",)),
+    "blank": Student("the unmodified release notebook", blank=True),
+    # --- correct alternatives --------------------------------------------------------------
+    "alt_float32": Student(
+        "every answer computed in float32",
+        answers={
+            Q1: q1(
+                uses="""
+
+def softplus(x):
+    return StableSoftplus.apply(x.float())
+
+
+def softplus_grad(x, v):
+    x = x.detach().float().requires_grad_(True)
+    (g,) = torch.autograd.grad(softplus(x), x, v.float())
+    return g
+""",
+                second="""
+
+def softplus_second(x):
+    x = x.detach().float().requires_grad_(True)
+    y = softplus(x)
+    (g,) = torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)
+    return torch.autograd.grad(g.sum(), x)[0]
+""",
+            ),
+            Q2: """
+
+def fit_line(x, y, a0, b0, lr, steps):
+    x, y = x.float(), y.float()
+    a = a0.detach().float().requires_grad_(True)
+    b = b0.detach().float().requires_grad_(True)
+    rows = [torch.stack([a.detach(), b.detach()])]
+    for _ in range(steps):
+        loss = ((a * x + b - y) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            a -= lr * a.grad
+            b -= lr * b.grad
+        a.grad = None
+        b.grad = None
+        rows.append(torch.stack([a.detach(), b.detach()]))
+    return torch.stack(rows)
+
+
+def fit_slope(x, y, a0, b0, lr, steps):
+    x, y = x.float(), y.float()
+    a = a0.detach().float().requires_grad_(True)
+    b = b0.detach().float()
+    rows = [torch.stack([a.detach(), b])]
+    for _ in range(steps):
+        loss = ((a * x + b - y) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            a -= lr * a.grad
+        a.grad = None
+        rows.append(torch.stack([a.detach(), b]))
+    return torch.stack(rows)
+
+
+def predict(x, a, b):
+    with torch.no_grad():
+        return a.float() * x.float() + b.float()
+""",
+            Q3: """
+
+def fixed_grad(x):
+    x = x.detach().float().requires_grad_(True)
+    s = torch.sigmoid(x) * 2
+    (s * x).sum().backward()
+    return x.grad
+
+
+def two_grads(x):
+    x = x.detach().float().requires_grad_(True)
+    h = x * torch.sin(x)
+    (g1,) = torch.autograd.grad(h.sum(), x, retain_graph=True)
+    (g2,) = torch.autograd.grad((h**2).sum(), x)
+    return g1, g2
+
+
+def sqrt_where_grad(x):
+    x = x.detach().float().requires_grad_(True)
+    torch.where(x > 0, torch.sqrt(x.clamp(min=1e-20)), 0.0).sum().backward()
+    return x.grad
+
+
+def clipped_grad(x, limit):
+    x = x.detach().float().requires_grad_(True)
+    h = 3 * torch.sin(x)
+    h.register_hook(lambda g: torch.clamp(g, -limit, limit))
+    (h**2).sum().backward()
+    return x.grad
+""",
+            Q4: """
+
+def hvp_double_backward(f, x, v):
+    x = x.detach().float().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+    return torch.autograd.grad(g @ v.float(), x)[0]
+
+
+def hvp_forward_over_reverse(f, x, v):
+    _, hv = torch.func.jvp(torch.func.grad(f), (x.float(),), (v.float(),))
+    return hv
+""",
+        },
+    ),
+    "alt_apis": Student(
+        "other correct ways: a backward from the saved output, .backward(v), torch.optim.SGD, "
+        "torch.no_grad, autograd.grad twice, a clamp before sqrt, the hook's work done by "
+        "two autograd.grad calls, functional.hvp and nested torch.func",
+        answers={
+            Q1: q1(
+                function=_function(
+                    "y = torch.maximum(x, torch.zeros_like(x)) + torch.log1p(torch.exp(-torch.abs(x)))"
+                    "\n        ctx.save_for_backward(y)\n        return y",
+                    "return grad_output * -torch.expm1(-y)",
+                    saved="y",
+                ),
+                uses="""
+
+def softplus(x):
+    return StableSoftplus.apply(x)
+
+
+def softplus_grad(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    softplus(x).backward(v)
+    return x.grad
+""",
+                second="""
+
+def softplus_second(x):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(softplus(x).sum(), x, create_graph=True)
+    g.sum().backward()
+    return x.grad
+""",
+            ),
+            Q2: """
+
+def fit_line(x, y, a0, b0, lr, steps):
+    a = a0.detach().clone().requires_grad_(True)
+    b = b0.detach().clone().requires_grad_(True)
+    opt = torch.optim.SGD([a, b], lr=lr)
+    rows = [torch.stack([a, b]).detach()]
+    for _ in range(steps):
+        opt.zero_grad()
+        ((a * x + b - y) ** 2).mean().backward()
+        opt.step()
+        rows.append(torch.stack([a, b]).detach())
+    return torch.stack(rows)
+
+
+def fit_slope(x, y, a0, b0, lr, steps):
+    a = a0.detach().clone().requires_grad_(True)
+    b = b0.detach().clone().requires_grad_(True)
+    opt = torch.optim.SGD([a], lr=lr)
+    rows = [torch.stack([a, b]).detach()]
+    for _ in range(steps):
+        opt.zero_grad()
+        ((a * x + b.detach() - y) ** 2).mean().backward()
+        opt.step()
+        rows.append(torch.stack([a, b]).detach())
+    return torch.stack(rows)
+
+
+def predict(x, a, b):
+    return (a * x + b).detach()
+""",
+            Q3: """
+
+def fixed_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    s = torch.sigmoid(x)
+    s = s * 2
+    return torch.autograd.grad((s * x).sum(), x)[0]
+
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    l1, l2 = h.sum(), (h**2).sum()
+    (g1,) = torch.autograd.grad(l1, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(l2, x)
+    return g1, g2
+
+
+def sqrt_where_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    mask = x > 0
+    out = torch.zeros_like(x)
+    out = torch.where(mask, torch.sqrt(torch.where(mask, x, 1.0)), out)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    return g
+
+
+def clipped_grad(x, limit):
+    x = x.detach().clone().requires_grad_(True)
+    h = 3 * torch.sin(x)
+    y = (h**2).sum()
+    (g_h,) = torch.autograd.grad(y, h, retain_graph=True)
+    (g_x,) = torch.autograd.grad(h, x, g_h.clamp(-limit, limit))
+    return g_x
+""",
+            Q4: """
+
+def hvp_double_backward(f, x, v):
+    return torch.autograd.functional.hvp(f, x, v)[1]
+
+
+def hvp_forward_over_reverse(f, x, v):
+    def directional(x):
+        return torch.func.grad(f)(x)
+
+    return torch.func.jvp(directional, (x,), (v,))[1]
+""",
+        },
+    ),
+    # --- Q1 mistakes ---------------------------------------------------------------------
+    "naive_softplus": Student(
+        "log(1 + exp(x)) as it stands, and exp(x)/(1 + exp(x)) as its derivative: inf and "
+        "NaN once exp overflows",
+        answers={
+            Q1: q1(
+                function=_function(
+                    "ctx.save_for_backward(x)\n        return torch.log1p(torch.exp(x))",
+                    "return grad_output * torch.exp(x) / (1 + torch.exp(x))",
+                )
+            )
+        },
+        lost={"q1-1-softplus": "softplus_overflow", "q1-2-softplus-grad": "softplus_overflow"},
+    ),
+    "builtin_softplus": Student(
+        "the forward calls torch's own softplus",
+        answers={
+            Q1: q1(
+                function=_function(
+                    "ctx.save_for_backward(x)\n        return torch.nn.functional.softplus(x)",
+                    "return grad_output * torch.sigmoid(x)",
+                )
+            )
+        },
+        lost={"q1-1-softplus": "used_forbidden"},
+    ),
+    "ignores_grad_output": Student(
+        "the backward returns σ(x) without multiplying by grad_output",
+        answers={
+            Q1: q1(
+                function=_function(
+                    "ctx.save_for_backward(x)\n"
+                    "        return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))",
+                    "return torch.sigmoid(x)",
+                )
+            )
+        },
+        lost={"q1-2-softplus-grad": "ignored_grad_output"},
+    ),
+    "detached_backward": Student(
+        "the backward computes σ(x) from x.detach(): right first derivatives, nothing to "
+        "differentiate a second time",
+        answers={
+            Q1: q1(
+                function=_function(
+                    "ctx.save_for_backward(x)\n"
+                    "        return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))",
+                    "return grad_output * torch.sigmoid(x.detach())",
+                )
+            )
+        },
+        lost={"q1-3-softplus-second": "no_grad_fn"},
+    ),
+    "second_by_formula": Student(
+        "d²/dx² softplus written as σ(x)(1 − σ(x)), no autograd",
+        answers={
+            Q1: q1(
+                second="""
+
+def softplus_second(x):
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+"""
+            )
+        },
+        lost={"q1-3-softplus-second": "method_missing"},
+    ),
+    "second_by_difference": Student(
+        "d²/dx² softplus as a central difference of the gradient",
+        answers={
+            Q1: q1(
+                second="""
+
+def softplus_second(x):
+    h = 1e-5
+    ones = torch.ones_like(x)
+    return (softplus_grad(x + h, ones) - softplus_grad(x - h, ones)) / (2 * h)
+"""
+            )
+        },
+        lost={"q1-3-softplus-second": "numerical_difference"},
+    ),
+    # --- Q2 mistakes ---------------------------------------------------------------------
+    "grads_not_zeroed": Student(
+        "the training loops never zero the gradients",
+        answers={
+            Q2: q2(
+                fit_line=_fit("fit_line", train_b=True, zero="", update="no_grad"),
+                fit_slope=_fit("fit_slope", train_b=False, zero="", update="no_grad"),
+            )
+        },
+        lost={"q2-1-fit-line": "grad_not_zeroed", "q2-2-fit-slope": "grad_not_zeroed"},
+    ),
+    "update_recorded": Student(
+        "the update a -= lr·a.grad made outside torch.no_grad()",
+        answers={
+            Q2: q2(
+                fit_line=_fit("fit_line", train_b=True, zero=".zero_()", update="plain"),
+                fit_slope=_fit("fit_slope", train_b=False, zero=".zero_()", update="plain"),
+            )
+        },
+        lost={"q2-1-fit-line": "inplace_leaf", "q2-2-fit-slope": "inplace_leaf"},
+    ),
+    "frozen_trained": Student(
+        "fit_slope trains b too",
+        answers={
+            Q2: q2(fit_slope=_fit("fit_slope", train_b=True, zero=".zero_()", update="no_grad"))
+        },
+        lost={"q2-2-fit-slope": "frozen_trained"},
+    ),
+    "predict_records": Student(
+        "predict returns a·x + b with its graph",
+        answers={Q2: q2(predict="\n\ndef predict(x, a, b):\n    return a * x + b\n")},
+        lost={"q2-3-predict": "records_graph"},
+    ),
+    "loss_summed": Student(
+        "the loss summed over the points instead of averaged: another trajectory, no cause to name",
+        answers={
+            Q2: q2(
+                fit_line=_fit("fit_line", train_b=True, zero=".zero_()", update="no_grad").replace(
+                    ").mean()", ").sum()"
+                )
+            )
+        },
+        lost={"q2-1-fit-line": None},
+    ),
+    # --- Q3 mistakes ---------------------------------------------------------------------
+    "inplace_kept": Student(
+        "fixed_grad still changes sigmoid's output in place",
+        answers={
+            Q3: q3(
+                fixed="""
+
+def fixed_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    s = torch.sigmoid(x)
+    s *= 2
+    (s * x).sum().backward()
+    return x.grad
+"""
+            )
+        },
+        lost={"q3-1-fixed-grad": "inplace_modified"},
+    ),
+    "data_bypass": Student(
+        "s.data *= 2: the error silenced, the gradient wrong",
+        answers={
+            Q3: q3(
+                fixed="""
+
+def fixed_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    s = torch.sigmoid(x)
+    s.data *= 2
+    (s * x).sum().backward()
+    return x.grad
+"""
+            )
+        },
+        lost={"q3-1-fixed-grad": "data_bypass"},
+    ),
+    "no_retain_graph": Student(
+        "the second backward through a graph the first one freed",
+        answers={
+            Q3: q3(
+                two="""
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    h.sum().backward()
+    dl1 = x.grad.clone()
+    x.grad = None
+    (h**2).sum().backward()
+    return dl1, x.grad
+"""
+            )
+        },
+        lost={"q3-2-two-grads": "graph_freed"},
+    ),
+    "grad_not_cleared": Student(
+        "x.grad not cleared between the two backward calls",
+        answers={
+            Q3: q3(
+                two="""
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    h.sum().backward(retain_graph=True)
+    dl1 = x.grad.clone()
+    (h**2).sum().backward()
+    return dl1, x.grad
+"""
+            )
+        },
+        lost={"q3-2-two-grads": "grad_not_zeroed"},
+    ),
+    "where_nan": Student(
+        "torch.where around sqrt(x) as it stands: NaN where x ≤ 0",
+        answers={
+            Q3: q3(
+                where="""
+
+def sqrt_where_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    torch.where(x > 0, torch.sqrt(x), 0.0).sum().backward()
+    return x.grad
+"""
+            )
+        },
+        lost={"q3-3-sqrt-where": "nan_through_where"},
+    ),
+    "clip_final": Student(
+        "the gradient of x clipped after backward instead of the gradient reaching h",
+        answers={
+            Q3: q3(
+                clipped="""
+
+def clipped_grad(x, limit):
+    x = x.detach().clone().requires_grad_(True)
+    h = 3 * torch.sin(x)
+    (h**2).sum().backward()
+    return x.grad.clamp(-limit, limit)
+"""
+            )
+        },
+        lost={"q3-4-clipped-grad": "clipped_final_grad"},
+    ),
+    "hook_no_return": Student(
+        "a hook that clips a copy and returns nothing",
+        answers={
+            Q3: q3(
+                clipped="""
+
+def clipped_grad(x, limit):
+    x = x.detach().clone().requires_grad_(True)
+    h = 3 * torch.sin(x)
+
+    def clip(g):
+        g = g.clamp(-limit, limit)
+
+    h.register_hook(clip)
+    (h**2).sum().backward()
+    return x.grad
+"""
+            )
+        },
+        lost={"q3-4-clipped-grad": "hook_ignored"},
+    ),
+    # --- Q4 mistakes ---------------------------------------------------------------------
+    "hvp_summed": Student(
+        "the gradient's entries summed and differentiated, then multiplied by v",
+        answers={
+            Q4: q4(
+                double="""
+
+def hvp_double_backward(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+    (h1,) = torch.autograd.grad(g.sum(), x)
+    return h1 * v
+"""
+            )
+        },
+        lost={"q4-1-hvp-double-backward": "summed_not_dotted"},
+    ),
+    "full_hessian": Student(
+        "the full Hessian built, then multiplied by v",
+        answers={
+            Q4: q4(
+                double="""
+
+def hvp_double_backward(f, x, v):
+    return torch.autograd.functional.hessian(f, x) @ v
+""",
+                forward="""
+
+def hvp_forward_over_reverse(f, x, v):
+    return torch.func.jacfwd(torch.func.grad(f))(x) @ v
+""",
+            )
+        },
+        lost={
+            "q4-1-hvp-double-backward": "full_hessian",
+            "q4-2-hvp-forward-over-reverse": "full_hessian",
+        },
+    ),
+    "hvp_swapped_methods": Student(
+        "each Hessian-vector product computed the other question's way",
+        answers={
+            Q4: q4(
+                double=_HVP_FORWARD.replace("hvp_forward_over_reverse", "hvp_double_backward"),
+                forward=_HVP_DOUBLE.replace("hvp_double_backward", "hvp_forward_over_reverse"),
+            )
+        },
+        lost={
+            "q4-1-hvp-double-backward": "used_autograd",
+            "q4-2-hvp-forward-over-reverse": "method_missing",
+        },
+    ),
+    "hvp_by_difference": Student(
+        "H·v as a central difference of the gradient along v",
+        answers={
+            Q4: q4(
+                double="""
+
+def hvp_double_backward(f, x, v):
+    h = 1e-5
+    grad = torch.func.grad(f)
+    return (grad(x + h * v) - grad(x - h * v)) / (2 * h)
+"""
+            )
+        },
+        lost={"q4-1-hvp-double-backward": "numerical_difference"},
+    ),
+}
