@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "assignments", nargs="*", help="assignments to release (default: all in source/)"
     )
+    r.add_argument(
+        "--no-solution-check",
+        action="store_false",
+        dest="check_solutions",
+        default=_default(course.release, "check_solutions"),
+        help="do not grade the instructor's solutions before releasing",
+    )
 
     lint = sub.add_parser("lint", help="check the instructor notebooks for authoring mistakes")
     lint.add_argument("assignments", nargs="*")
@@ -142,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(problems)} problem(s) in {len(names)} assignment(s)")
             return 1 if problems else 0
         if args.command == "release":
-            for path in course.release(course_dir=args.course_dir, assignments=args.assignments):
+            for path in course.release(
+                course_dir=args.course_dir,
+                assignments=args.assignments,
+                check_solutions=args.check_solutions,
+            ):
                 print(f"released {path}")
             return 0
         if args.command == "grade":

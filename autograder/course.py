@@ -43,27 +43,48 @@ __all__ = [
 # --- release -----------------------------------------------------------------------------
 
 
-def release(*, course_dir: Path = Path("."), assignments: list[str] | None = None) -> list[Path]:
-    """Lint the instructor notebooks, then generate the student versions into release/.
+def release(
+    *,
+    course_dir: Path = Path("."),
+    assignments: list[str] | None = None,
+    check_solutions: bool = True,
+) -> list[Path]:
+    """Lint the instructor notebooks, grade their solutions, then generate the student
+    versions into release/.
 
-    Refuses (AuthoringError) before touching release/ if any notebook has a problem.
-    Returns the release notebooks written.
+    Refuses (AuthoringError) before touching release/ if any notebook has a problem, or
+    (`check_solutions`) if the instructor's solution loses a point
+    (:func:`autograder.solutions.solution_problems`). Each notebook released is also kept
+    among the course's released versions (tamper flags compare submissions with those,
+    not with today's source). Returns the release notebooks written.
     """
+    from .batch.tamper import record_release
+    from .core.nbgrader_io import generate_assignment
+
     course_dir = Path(course_dir).resolve()
     assignments = assignments or source_assignments(course_dir)
     problems = lint_source(course_dir, assignments)
     if problems:
         raise AuthoringError(problems)
+    if check_solutions:
+        from .solutions import solution_problems
+
+        problems = solution_problems(course_dir, assignments)
+        if problems:
+            raise AuthoringError(problems)
     api = nbgrader_api(course_dir)
     written: list[Path] = []
     with in_dir(course_dir):
         for assignment in assignments:
+            # nbgrader's generate_assignment, which also records the cells in the gradebook
+            # when it already has submissions of the assignment
             require_success(
-                api.generate_assignment(assignment, force=True, create=True),
+                generate_assignment(api, course_dir, assignment, course_dir / "release"),
                 f"nbgrader generate_assignment {assignment}",
             )
             for nb_path in sorted((course_dir / "release" / assignment).glob("*.ipynb")):
                 _normalise(nb_path)
+                record_release(course_dir, nb_path)
                 written.append(nb_path)
     return written
 
