@@ -125,12 +125,14 @@ def graded_cells(source_nb: dict) -> list:
     return out
 
 
-def grading_key(course_dir: Path, assignment: str) -> str:
+def grading_key(course_dir: Path, assignment: str, package: Path | None = None) -> str:
     """A digest of everything besides the submission that decides `assignment`'s grades
-    (see the module doc); memoized on the files' sizes and modification times."""
-    import autograder
+    (see the module doc); memoized on the files' sizes and modification times.
+    `package`: the folder of this package's code (default: where it is imported from)."""
+    if package is None:
+        import autograder
 
-    package = Path(autograder.__file__).resolve().parent
+        package = Path(autograder.__file__).resolve().parent
     source = Path(course_dir) / "source" / assignment
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
     notebooks = [p for p in files if p.suffix == ".ipynb" and p.parent == source]
