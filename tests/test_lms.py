@@ -528,8 +528,8 @@ def test_feedback_after_hand_grading_keeps_the_grades_and_packs_for_moodle(
         index = list(csv.DictReader(io.StringIO(zf.read("index.csv").decode())))
     auto = sum(course.auto_cells(A).values())
     assert [(r["student_id"], r["lms_id"], r["score"]) for r in index] == [
-        ("bob", "67890", "0"),
         ("alice", "12345", f"{auto + 1:g}"),
+        ("bob", "67890", "0"),
     ]
     assert notes == []
 

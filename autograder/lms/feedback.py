@@ -119,7 +119,10 @@ def archive(
         folders = sorted(p for p in (course_dir / "feedback").glob(f"*/{assignment}") if p.is_dir())
         for folder in folders:
             student_id = folder.parent.name
-            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            # the pages (and anything they link), not nbgrader's own timestamp.txt
+            files = sorted(
+                p for p in folder.rglob("*") if p.is_file() and p.name != "timestamp.txt"
+            )
             if not files:
                 continue
             student = grades.roster.get(student_id)
