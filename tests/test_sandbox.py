@@ -8,6 +8,8 @@ import json
 import os
 import re
 import socket
+import sys
+import tempfile
 
 import psutil
 import pytest
@@ -16,6 +18,7 @@ from autograder import notebooks
 from autograder.batch import sandbox
 
 A = "01_derivatives"
+LATER = "02_chain_rule"
 FIRST = "q1-differences-answer"
 
 pytestmark = [
@@ -76,11 +79,77 @@ def _output(course, student: str, marker: str) -> str:
     return found.group(1)
 
 
+# Files planted where a kernel must not see them: the host's temporary directory, beside
+# the course directory, the grading user's home.
+PLANTED = """
+import os as _os
+_found = []
+for _p in {paths!r}:
+    try:
+        _found.append("read " + open(_p).read())
+    except OSError:
+        pass
+    try:
+        _found += ["listed " + n for n in _os.listdir(_os.path.dirname(_p)) if "planted" in n]
+    except OSError:
+        pass
+for _d in {writable!r}:
+    try:
+        with open(_os.path.join(_d, "written-by-kernel"), "w") as _fh:
+            _fh.write("x")
+    except OSError:
+        pass
+print("PLANTED", _found)
+"""
+
+# A line of a later assignment's solution, which this kernel came by somehow: printed.
+LEAK = """
+import base64 as _b64
+print("here it is:")
+print(_b64.b64decode({encoded!r}).decode())
+"""
+
+ENDINGS = {
+    # its own signal
+    "self_kill": "import os as _os, signal as _signal\n_os.kill(_os.getpid(), _signal.SIGKILL)",
+    "exits": "import os as _os\n_os._exit(3)",
+    # processes: more than the limit, each waiting
+    "spawner": (
+        "import subprocess as _sp\n_kids = []\n"
+        "try:\n    for _i in range(200):\n"
+        "        _kids.append(_sp.Popen(['sleep', '30']))\n"
+        "except OSError as _e:\n    print('SPAWNED', len(_kids), _e)\n"
+        "for _k in _kids:\n    _k.kill()"
+    ),
+    # file size: past AUTOGRADER_SANDBOX_FSIZE (its private /tmp counts too)
+    "big_file": (
+        "try:\n    with open('/tmp/big', 'wb') as _fh:\n"
+        "        _fh.write(b'x' * (3 << 20))\nexcept OSError as _e:\n    print('BIG', _e)"
+    ),
+    # CPU time: past AUTOGRADER_SANDBOX_CPU (seconds of the kernel's CPU)
+    "burner": "while True:\n    pass",
+    # asleep: past AUTOGRADER_STALL
+    "sleeper": "import time as _time\n_time.sleep(600)",
+    # the network
+    "caller": (
+        "import socket as _socket\n"
+        "try:\n    _socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        "except OSError as _e:\n    print('REFUSED', _e)"
+    ),
+}
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    """One run: a correct submission beside probes of the filesystem, the network, the
+    limits and every way a kernel can end."""
+    import base64
+    import secrets
+    from pathlib import Path
+
     from tests.conftest import Course
 
-    course = Course.create(tmp_path_factory.mktemp("sandbox"), [A])
+    course = Course.create(tmp_path_factory.mktemp("sandbox"), [A, LATER])
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(5)
@@ -90,31 +159,79 @@ def graded(tmp_path_factory):
     def with_code(code: str):
         return course.solved(A, **{FIRST: code + "\n" + sol[FIRST]})
 
+    token = secrets.token_hex(4)
+    planted = [
+        Path(tempfile.gettempdir()) / f"planted-tmp-{token}.txt",
+        course.root.parent / f"planted-beside-{token}.txt",
+        Path.home() / f"planted-home-{token}.txt",
+    ]
+    for path in planted:
+        path.write_text("SECRET")
+    package = Path(sandbox.__file__).resolve().parents[1]
+    writable = [str(p.parent) for p in planted] + [
+        str(course.root),
+        str(package),
+        sys.prefix,
+        "/usr/local",
+    ]
     course.submit("good", A, course.solved(A))
     course.submit("probe", A, with_code(PROBE.format(root=str(course.root), port=port)))
+    probe = PLANTED.format(paths=list(map(str, planted)), writable=writable)
+    course.submit("planted", A, with_code(probe))
+    leaked = _later_solution_line(course)
+    encoded = base64.b64encode(leaked.encode()).decode()
+    course.submit("leaker", A, with_code(LEAK.format(encoded=encoded)))
     course.submit("hog", A, with_code(HOG))
     course.submit("forker", A, with_code(FORKER))
+    for name, code in ENDINGS.items():
+        course.submit(name, A, with_code(code.format(port=port)))
     (course.root / "submitted" / "probe" / A / "data.txt").write_text("mine")
     protected = [
         *course.root.glob("source/*/*.ipynb"),
         course.root / "submitted" / "good" / A / f"{A}.ipynb",
     ]
     before = _hash(protected)
-    old = os.environ.get("AUTOGRADER_SANDBOX_MEMORY")
-    os.environ["AUTOGRADER_SANDBOX_MEMORY"] = "1G"
+    env = {
+        "AUTOGRADER_SANDBOX_MEMORY": "1G",
+        "AUTOGRADER_SANDBOX_FSIZE": "2M",
+        "AUTOGRADER_SANDBOX_CPU": "12",
+        "AUTOGRADER_STALL": "3",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        outcomes = course.grade(A)
+        outcomes = course.grade(A, timeout=60, wall_timeout=120)
     finally:
         listener.close()
-        if old is None:
-            os.environ.pop("AUTOGRADER_SANDBOX_MEMORY", None)
-        else:
-            os.environ["AUTOGRADER_SANDBOX_MEMORY"] = old
-    return course, outcomes, before, _hash(protected)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    written = [
+        os.path.join(d, "written-by-kernel")
+        for d in writable
+        if os.path.exists(os.path.join(d, "written-by-kernel"))
+    ]
+    for path in planted:
+        path.unlink()
+    for path in written:
+        os.unlink(path)
+    return course, outcomes, before, _hash(protected), (written, leaked)
+
+
+def _later_solution_line(course) -> str:
+    """A line of a later assignment's solutions that its released notebook does not show."""
+    released = "\n".join(c.source for c in course.release_nb(LATER).cells)
+    for code in notebooks.solutions(course.source_nb(LATER)).values():
+        for line in code.splitlines():
+            if len(line.strip()) > 25 and line.strip() not in released:
+                return line
+    raise AssertionError("no solution line to leak")
 
 
 def test_correct_student_keeps_full_marks(graded):
-    _, outcomes, _, _ = graded
+    _, outcomes, _, _, _ = graded
     good = outcomes["good"]
     assert good.status == "graded", good.reason
     short = {k for k, (s, m) in good.cells.items() if s != m}
@@ -123,7 +240,7 @@ def test_correct_student_keeps_full_marks(graded):
 
 
 def test_kernel_sees_nothing_of_the_course_and_has_no_network(graded):
-    course, _, _, _ = graded
+    course, _, _, _, _ = graded
     line = _output(course, "probe", "PROBE")
     uid, cwd, found = line.split(" ", 2)
     assert int(uid) >= sandbox.UID_BASE
@@ -134,7 +251,7 @@ def test_kernel_sees_nothing_of_the_course_and_has_no_network(graded):
 def test_reads_outside_the_kernels_directory_are_flagged(graded):
     """The probe found nothing, but its attempts are named in the summary and feedback;
     the other submissions (a fork, a memory hog, a correct one) are not flagged."""
-    course, outcomes, _, _ = graded
+    course, outcomes, _, _, _ = graded
     probe = outcomes["probe"]
     assert probe.code == "tampered", probe.reason
     assert "reached outside its directory" in probe.reason
@@ -147,12 +264,12 @@ def test_reads_outside_the_kernels_directory_are_flagged(graded):
 
 
 def test_protected_files_unchanged(graded):
-    _, _, before, after = graded
+    _, _, before, after, _ = graded
     assert before == after
 
 
 def test_memory_hog_stopped_with_reason(graded):
-    _, outcomes, _, _ = graded
+    _, outcomes, _, _, _ = graded
     hog = outcomes["hog"]
     assert hog.status == "ungradable"
     assert hog.code == "limit_exceeded", hog.reason
@@ -160,7 +277,7 @@ def test_memory_hog_stopped_with_reason(graded):
 
 
 def test_fork_survivor_killed(graded):
-    course, outcomes, _, _ = graded
+    course, outcomes, _, _, _ = graded
     assert outcomes["forker"].status == "graded"
     pid = int(_output(course, "forker", "SURVIVOR").split()[0])
     if psutil.pid_exists(pid):
@@ -273,3 +390,107 @@ def test_no_course_file_or_other_grade_changed(hostile_batch):
     the correct student's score read back from the gradebook."""
     _, _, before, after = hostile_batch
     assert after == before
+
+
+# --- the allowlist: nothing of the host but what Python needs ---------------------------
+
+
+def test_kernel_neither_lists_nor_reads_files_planted_outside(graded):
+    """Files planted in the host's /tmp, beside the course directory and in the grading
+    user's home: the kernel finds none of them, by name or content."""
+    course, outcomes, _, _, _ = graded
+    assert sandbox.available().bwrap, "bubblewrap is installed by `make system-packages`"
+    assert outcomes["planted"].status == "graded", outcomes["planted"].reason
+    assert _output(course, "planted", "PLANTED").strip() == "[]"
+
+
+def test_kernel_writes_nothing_outside_its_directory(graded):
+    """Writing into the host's /tmp, home, the course's parent and the course, the course
+    package, the environment and /usr/local: nothing appears on the host."""
+    _, _, _, _, (written, _) = graded
+    assert written == []
+
+
+def test_solution_line_printed_does_not_reach_the_feedback(graded):
+    """A kernel that prints a line of a later assignment's solution: the line is in
+    neither its graded notebook nor its feedback, and the submission is flagged."""
+    course, outcomes, _, _, (_, leaked) = graded
+    leaker = outcomes["leaker"]
+    assert leaker.code == "tampered", leaker.reason
+    assert "reproduced the course's solutions or hidden tests (1 line" in leaker.reason
+    graded_nb = json.dumps([c.get("outputs", []) for c in course.autograded_nb("leaker", A).cells])
+    page = course.feedback_html("leaker", A)
+    assert "here it is:" in graded_nb  # the rest of its output stays
+    for text in (graded_nb, page, notebooks.plain(page)):
+        assert leaked.strip() not in text
+    assert "redacted" in notebooks.plain(page) and "Flagged for review" in page
+    assert leaker.score == outcomes["good"].score  # its answers still count
+
+
+# --- every way a kernel ends, named -------------------------------------------------------
+
+
+def test_kernel_that_killed_itself_is_not_called_out_of_memory(graded):
+    _, outcomes, _, _, _ = graded
+    o = outcomes["self_kill"]
+    assert (o.status, o.code) == ("ungradable", "kernel_died"), o.reason
+    assert "killed by SIGKILL (signal 9), sent by the kernel or a process of its own" in o.reason
+    assert "0 OOM kills" in o.reason and "memory" not in o.reason.split("(", 2)[1]
+    assert "out of memory" not in o.reason
+
+
+def test_kernel_that_exited_names_its_status(graded):
+    _, outcomes, _, _, _ = graded
+    o = outcomes["exits"]
+    assert (o.status, o.code) == ("ungradable", "kernel_died"), o.reason
+    assert "it exited with status 3" in o.reason
+
+
+def test_memory_limit_named(graded):
+    _, outcomes, _, _, _ = graded
+    o = outcomes["hog"]
+    assert (o.status, o.code) == ("ungradable", "limit_exceeded"), o.reason
+    assert "killed by SIGKILL" in o.reason and "memory limit reached" in o.reason
+
+
+def test_process_limit_named(graded):
+    course, outcomes, _, _, _ = graded
+    o = outcomes["spawner"]
+    assert (o.status, o.code) == ("graded", "limit_exceeded"), o.reason
+    assert "process limit reached" in o.reason and "at most 64" in o.reason
+    assert "Resource temporarily unavailable" in _output(course, "spawner", "SPAWNED")
+
+
+def test_file_size_limit_named(graded):
+    course, outcomes, _, _, _ = graded
+    o = outcomes["big_file"]
+    assert (o.status, o.code) == ("graded", "limit_exceeded"), o.reason
+    assert "file size limit reached: a file of 2 MiB (/tmp/big)" in o.reason
+    assert "File too large" in _output(course, "big_file", "BIG")
+
+
+def test_cpu_time_limit_named(graded):
+    _, outcomes, _, _, _ = graded
+    o = outcomes["burner"]
+    assert (o.status, o.code) == ("ungradable", "limit_exceeded"), o.reason
+    assert "killed by SIGXCPU" in o.reason and "CPU time limit reached: more than 12 s" in o.reason
+
+
+def test_stall_named(graded):
+    _, outcomes, _, _, _ = graded
+    o = outcomes["sleeper"]
+    assert (o.status, o.code) == ("graded", "stalled"), o.reason
+    assert "stalled: q1-differences-answer stalled: asleep or blocked" in o.reason
+    assert "for more than 3 s" in o.reason and "the other cells were graded" in o.reason
+    lost = {k for k, (score, most) in o.cells.items() if score != most} - {"q4-3-explain"}
+    assert lost and all(k.startswith("q1-") for k in lost), o.cells  # the rest graded
+
+
+def test_network_refused_named(graded):
+    course, outcomes, _, _, _ = graded
+    o = outcomes["caller"]
+    assert (o.status, o.code) == ("graded", "network_refused"), o.reason
+    assert "network refused" in o.reason and "127.0.0.1:" in o.reason
+    assert "REFUSED" in json.dumps(
+        [c.get("outputs", []) for c in course.autograded_nb("caller", A).cells]
+    )

@@ -9,9 +9,10 @@ a Python audit hook (:func:`install`). From the first notebook cell on, the hook
 every file opened, directory listed, working directory changed or program started with
 a path outside the places a kernel legitimately reads: its own directory, the Python
 installation, the course package and the system's read-only trees (``/usr``, ``/etc``,
-``/proc/self``, ...). Imports searching ``sys.path`` are not reported. Reports are JSON
-lines, at most :data:`MAX_REPORTS` distinct ones per kernel; the worker reads them when
-the submission is done (:meth:`Watch.finish`).
+``/proc/self``, ...), and every network connection it tries (:data:`NETWORK_EVENT`).
+Imports searching ``sys.path`` are not reported. Reports are JSON lines, at most
+:data:`MAX_REPORTS` distinct ones per kernel; the worker reads them when the submission
+is done (:meth:`Watch.finish`).
 
 Best effort by nature: code in the same process can close the reporting descriptor, and
 reads by programs it starts are seen only through their command lines. That is why it
@@ -78,6 +79,10 @@ PATH_EVENTS = (
     "shutil.unpack_archive",
     "sqlite3.connect",
 )
+# A connection the kernel tries: reported with its address (host:port, or the path of a
+# Unix socket outside the kernel's places). Sandboxed kernels have no network, so the
+# grader names it as refused.
+NETWORK_EVENT = "socket.connect"
 COMMAND_EVENTS = (
     "subprocess.Popen",
     "os.system",
@@ -95,7 +100,9 @@ class Watch:
     """One grading worker's side: a fresh FIFO per submission, read when it is done."""
 
     def __init__(self, extra_allowed: list[str] | None = None):
-        self.dir = tempfile.mkdtemp(prefix="autograder-audit-")
+        # named after this process, so that a run killed before removing it is cleared
+        # by the next (:mod:`.litter`)
+        self.dir = tempfile.mkdtemp(prefix=f"autograder-audit-{os.getpid()}-")
         os.chmod(self.dir, 0o700)
         self.extra_allowed = [os.path.realpath(p) for p in extra_allowed or []]
         self._n = 0
@@ -227,6 +234,7 @@ def _make_hook(fd: int, allowed: tuple[str, ...], pid: int):
     # does not change what the hook sees or how it writes.
     paths = frozenset(PATH_EVENTS)
     commands = frozenset(COMMAND_EVENTS)
+    network = NETWORK_EVENT
     getcwd, fspath, write = os.getcwd, os.fspath, os.write
     join, normpath = os.path.join, os.path.normpath
     dumps, getframe = json.dumps, sys._getframe
@@ -327,6 +335,14 @@ def _make_hook(fd: int, allowed: tuple[str, ...], pid: int):
                         found = outside(args[1])
                         if found is not None:
                             report(event, found)
+            elif event == network:
+                address = args[1] if len(args) > 1 else None
+                if isinstance(address, tuple) and len(address) >= 2:
+                    report(event, f"{address[0]}:{address[1]}")
+                elif address is not None:
+                    found = outside(address)
+                    if found is not None:
+                        report(event, found)
             elif event in commands:
                 for word in words(args):
                     if "/" in word:

@@ -5,9 +5,11 @@ of it, and the student loses the points. Here a watch thread samples the CPU tim
 kernel process (and of children it has waited for) while a cell runs. A cell that uses more
 than ``cpu_limit`` CPU seconds is interrupted (SIGINT, as nbclient would); one that keeps
 running for ``interrupt_grace_*`` more is killed with its whole process group, so a loop that
-ignores interrupts still ends. A generous ``wall_limit`` catches cells that wait without
-computing (``time.sleep`` in a loop). nbclient's own timeout stays as a last resort, set
-above all of these.
+ignores interrupts still ends. A cell whose kernel neither runs nor waits to run for
+``stall_limit`` seconds (asleep or blocked: :mod:`.stall`) is interrupted the same way,
+and killed if it stays so for :data:`.stall.GRACE` more. A generous ``wall_limit``
+catches what is left. nbclient's own timeout stays as a last resort, set above all of
+these.
 
 What happened is recorded per notebook (:class:`~autograder.core.runs.NotebookRun`) in the
 submission's :class:`SubmissionContext`, so the grader can tell "interrupted, rest graded"
@@ -30,6 +32,7 @@ from traitlets import Float, Instance
 
 from ..core.runs import CellEvent, NotebookRun
 from ..judge.preprocessor import TrustedExecute
+from . import stall
 
 
 @dataclass
@@ -136,6 +139,7 @@ class CellWatch:
         grace_wall: float,
         run: NotebookRun,
         interval: float = 0.1,
+        stall_limit: float = 0.0,
     ):
         self.pid = pid
         self.pgid = pgid or pid
@@ -146,6 +150,7 @@ class CellWatch:
         self.grace_wall = grace_wall
         self.run = run
         self.interval = interval
+        self.stall = stall.Meter(stall_limit)  # sleeping or blocked, not just slow
         self.start_cpu = self.clock.cpu()
         self.last_cpu = self.start_cpu
         self._lock = threading.Lock()
@@ -163,6 +168,7 @@ class CellWatch:
                 "wall0": time.monotonic(),
                 "state": "running",
             }
+            self.stall.reset()
 
     def end_cell(self) -> None:
         with self._lock:
@@ -203,8 +209,9 @@ class CellWatch:
                 if cell["state"] == "running":
                     over = (
                         "cpu" if cpu > self.cpu_limit else "wall" if wall > self.wall_limit else ""
-                    )
+                    ) or ("stall" if self.stall.stalled(self._pids) else "")
                     if over:
+                        self.stall.reset()
                         cell.update(state="interrupted", cpu1=cpu, wall1=wall)
                         self._record(cell, "interrupted", cpu, wall, over)
                         self._signal(signal.SIGINT)
@@ -212,10 +219,14 @@ class CellWatch:
                     if (
                         cpu - cell["cpu1"] > self.grace_cpu
                         or wall - cell["wall1"] > self.grace_wall
+                        or self.stall.stalled(self._pids, limit=stall.GRACE)
                     ):
                         cell["state"] = "killed"
                         self._record(cell, "killed", cpu, wall, self.run.events[-1].limit)
                         self._signal(signal.SIGKILL)
+
+    def _pids(self) -> list[int]:
+        return [self.pid, *(p.pid for p in self.clock.descendants())]
 
     def _record(self, cell: dict, action: str, cpu: float, wall: float, limit: str) -> None:
         self.run.events.append(
@@ -284,6 +295,10 @@ class WatchedExecute(TrustedExecute):
     wall_limit = Float(600.0, help="Wall seconds a cell may take before it is interrupted.").tag(
         config=True
     )
+    stall_limit = Float(
+        stall.DEFAULT_LIMIT,
+        help="Seconds a cell's kernel may sleep or wait without running (0: no such limit).",
+    ).tag(config=True)
     interrupt_grace_cpu = Float(
         2.0, help="CPU seconds an interrupted cell may still use before the kernel is killed."
     ).tag(config=True)
@@ -334,6 +349,7 @@ class WatchedExecute(TrustedExecute):
                     wall_limit=self.wall_limit,
                     grace_cpu=self.interrupt_grace_cpu,
                     grace_wall=self.interrupt_grace_wall,
+                    stall_limit=self.stall_limit,
                     run=self._run,
                 )
         return self._watch

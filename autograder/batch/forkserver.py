@@ -220,12 +220,10 @@ def _run_probe(notebooks: list[str]) -> None:
             shell.run_cell(src, store_history=False, silent=True)
 
 
-def start_learning(notebooks: list[str]) -> tuple[int, int]:
+def start_learning(notebooks: list[str], folder: str) -> tuple[int, int]:
     """Fork a throwaway child that runs the probe and `notebooks` (trusted: the
-    instructor's) and writes the modules they imported, as JSON, to a pipe. Returns (pid,
-    read end). Nothing the child runs touches the server itself."""
-    import tempfile
-
+    instructor's), in `folder`, and writes the modules they imported, as JSON, to a pipe.
+    Returns (pid, read end). Nothing the child runs touches the server itself."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -239,7 +237,7 @@ def start_learning(notebooks: list[str]) -> tuple[int, int]:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            os.chdir(tempfile.mkdtemp(prefix="ag-probe-"))
+            os.chdir(folder)
             before = set(sys.modules)
             _run_probe(notebooks)
             names = sorted(set(sys.modules) - before)
@@ -611,9 +609,15 @@ class ForkServer:
         if template is not None:
             self.template = (template, os.pidfd_open(template))
             self.sel.register(self.template[1], selectors.EVENT_READ, "template")
+        self.probe_dir: str | None = None
         if learn is not None:
             # Learn while already serving: kernels forked before it ends just import more.
-            self.learner = start_learning(learn)
+            # (In a folder of its own, named after the server: removed when learning ends,
+            # or by the next run if this one is killed.)
+            import tempfile
+
+            self.probe_dir = tempfile.mkdtemp(prefix=f"ag-probe-{os.getpid()}-")
+            self.learner = start_learning(learn, self.probe_dir)
             self.sel.register(self.learner[1], selectors.EVENT_READ, "learn")
 
     # fds a child must not keep: the listener, every client socket, the selector, pidfds
@@ -666,6 +670,7 @@ class ForkServer:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
         self.learner = None
+        self._remove_probe_dir()
         started = time.perf_counter()
         try:
             failed = preload_learned(learned_names(self.learned))
@@ -784,8 +789,16 @@ class ForkServer:
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+        self._remove_probe_dir()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+    def _remove_probe_dir(self) -> None:
+        if self.probe_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.probe_dir, ignore_errors=True)
+            self.probe_dir = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -815,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     _plain_module("sandbox")  # loaded before any kernel hides the course directory
     _plain_module("audit")
+    # What killed runs left in the temporary directory
+    with contextlib.suppress(Exception):
+        _plain_module("litter").sweep()
     cut = PRELOAD.index(WORKERS_FORK_BEFORE)
     failed = warm(PRELOAD[:cut])
     template = None

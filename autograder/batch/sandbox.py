@@ -375,6 +375,7 @@ class Jail:
         self.request: dict | None = None
         self._before: dict[str, int] = {}
         self.view: View | None = None
+        self.evidence = ""
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
         self.expose = sorted(
             {os.path.realpath(p) for p in (expose or [here, sys.prefix, sys.base_prefix])}
@@ -392,6 +393,7 @@ class Jail:
             )
         if self.active:
             self._allocate_uid()
+            self._sweep()
             self._make_cgroups()
 
     def _allocate_uid(self) -> None:
@@ -411,6 +413,36 @@ class Jail:
             self._lock, self.uid, self.gid = fd, uid, uid
             return
         raise RuntimeError("no free sandbox uid")
+
+    @staticmethod
+    def base_dir() -> str:
+        """Where the kernels' private folders are made (in the temporary directory)."""
+        return os.path.join(tempfile.gettempdir(), "autograder-kernels")
+
+    def _sweep(self) -> None:
+        """Remove kernel folders a killed run left: those of a uid nobody holds."""
+        import fcntl
+
+        base = self.base_dir()
+        with contextlib.suppress(OSError):
+            for name in os.listdir(base):
+                uid = name.split("-", 1)[0]
+                if not uid.isdigit() or int(uid) == self.uid:
+                    continue
+                lock = os.path.join(LOCK_DIR, f"{uid}.lock")
+                try:
+                    fd = os.open(lock, os.O_RDWR)
+                except OSError:
+                    fd = None  # never locked here: nobody holds it
+                try:
+                    if fd is not None:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: stale
+                except OSError:
+                    continue  # a live jail's
+                finally:
+                    if fd is not None:
+                        os.close(fd)
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
     def _make_cgroups(self) -> None:
         for controller in ("memory", "pids"):
@@ -442,6 +474,9 @@ class Jail:
             out["mem_failcnt"] = int(
                 _read(os.path.join(self.cgroups["memory"], "memory.failcnt")) or 0
             )
+            out["mem_peak"] = int(
+                _read(os.path.join(self.cgroups["memory"], "memory.max_usage_in_bytes")) or 0
+            )
         if "pids" in self.cgroups:
             out["pids_max"] = _counter(
                 _read(os.path.join(self.cgroups["pids"], "pids.events")), "max"
@@ -456,7 +491,7 @@ class Jail:
         self.request = None
         if not self.active:
             return None
-        base = os.path.join(tempfile.gettempdir(), "autograder-kernels")
+        base = self.base_dir()
         os.makedirs(base, mode=0o711, exist_ok=True)
         os.chmod(base, 0o711)
         self.workdir = tempfile.mkdtemp(prefix=f"{self.uid}-", dir=base)
@@ -475,6 +510,9 @@ class Jail:
                 os.lchown(os.path.join(root, name), self.uid, self.gid)
         os.chown(self.workdir, self.uid, self.gid)
         os.chmod(self.workdir, 0o700)
+        if "memory" in self.cgroups:  # the peak is this kernel's
+            with contextlib.suppress(OSError):
+                _write(os.path.join(self.cgroups["memory"], "memory.max_usage_in_bytes"), 0)
         self._before = self._counters()
         view = None
         if self.allowlist:
@@ -493,7 +531,7 @@ class Jail:
             "netns": self.limits.no_network and self.avail.netns,
             "memory_rlimit": 0 if "memory" in self.cgroups else self.limits.memory_bytes,
             "rlimits": {
-                "NPROC": [self.limits.pids, self.limits.pids],
+                "NPROC": [self._nproc(), self._nproc()],
                 "FSIZE": [self.limits.file_bytes, self.limits.file_bytes],
                 "CPU": [self.limits.cpu_seconds, self.limits.cpu_seconds + 5],
             },
@@ -501,10 +539,15 @@ class Jail:
         return self.request
 
     def finish(self, exit_status: int | None = None) -> list[str]:
-        """Kill what the kernel left, remove its directory; the limits it hit, in words."""
+        """Kill what the kernel left, remove its directory; the limits it hit, in words.
+
+        What was measured is left in :attr:`evidence` (one line: the memory cgroup's OOM
+        kills and peak, processes refused, the limits set), for a reason that must say
+        why no limit explains how the kernel ended."""
         if not self.active:
             return []
         self.kill_all()
+        big = self._big_file()  # (its private /tmp goes with the view)
         self._close_view()
         notes = []
         after = self._counters()
@@ -524,24 +567,58 @@ class Jail:
                 f"(at most {self.limits.pids})"
             )
         if exit_status == -signal.SIGXCPU:
-            notes.append(f"CPU time limit reached: more than {self.limits.cpu_seconds} s (killed)")
-        if exit_status == -signal.SIGXFSZ or self._big_file():
-            notes.append(f"file size limit reached: a file of {_gib(self.limits.file_bytes)}")
+            notes.append(
+                f"CPU time limit reached: more than {self.limits.cpu_seconds} s of CPU "
+                "(killed by SIGXCPU)"
+            )
+        if exit_status == -signal.SIGXFSZ or big:
+            notes.append(
+                f"file size limit reached: a file of {_gib(self.limits.file_bytes)}"
+                + (f" ({big})" if big else "")
+            )
+        self.evidence = self._evidence(grew, after)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
         self.request = None
         return notes
 
-    def _big_file(self) -> bool:
-        if not self.workdir:
-            return False
-        for root, _dirs, files in os.walk(self.workdir):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    if os.lstat(os.path.join(root, name)).st_size >= self.limits.file_bytes:
-                        return True
-        return False
+    def _evidence(self, grew: dict[str, int], after: dict[str, int]) -> str:
+        parts = []
+        if "memory" in self.cgroups:
+            parts.append(
+                f"memory cgroup: {grew.get('oom_kill', 0)} OOM kills, peak "
+                f"{_gib(after.get('mem_peak', 0))} of {_gib(self.limits.memory_bytes)}"
+            )
+        else:
+            parts.append(f"address space limited to {_gib(self.limits.memory_bytes)} more")
+        if "pids" in self.cgroups:
+            parts.append(f"pids cgroup: {grew.get('pids_max', 0)} refused")
+        parts.append(
+            f"rlimits: CPU {self.limits.cpu_seconds} s, file size "
+            f"{_gib(self.limits.file_bytes)}, processes {self._nproc()}"
+        )
+        return "; ".join(parts)
+
+    def _nproc(self) -> int:
+        # With a pids cgroup, the cgroup's limit is the one reached (and counted): the
+        # uid's process limit, which nothing records, is set a little above it.
+        return self.limits.pids + (16 if "pids" in self.cgroups else 0)
+
+    def _big_file(self) -> str:
+        """A file the kernel left at the size limit, in its directory or private /tmp."""
+        tops = [self.workdir] if self.workdir else []
+        if self.view is not None:
+            tops.append(f"/proc/{self.view.pid}/root/tmp")
+        for top in tops:
+            for root, _dirs, files in os.walk(top):
+                for name in files:
+                    path = os.path.join(root, name)
+                    with contextlib.suppress(OSError):
+                        if os.lstat(path).st_size >= self.limits.file_bytes:
+                            rel = os.path.relpath(path, top)
+                            return rel if top == self.workdir else f"/tmp/{rel}"
+        return ""
 
     def kill_all(self) -> int:
         """SIGKILL every process of this jail's uid (or in its cgroups); how many."""
@@ -569,6 +646,11 @@ class Jail:
             time.sleep(0.02)
         return killed
 
+    @property
+    def offline(self) -> bool:
+        """Whether this jail's kernels run without a network."""
+        return self.active and self.limits.no_network and self.avail.netns
+
     def _close_view(self) -> None:
         if self.view is not None:
             self.view.close()
@@ -579,6 +661,9 @@ class Jail:
         self._close_view()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        with contextlib.suppress(OSError):  # the last jail out removes it
+            os.rmdir(self.base_dir())
         for path in self.cgroups.values():
             with contextlib.suppress(OSError):
                 os.rmdir(path)

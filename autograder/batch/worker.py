@@ -25,11 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.failures import classify, describe
+from ..core.failures import classify, code_for, describe
 from ..core.nbgrader_io import forget_submission, in_dir, load_config, read_scores, tools_on_path
 from ..core.outcome import Outcome
 from ..core.request import Settings
-from . import audit, gradebook, processes, provisioner, redact, sandbox
+from . import audit, gradebook, processes, provisioner, redact, sandbox, stall
 
 
 class Grader:
@@ -65,6 +65,7 @@ class Grader:
                 logging.getLogger("autograder.batch").warning(
                     "KERNEL SANDBOX INCOMPLETE: %s", "; ".join(self.jail.missing)
                 )
+        self._stall_limit = stall.limit_from_env()
         self.api = self._api()
         # Lines of every assignment's solutions and hidden tests, kept out of the feedback.
         self.secrets = redact.Secrets(self.course_dir)
@@ -89,6 +90,7 @@ class Grader:
         ]
         cfg.WatchedExecute.cpu_limit = float(s.cpu_limit)
         cfg.WatchedExecute.wall_limit = float(s.wall_limit)
+        cfg.WatchedExecute.stall_limit = self._stall_limit
         cfg.WatchedExecute.interrupt_grace_cpu = float(s.interrupt_grace_cpu)
         cfg.WatchedExecute.interrupt_grace_wall = float(s.interrupt_grace_wall)
         cfg.WatchedExecute.timeout = s.nbclient_timeout
@@ -134,13 +136,27 @@ class Grader:
             runs = context.runs
             status = next((r.exit_status for r in runs if r.died_in), None)
             limits_hit = self.jail.finish(status) if self.jail else []
+            evidence = self.jail.evidence if self.jail else ""
             reads = self.audit.finish() if self.audit else []
+        # Connections the kernel tried (refused: it has no network) are not reads.
+        tried = [r.split(" ", 1)[1] for r in reads if r.startswith(audit.NETWORK_EVENT + " ")]
+        reads = [r for r in reads if not r.startswith(audit.NETWORK_EVENT + " ")]
+        refused = ""
+        if tried and self.jail is not None and self.jail.offline:
+            refused = f"network refused: the kernel has none, and tried {', '.join(tried[:3])}"
         kernel_cpu = round(sum(r.cpu for r in runs), 3)
         slowest = max((r.slowest_cell for r in runs), default=0.0)
         if not result.get("success"):
-            code, reason = classify(result, runs, self.settings)
-            if limits_hit:
-                code, reason = "limit_exceeded", f"{reason}: {'; '.join(limits_hit)}"
+            code, reason = classify(
+                result,
+                runs,
+                self.settings,
+                limits=limits_hit,
+                evidence=evidence,
+                stall_limit=self._stall_limit,
+            )
+            if refused:
+                reason = f"{reason}; {refused}"
             forget_submission(self.api, self.course_dir, a, student)
             return Outcome(
                 student,
@@ -156,8 +172,11 @@ class Grader:
         outcome.slowest_cell = slowest
         stopped = [e for r in runs for e in r.events if e.action == "interrupted"]
         if stopped:
-            outcome.code = "timed_out"
-            outcome.reason = "timed out: " + "; ".join(describe(e, self.settings) for e in stopped)
+            outcome.code = code_for(stopped)
+            word = "stalled" if outcome.code == "stalled" else "timed out"
+            outcome.reason = f"{word}: " + "; ".join(
+                describe(e, self.settings, self._stall_limit) for e in stopped
+            )
             outcome.reason += " (interrupted; the other cells were graded)"
         if limits_hit:
             note = "; ".join(limits_hit)
@@ -174,6 +193,9 @@ class Grader:
         if flags:
             outcome.code = outcome.code or "tampered"
             outcome.reason = f"{outcome.reason}; {flags}" if outcome.reason else flags
+        if refused:
+            outcome.code = outcome.code or "network_refused"
+            outcome.reason = f"{outcome.reason}; {refused}" if outcome.reason else refused
         if self.settings.feedback:
             self._tamper.flag_feedback(self.api.config, flags)  # the pages' banner, if any
             fb = self.api.generate_feedback(a, student, force=True)

@@ -1,0 +1,138 @@
+"""Telling a stalled kernel from a slow one.
+
+A cell that computes is stopped by its CPU time (:class:`~.execution.CellWatch`), so a
+loaded machine, which only slows it down, costs it nothing. A cell that sleeps or waits
+(``time.sleep``, a lock nobody releases, a read from a pipe nobody writes) uses no CPU
+and would hold its worker until the generous wall-clock limit. This module measures
+progress the scheduler's way: for every thread of the kernel's process tree,
+``/proc/<pid>/task/<tid>/schedstat`` gives the time it ran *and the time it waited,
+runnable, for a CPU*. A starved kernel keeps waiting on the run queue, so that second
+number grows; a sleeping or blocked one (or one stopped by a signal) grows neither. A
+kernel is **stalled** once, for :attr:`Meter.limit` seconds in a row, the two together
+grew by less than :data:`ACTIVE_SHARE` of the time that passed.
+
+The grading process's own threads count as the kernel's: while a test cell is re-checked
+the kernel rightly waits for the grader's questions, and the grader is then the one
+computing. Where ``schedstat`` is missing, a thread's state letter (``R``: runnable) and
+its CPU ticks from ``/proc/<pid>/task/<tid>/stat`` stand in.
+
+The limit is ``AUTOGRADER_STALL`` seconds (default :data:`DEFAULT_LIMIT`; 0 turns the
+rule off).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+DEFAULT_LIMIT = 10.0
+ENV = "AUTOGRADER_STALL"
+# Share of wall time the kernel and the grader must run or wait to run, to count as busy.
+ACTIVE_SHARE = 0.01
+SAMPLE_EVERY = 0.5  # seconds between readings of /proc
+# Seconds an interrupted kernel may stay stalled before it is killed.
+GRACE = 3.0
+TICK = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
+def limit_from_env(environ=None) -> float:
+    """The stall limit in seconds (0: no stall rule)."""
+    raw = (os.environ if environ is None else environ).get(ENV, "").strip()
+    if not raw:
+        return DEFAULT_LIMIT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV}={raw!r}: expected seconds, e.g. {ENV}=10") from None
+    return max(0.0, value)
+
+
+def _tids(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def _progress(pid: int, tid: str) -> tuple[float, bool]:
+    """(seconds run + seconds waiting to run, runnable now) for one thread."""
+    base = f"/proc/{pid}/task/{tid}"
+    try:
+        with open(f"{base}/schedstat") as fh:
+            ran, waited, _ = fh.read().split()
+        return (int(ran) + int(waited)) / 1e9, False
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"{base}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return 0.0, False
+    fields = text[text.rfind(")") + 2 :].split()
+    # fields[0] is the state; utime and stime are stat's 14th and 15th fields
+    return (int(fields[11]) + int(fields[12])) * TICK, fields[0] == "R"
+
+
+class Meter:
+    """Whether a kernel has been stalled for `limit` seconds (see the module doc)."""
+
+    def __init__(self, limit: float = DEFAULT_LIMIT):
+        self.limit = float(limit)
+        self._total: dict[tuple[int, str], float] = {}
+        self._last_sample = 0.0
+        self.quiet_since: float | None = None
+
+    def reset(self) -> None:
+        """A new cell (or an interrupt) starts the count again."""
+        self._total = {}
+        self._last_sample = 0.0
+        self.quiet_since = None
+
+    def _sample(self, pids: list[int]) -> tuple[float, bool]:
+        """Progress of every thread since the last sample (all of a thread's, or a
+        process's, started meanwhile), and whether any is runnable now (where only the
+        state letter tells)."""
+        own = threading.get_native_id()  # the watching thread itself is not progress
+        grown, runnable, seen = 0.0, False, {}
+        for pid in [*pids, os.getpid()]:
+            for tid in _tids(pid):
+                if pid == os.getpid() and tid == str(own):
+                    continue
+                total, ready = _progress(pid, tid)
+                runnable = runnable or ready
+                key = (pid, tid)
+                seen[key] = total
+                if key in self._total:
+                    grown += max(0.0, total - self._total[key])
+                elif self._total:  # started since the last sample: all of it is new
+                    grown += total
+        self._total = seen
+        return grown, runnable
+
+    def stalled(self, pids, *, limit: float | None = None, now: float | None = None) -> float:
+        """Seconds the kernel has been stalled for, once that is more than the limit
+        (`limit`: another, such as :data:`GRACE` after an interrupt); 0.0 before, and
+        always with no limit. `pids`: a function giving the kernel's processes (called
+        only when /proc is read)."""
+        if self.limit <= 0:
+            return 0.0
+        limit = self.limit if limit is None else limit
+        now = time.monotonic() if now is None else now
+        if self._last_sample and now - self._last_sample < SAMPLE_EVERY:
+            return self._over(now, limit)
+        first = not self._total
+        grown, runnable = self._sample(pids())
+        elapsed = now - self._last_sample if self._last_sample else 0.0
+        self._last_sample = now
+        if first:
+            self.quiet_since = now
+        elif runnable or grown > ACTIVE_SHARE * elapsed:
+            self.quiet_since = now
+        return self._over(now, limit)
+
+    def _over(self, now: float, limit: float) -> float:
+        if self.quiet_since is None:
+            return 0.0
+        quiet = now - self.quiet_since
+        return quiet if quiet > limit else 0.0
