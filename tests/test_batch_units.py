@@ -791,7 +791,8 @@ def test_failures_are_classified_from_the_runs_then_the_log():
     )
     assert classify(failed, [died], settings) == (
         "kernel_died",
-        "kernel died in q2-answer, killed by SIGKILL (out of memory?)",
+        "kernel died in q2-answer: killed by SIGKILL (signal 9), sent by the kernel or a "
+        "process of its own: the grader sent none and no limit was reached",
     )
     assert classify(failed) == ("kernel_died", "kernel died")
     checksums = {"success": False, "log": "[AutogradeApp] Inconsistent checksums for cell"}

@@ -443,7 +443,7 @@ def test_kernel_that_exited_names_its_status(graded):
     _, outcomes, _, _, _ = graded
     o = outcomes["exits"]
     assert (o.status, o.code) == ("ungradable", "kernel_died"), o.reason
-    assert "it exited with status 3" in o.reason
+    assert "it exited by itself, exit status 3" in o.reason
 
 
 def test_memory_limit_named(graded):

@@ -93,7 +93,7 @@ def _how(status: int | None, limits: Sequence[str] = (), evidence: str = "") -> 
     if status is None:
         return ""
     if status >= 0:
-        return f": it exited with status {status}"
+        return f": it exited by itself, exit status {status}"
     try:
         name = signal.Signals(-status).name
     except ValueError:
