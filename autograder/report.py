@@ -45,6 +45,11 @@ def print_summary(
         f"{graded} graded, {len(bad)} ungradable"
         + (": " + ", ".join(f"{o.student} ({o.reason})" for o in bad) if bad else "")
     )
+    if not outcomes:
+        console.print(
+            "[red]nothing graded:[/red] no submission found in submitted/<student>/<assignment>/ "
+            "(collect an LMS download with `autograder collect`)"
+        )
     skipped = [o for o in outcomes if o.reused]
     if skipped:
         names = ", ".join(f"{o.student}/{o.assignment}" for o in skipped[:10])
@@ -57,5 +62,6 @@ def print_summary(
 
 
 def exit_status(outcomes: Iterable[Outcome]) -> int:
-    """0 when every submission was graded, 1 when some could not be."""
-    return 0 if all(o.status == "graded" for o in outcomes) else 1
+    """0 when every submission was graded, 1 when some could not be, or there were none."""
+    outcomes = list(outcomes)
+    return 0 if outcomes and all(o.status == "graded" for o in outcomes) else 1

@@ -203,6 +203,13 @@ def test_grade_refuses_a_download_that_yields_nothing(course, tmp_path, capsys):
     assert "nothing collected" in capsys.readouterr().err
 
 
+def test_grading_nothing_is_not_success(course, capsys):
+    status = main(["--course-dir", str(course.root), "grade", A])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "0 graded, 0 ungradable" in out and "nothing graded" in out
+
+
 # --- finding 2: Canvas and Moodle layouts, matched through the roster --------------------------
 
 
