@@ -134,14 +134,15 @@ def _softplus_inputs(question: str, hidden: bool) -> tuple[torch.Tensor, torch.T
     x = torch.cat(
         [
             uniform(g, n, -6.0, 6.0),
-            uniform(g, 3, 100.0, 1000.0),
-            -uniform(g, 3, 100.0, 1000.0),
+            uniform(g, 2, 100.0, 700.0),
+            uniform(g, 2, 750.0, 1000.0),  # beyond exp's range in float64 (709.8)
+            -uniform(g, 4, 100.0, 1000.0),
             torch.zeros(1, dtype=F64),
         ]
     )
     x = x[torch.randperm(x.numel(), generator=g)]
     v = uniform(g, x.numel(), -2.0, 2.0, avoid=((-0.2, 0.2),))
-    return x, v, f"{x.numel()} fresh points in [−6, 6], ±[100, 1000] and 0"
+    return x, v, f"{x.numel()} fresh points: in [−6, 6], ±[100, 1000] (two above 750) and 0"
 
 
 def _moderate_inputs(question: str, hidden: bool) -> tuple[torch.Tensor, str]:
@@ -334,7 +335,8 @@ _NOT_ZEROED = Finding(
     "grad_not_zeroed",
     "your trajectory is the one a loop takes when the gradients are never zeroed: backward "
     "adds into .grad, so from the second step on each update uses the sum of all gradients "
-    "so far. Zero them after each update (a.grad.zero_(), or a.grad = None).",
+    "so far. Zero them after each update: .zero_() on each parameter's .grad, or set its "
+    ".grad to None.",
 )
 
 # The update a − lr·∂L/∂a moves an input by a small step, which is what the watch for
@@ -462,8 +464,8 @@ def check_fixed_grad(fixed_grad, *, hidden: bool = False) -> None:
                 "data_bypass",
                 "s.data *= 2 (or an update under no_grad) hides the change from autograd, but "
                 "sigmoid's backward still reads the tensor it saved, now doubled: the "
-                "gradient is wrong without any error. Write s = 2 * torch.sigmoid(x) "
-                "(out of place) instead.",
+                "gradient is wrong without any error. Double it out of place instead: a new "
+                "tensor 2·σ(x), leaving the saved one as it was.",
             ),
             data_bypass,
         )
@@ -499,8 +501,8 @@ def check_two_grads(two_grads, *, hidden: bool = False) -> None:
     not_cleared = Finding(
         "grad_not_zeroed",
         "dL2/dx is the sum of both gradients: backward adds into x.grad, and it was not "
-        "cleared after the first backward. Set x.grad = None (or zero it) in between, or "
-        "use torch.autograd.grad.",
+        "cleared after the first backward. Set x's .grad to None (or zero it) in between, "
+        "or use torch.autograd.grad.",
     )
     _compare(
         q, f"dL2/dx, L2 = Σ (x·sin(x))², at {note}", got[1], g2, [(not_cleared, g1 + g2)], note
@@ -554,8 +556,8 @@ def check_clipped_grad(clipped_grad, *, hidden: bool = False) -> None:
                 "clipped_final_grad",
                 "you clipped the gradient of x, the final result of backward; the question "
                 "clips the gradient flowing into the intermediate h, before the chain rule "
-                "multiplies it by dh/dx. Register the hook on h: h.register_hook(lambda g: "
-                "g.clamp(-limit, limit)).",
+                "multiplies it by dh/dx. Register a hook on h that returns its gradient "
+                "clamped to [−limit, limit].",
             ),
             (2 * h * dh_dx).clamp(-limit, limit),
         ),

@@ -390,6 +390,134 @@ def hvp_forward_over_reverse(f, x, v):
 """,
         },
     ),
+    "alt_helpers": Student(
+        "right answers through helpers: a thresholded forward with a backward from x and the "
+        "saved output, one descent helper for both loops with .detach() freezing b, "
+        "sub_ updates, a mask product, a named hook, nested torch.func.grad and dual numbers",
+        answers={
+            Q1: """
+
+class StableSoftplus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        big = x > 20
+        y = torch.where(big, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, y = ctx.saved_tensors
+        return grad_output * torch.exp(x - y)
+
+
+def _leaf(x):
+    return x.detach().clone().requires_grad_(True)
+
+
+def _vjp(fn, x, v, **kwargs):
+    return torch.autograd.grad(fn(x), x, v, **kwargs)[0]
+
+
+def softplus(x):
+    return StableSoftplus.apply(x)
+
+
+def softplus_grad(x, v):
+    return _vjp(softplus, _leaf(x), v)
+
+
+def softplus_second(x):
+    x = _leaf(x)
+    ones = torch.ones_like(x)
+    first = _vjp(softplus, x, ones, create_graph=True)
+    return _vjp(lambda _: first, x, ones)
+""",
+            Q2: """
+
+def _descend(x, y, a, b, lr, steps, params):
+    rows = [torch.stack([a, b]).detach()]
+    for _ in range(steps):
+        loss = torch.mean((a * x + b - y) ** 2)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(lr * p.grad)
+                p.grad = None
+        rows.append(torch.stack([a, b]).detach())
+    return torch.stack(rows)
+
+
+def fit_line(x, y, a0, b0, lr, steps):
+    a, b = a0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    return _descend(x, y, a, b, lr, steps, [a, b])
+
+
+def fit_slope(x, y, a0, b0, lr, steps):
+    a = a0.clone().requires_grad_(True)
+    return _descend(x, y, a, b0.detach(), lr, steps, [a])
+
+
+def predict(x, a, b):
+    with torch.no_grad():
+        out = a * x + b
+    return out
+""",
+            Q3: """
+
+def fixed_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    s = torch.sigmoid(x).mul(2)
+    (s * x).sum().backward()
+    return x.grad
+
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    h.sum().backward(retain_graph=True)
+    first = x.grad.clone()
+    x.grad.zero_()
+    h.pow(2).sum().backward()
+    return first, x.grad
+
+
+def sqrt_where_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    mask = x > 0
+    (torch.sqrt(torch.where(mask, x, 1.0)) * mask).sum().backward()
+    return x.grad
+
+
+def clipped_grad(x, limit):
+    x = x.detach().clone().requires_grad_(True)
+    h = 3 * torch.sin(x)
+
+    def clip(grad):
+        return torch.clamp(grad, min=-limit, max=limit)
+
+    h.register_hook(clip)
+    torch.sum(h * h).backward()
+    return x.grad
+""",
+            Q4: """
+
+import torch.autograd.forward_ad as fwAD
+
+
+def hvp_double_backward(f, x, v):
+    return torch.func.grad(lambda x: torch.dot(torch.func.grad(f)(x), v))(x)
+
+
+def hvp_forward_over_reverse(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    with fwAD.dual_level():
+        xd = fwAD.make_dual(x, v)
+        (g,) = torch.autograd.grad(f(xd), xd, create_graph=True)
+        return fwAD.unpack_dual(g).tangent
+""",
+        },
+    ),
     # --- Q1 mistakes ---------------------------------------------------------------------
     "naive_softplus": Student(
         "log(1 + exp(x)) as it stands, and exp(x)/(1 + exp(x)) as its derivative: inf and "
