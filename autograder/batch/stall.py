@@ -9,12 +9,14 @@ progress the scheduler's way: for every thread of the kernel's process tree,
 runnable, for a CPU*. A starved kernel keeps waiting on the run queue, so that second
 number grows; a sleeping or blocked one (or one stopped by a signal) grows neither. A
 kernel is **stalled** once, for :attr:`Meter.limit` seconds in a row, the two together
-grew by less than :data:`ACTIVE_SHARE` of the time that passed.
+grew by less than :data:`ACTIVE_SHARE` of the time that passed, and none of its threads
+was found runnable (state ``R`` in ``/proc/<pid>/task/<tid>/stat``: a thread starved for
+long has its waiting added to schedstat only once it runs).
 
 The grading process's own threads count as the kernel's: while a test cell is re-checked
 the kernel rightly waits for the grader's questions, and the grader is then the one
-computing. Where ``schedstat`` is missing, a thread's state letter (``R``: runnable) and
-its CPU ticks from ``/proc/<pid>/task/<tid>/stat`` stand in.
+computing. Where ``schedstat`` is missing, a thread's CPU ticks from its ``stat`` stand
+in.
 
 The limit is ``AUTOGRADER_STALL`` seconds (default :data:`DEFAULT_LIMIT`; 0 turns the
 rule off).
@@ -56,22 +58,28 @@ def _tids(pid: int) -> list[str]:
 
 
 def _progress(pid: int, tid: str) -> tuple[float, bool]:
-    """(seconds run + seconds waiting to run, runnable now) for one thread."""
+    """(seconds run + seconds waited to run, runnable now) for one thread. (The time a
+    thread waited is added to schedstat only once it runs again, so a thread starved
+    for long is seen by its state, ``R``.)"""
     base = f"/proc/{pid}/task/{tid}"
-    try:
-        with open(f"{base}/schedstat") as fh:
-            ran, waited, _ = fh.read().split()
-        return (int(ran) + int(waited)) / 1e9, False
-    except (OSError, ValueError):
-        pass
     try:
         with open(f"{base}/stat") as fh:
             text = fh.read()
     except OSError:
         return 0.0, False
     fields = text[text.rfind(")") + 2 :].split()
-    # fields[0] is the state; utime and stime are stat's 14th and 15th fields
-    return (int(fields[11]) + int(fields[12])) * TICK, fields[0] == "R"
+    runnable = bool(fields) and fields[0] == "R"
+    try:
+        with open(f"{base}/schedstat") as fh:
+            ran, waited, _ = fh.read().split()
+        return (int(ran) + int(waited)) / 1e9, runnable
+    except (OSError, ValueError):
+        pass
+    # utime and stime: stat's 14th and 15th fields
+    try:
+        return (int(fields[11]) + int(fields[12])) * TICK, runnable
+    except (IndexError, ValueError):
+        return 0.0, runnable
 
 
 class Meter:
@@ -91,8 +99,7 @@ class Meter:
 
     def _sample(self, pids: list[int]) -> tuple[float, bool]:
         """Progress of every thread since the last sample (all of a thread's, or a
-        process's, started meanwhile), and whether any is runnable now (where only the
-        state letter tells)."""
+        process's, started meanwhile), and whether any is runnable now."""
         own = threading.get_native_id()  # the watching thread itself is not progress
         grown, runnable, seen = 0.0, False, {}
         for pid in [*pids, os.getpid()]:
