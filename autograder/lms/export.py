@@ -39,9 +39,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.nbgrader_io import in_dir, nbgrader_api
 from .collect import read_manifest
-from .roster import Roster, Student
+from .roster import Roster, Student, gradebook
 from .roster import load as load_roster
 
 FORMATS = ("canvas", "moodle", "blackboard", "csv")
@@ -101,48 +100,45 @@ def read_grades(course_dir: Path, assignments: list[str] | None = None) -> Grade
     course_dir = Path(course_dir).resolve()
     roster = load_roster(course_dir)
     grades = Grades(roster)
-    api = nbgrader_api(course_dir)
-    with in_dir(course_dir):
-        gb = api.gradebook
-        try:
-            names = sorted(a.name for a in gb.assignments)
-            if assignments:
-                unknown = [a for a in assignments if a not in names]
-                if unknown:
-                    raise FileNotFoundError(
-                        f"not in the gradebook: {', '.join(unknown)} "
-                        f"(it holds {', '.join(names) or 'no assignment'})"
-                    )
-                names = [a for a in names if a in assignments]
-            for name in names:
-                assignment = gb.find_assignment(name)
-                grades.assignments[name] = float(assignment.max_score)
-                ids = []
-                order = _source_order(course_dir, name)
-                for nb in assignment.notebooks:
-                    cells = nb.grade_cells
-                    for c in sorted(cells, key=lambda c: (order.get(c.name, len(order)), c.name)):
-                        ids.append(c.name)
-                        grades.maxima[(name, c.name)] = float(c.max_score)
-                grades.questions[name] = ids
-                for student in roster.students:
-                    try:
-                        sub = gb.find_submission(name, student.student_id)
-                    except MissingEntry:
-                        continue
-                    cells, pending = [], 0.0
-                    for snb in sub.notebooks:
-                        for g in snb.grades:
-                            if g.auto_score is None and g.manual_score is None:
-                                pending += float(g.max_score)
-                                cells.append(Cell(g.name, None, float(g.max_score)))
-                            else:
-                                cells.append(Cell(g.name, float(g.score), float(g.max_score)))
-                    grades.submissions[(name, student.student_id)] = Submission(
-                        float(sub.score), float(sub.max_score), cells, pending
-                    )
-        finally:
-            gb.close()
+    with gradebook(course_dir, create=False) as gb:
+        if gb is None:
+            raise FileNotFoundError(f"no gradebook in {course_dir}: grade first")
+        names = sorted(a.name for a in gb.assignments)
+        if assignments:
+            unknown = [a for a in assignments if a not in names]
+            if unknown:
+                raise FileNotFoundError(
+                    f"not in the gradebook: {', '.join(unknown)} "
+                    f"(it holds {', '.join(names) or 'no assignment'})"
+                )
+            names = [a for a in names if a in assignments]
+        for name in names:
+            assignment = gb.find_assignment(name)
+            grades.assignments[name] = float(assignment.max_score)
+            ids = []
+            order = _source_order(course_dir, name)
+            for nb in assignment.notebooks:
+                cells = nb.grade_cells
+                for c in sorted(cells, key=lambda c: (order.get(c.name, len(order)), c.name)):
+                    ids.append(c.name)
+                    grades.maxima[(name, c.name)] = float(c.max_score)
+            grades.questions[name] = ids
+            for student in roster.students:
+                try:
+                    sub = gb.find_submission(name, student.student_id)
+                except MissingEntry:
+                    continue
+                cells, pending = [], 0.0
+                for snb in sub.notebooks:
+                    for g in snb.grades:
+                        if g.auto_score is None and g.manual_score is None:
+                            pending += float(g.max_score)
+                            cells.append(Cell(g.name, None, float(g.max_score)))
+                        else:
+                            cells.append(Cell(g.name, float(g.score), float(g.max_score)))
+                grades.submissions[(name, student.student_id)] = Submission(
+                    float(sub.score), float(sub.max_score), cells, pending
+                )
     return grades
 
 

@@ -25,12 +25,14 @@ everyone named and leaves the others (and every grade) alone.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..core.nbgrader_io import in_dir, nbgrader_api
+from ..core.nbgrader_io import in_dir, load_config, tools_on_path
 
 COLUMNS = ("student_id", "first_name", "last_name", "email", "lms_id", "login", "section")
 REQUIRED = ("student_id", "first_name", "last_name")
@@ -141,6 +143,30 @@ def read_csv(path: Path) -> list[Student]:
     return students
 
 
+@contextlib.contextmanager
+def gradebook(course_dir: Path, *, create: bool = True) -> Iterator:
+    """nbgrader's Gradebook of the course (its configured ``db_url``), opened in the
+    course directory; None, with `create` false, where an SQLite gradebook does not
+    exist yet (nothing is created just to be read)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+
+    course_dir = Path(course_dir).resolve()
+    coursedir = CourseDirectory(config=load_config(course_dir))
+    url = coursedir.db_url
+    with in_dir(course_dir):
+        if not create and url.startswith("sqlite:///"):
+            if not Path(url[len("sqlite:///") :]).exists():
+                yield None
+                return
+        tools_on_path()  # nbgrader runs alembic as a command to set up a new gradebook
+        gb = Gradebook(url, coursedir.course_id)
+        try:
+            yield gb
+        finally:
+            gb.close()
+
+
 def sidecar(course_dir: Path) -> Path:
     """Where the roster's login and section columns are kept (nbgrader has no field)."""
     return Path(course_dir) / ".autograder" / "roster.csv"
@@ -151,22 +177,17 @@ def import_roster(*, course_dir: Path, path: Path) -> tuple[list[Student], list[
     the ids of students already in the gradebook that this roster does not name (kept)."""
     course_dir = Path(course_dir).resolve()
     students = read_csv(path)
-    api = nbgrader_api(course_dir)
-    with in_dir(course_dir):
-        gb = api.gradebook
-        try:
-            for s in students:
-                gb.update_or_create_student(
-                    s.student_id,
-                    first_name=s.first_name or None,
-                    last_name=s.last_name or None,
-                    email=s.email or None,
-                    lms_user_id=s.lms_id or None,
-                )
-            named = {s.student_id for s in students}
-            others = sorted(st.id for st in gb.students if st.id not in named)
-        finally:
-            gb.close()
+    with gradebook(course_dir) as gb:
+        for s in students:
+            gb.update_or_create_student(
+                s.student_id,
+                first_name=s.first_name or None,
+                last_name=s.last_name or None,
+                email=s.email or None,
+                lms_user_id=s.lms_id or None,
+            )
+        named = {s.student_id for s in students}
+        others = sorted(st.id for st in gb.students if st.id not in named)
     kept = {s.student_id: s for s in _read_sidecar(course_dir)}
     kept.update({s.student_id: s for s in students})
     out = sidecar(course_dir)
@@ -242,21 +263,16 @@ def load(course_dir: Path) -> Roster:
     course_dir = Path(course_dir).resolve()
     extra = {s.student_id: s for s in _read_sidecar(course_dir)}
     students: dict[str, Student] = dict(extra)
-    api = nbgrader_api(course_dir)
-    with in_dir(course_dir):
-        gb = api.gradebook
-        try:
-            for st in gb.students:
-                side = extra.get(st.id, Student(st.id))
-                students[st.id] = Student(
-                    st.id,
-                    st.first_name or side.first_name,
-                    st.last_name or side.last_name,
-                    st.email or side.email,
-                    st.lms_user_id or side.lms_id,
-                    side.login,
-                    side.section,
-                )
-        finally:
-            gb.close()
+    with gradebook(course_dir, create=False) as gb:
+        for st in gb.students if gb is not None else []:
+            side = extra.get(st.id, Student(st.id))
+            students[st.id] = Student(
+                st.id,
+                st.first_name or side.first_name,
+                st.last_name or side.last_name,
+                st.email or side.email,
+                st.lms_user_id or side.lms_id,
+                side.login,
+                side.section,
+            )
     return Roster(list(students.values()))
