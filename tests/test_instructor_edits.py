@@ -9,9 +9,11 @@ import copy
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 
+import nbformat
 import pytest
 from rich.console import Console
 
@@ -53,8 +55,34 @@ def set_points(gid: str, points: float):
     return change
 
 
+def restate(nb, more: float, heading: tuple[str, str] | None = None) -> None:
+    """What the instructor writes with a change of points: the "Total: N points" line
+    (`more` points, all automatic) and a section heading's "(N points)"."""
+
+    def bump(match, by=more):
+        return match.group(0).replace(match.group(1), f"{float(match.group(1)) + by:g}")
+
+    for c in nb.cells:
+        if c.cell_type != "markdown":
+            continue
+        c.source = re.sub(r"Total: (\d+) points", bump, c.source)
+        c.source = re.sub(r"(\d+) checked automatically", bump, c.source)
+        if heading:
+            c.source = c.source.replace(*heading)
+
+
+def more_points(nb) -> None:
+    """Q1.1 worth 2 points instead of 1, and the text saying so."""
+    cell(nb, "q1-1-forward").metadata.nbgrader.points = 2
+    restate(
+        nb, 1, ("## Q1 · Finite differences (4 points)", "## Q1 · Finite differences (5 points)")
+    )
+
+
 def add_question(nb) -> None:
-    """A question added at the end: an answer cell and its test cell."""
+    """A question added at the end, under a heading of its own: an answer cell and its
+    test cell."""
+    heading = nbformat.v4.new_markdown_cell("## Q6 · The gradient, again (1 point)")
     answer = copy.deepcopy(cell(nb, "q2-answer"))
     answer.metadata.nbgrader.grade_id = "q6-answer"
     answer.source = answer.source.replace("def gradient(", "def gradient_again(")
@@ -64,7 +92,8 @@ def add_question(nb) -> None:
     test.source = test.source.replace("(gradient", "(gradient_again")
     for c in (answer, test):
         c.id = c.metadata.nbgrader.grade_id
-    nb.cells += [answer, test]
+    nb.cells += [heading, answer, test]
+    restate(nb, 1)
 
 
 def release(course: Course) -> None:
@@ -182,8 +211,9 @@ def test_edits_after_release_regrade_without_flagging_and_revert_cleanly(tmp_pat
     assert first["ada"].code == "" and first["ada"].score == 13
     assert first["eve"].code == "tampered" and "q1-2-central edited" in first["eve"].reason
 
-    original = edit_source(course, set_points("q1-1-forward", 2))
+    original = edit_source(course, more_points)
     edit_source(course, add_question)
+    assert lint.lint_source(course.root, [A]) == []
     release(course)
     second = course.grade(A, progress=False)
     ada = second["ada"]
