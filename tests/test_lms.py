@@ -80,6 +80,7 @@ def course(tmp_path) -> Course:
         ("doejane_LATE_12345_678901_01_derivatives.ipynb", "canvas", "12345", NB),
         (layouts.EXAMPLES["moodle"], "moodle", "12345", NB),
         ("Jane Doe_12345_assignsubmission_file_01_derivatives.ipynb", "moodle", "12345", NB),
+        ("Jane Doe_12345_assignsubmission_file/01_derivatives.ipynb", "moodle", "12345", NB),
         ("download/José Núñez_777_assignsubmission_file_/sub/01_derivatives.ipynb", "moodle",
          "777", NB),
     ],

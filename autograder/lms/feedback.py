@@ -138,7 +138,8 @@ def archive(
                         "assignment's Moodle download, or give lms_id in the roster)"
                     )
                     continue
-                top = _safe(f"{name}_{pid}_assignfeedback_file_")
+                # Moodle splits the folder's name at "_": none in the name (as its download)
+                top = _safe(f"{name.replace('_', ' ')}_{pid}_assignfeedback_file_")
             elif lms == "canvas" and student.lms_id:
                 sortable = re.sub(r"[\W_]+", "", (student.last_name + student.first_name).lower())
                 top = _safe(f"{sortable}_{student.lms_id}_{student_id}")

@@ -11,7 +11,8 @@ Canvas        ``doejane_12345_678901_01_derivatives.ipynb``, late:
               (``<sortable name>_[late_]<user id>_<submission id>_<file>``; a file uploaded
               again under the same name may end ``-1``, ``-2`` before its extension)
 Moodle        ``Jane Doe_12345_assignsubmission_file_/01_derivatives.ipynb`` (one folder per
-              participant and plugin), or flat:
+              participant and plugin; Moodle 4.1 and later drop the folder's last ``_``;
+              the number is the participant's id in this assignment), or flat:
               ``Jane Doe_12345_assignsubmission_file_01_derivatives.ipynb``
 ============  ==========================================================================
 
@@ -53,7 +54,8 @@ _CANVAS = re.compile(
     r"^(?P<name>[^\W_]+)_(?:(?P<late>late)_)?(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$",
     re.S | re.I,
 )
-_MOODLE_DIR = re.compile(r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_$", re.S)
+# Moodle 4.1 and later name the folder without the trailing "_"
+_MOODLE_DIR = re.compile(r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_?$", re.S)
 _MOODLE_FLAT = re.compile(
     r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<file>.+)$", re.S
 )
