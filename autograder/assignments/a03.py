@@ -54,13 +54,13 @@ F64 = torch.float64
 REV, FWD, NUM = methods.REVERSE, methods.FORWARD, methods.NUMERICAL
 
 
-def _rule(require=(), forbid=(), asks: str = "") -> methods.Rule:
-    return methods.Rule(frozenset(require), frozenset(forbid), asks)
+def _rule(require=(), forbid=(), asks: str = "", seeded: bool = False) -> methods.Rule:
+    return methods.Rule(frozenset(require), frozenset(forbid), asks, seeded)
 
 
 # The methods the questions name (see the module docstring).
 VJP_ASKS = "backward(v), a vector-Jacobian product"
-VJP = _rule(forbid={NUM}, asks=VJP_ASKS)  # + jac.require_vjp once the values are right
+VJP = _rule(forbid={NUM}, asks=VJP_ASKS, seeded=True)  # + jac.require_vjp once values are right
 FORMULA = _rule(forbid={REV, FWD, NUM}, asks="a formula written out, without autograd")
 PREDICTION = _rule(forbid={REV, FWD}, asks="a formula, no autograd")
 ACCUMULATION = _rule({REV}, {NUM}, "backward, called once per row of vs on one graph y = f(x)")
@@ -266,7 +266,7 @@ def check_vjp_y3x2(vjp_y3x2, *, hidden: bool = False) -> None:
         got, hits, apis = _run(q, vjp_y3x2, x.clone(), v.clone(), rule=VJP)
         J = jacobian_matrix(y3x2, x)
         jac.check_vjp(q, f"vᵀJ for y = 3x² with v = {_short(v)}", got, J=J, v=v, expected=expected)
-        jac.require_vjp(q, name, hits, apis, outputs=x.numel(), asks=VJP_ASKS)
+        jac.require_vjp(q, name, hits, apis, outputs=x.numel(), asks=VJP_ASKS, v=1)
     passed(q, note)
 
 
@@ -385,12 +385,12 @@ def check_vjp(vjp, *, hidden: bool = False) -> None:
     q = "Q2.2 vjp"
     cases, note = _vjp_cases(q, hidden)
     for fname, fn, x, v, expected in cases:
-        got, hits, apis = _run(q, vjp, fn, x.clone(), v.clone(), then=VJP)
+        got, hits, apis = _run(q, vjp, fn, x.clone(), v.clone(), rule=VJP)
         what = f"vᵀJ for {fname}, v = {_short(v)}"
         _require_tensor_like(q, what, got, x)
         J = jacobian_matrix(fn, x)
         jac.check_vjp(q, what, got, J=J, v=v, expected=expected)
-        jac.require_vjp(q, _name(vjp), hits, apis, outputs=J.shape[0], asks=VJP_ASKS)
+        jac.require_vjp(q, _name(vjp), hits, apis, outputs=J.shape[0], asks=VJP_ASKS, v=2)
     passed(q, note)
 
 
@@ -603,7 +603,7 @@ def check_q_grads(q_grads, *, hidden: bool = False) -> None:
         jac.check_vjp(q, f"a.grad at a = {_short(a)}", result[0], J=J_a, v=v, expected=a_grad)
         jac.check_vjp(q, f"b.grad at b = {_short(b)}", result[1], J=J_b, v=v, expected=b_grad)
         # One reverse pass (Q.backward(v)), or one per input (autograd.grad for a, then b).
-        jac.require_vjp(q, name, hits, apis, outputs=a.numel(), passes=2, asks="Q.backward(v)")
+        jac.require_vjp(q, name, hits, apis, outputs=a.numel(), passes=2, asks="Q.backward(v)", v=2)
     passed(q, note)
 
 

@@ -371,10 +371,13 @@ def require_vjp(
     outputs: int,
     passes: int = 1,
     asks: str = "backward(v)",
+    v: int | None = None,
 ) -> None:
     """Fail unless one call (its method record `hits`, its autograd entry points `apis`)
     computed vᵀJ as a vector-Jacobian product: reverse-mode autograd, at most `passes`
-    reverse passes, no forward mode and no entry point that builds the whole Jacobian.
+    reverse passes, no forward mode and no entry point that builds the whole Jacobian;
+    with `v` (the index of v among the call's arguments), a pass that pushed v back (as
+    its starting gradient, or inside the graph: (y * v).sum().backward()).
 
     Any reverse-mode VJP counts (`backward(v)`, `torch.autograd.grad` with `grad_outputs`,
     `torch.func.vjp`, `torch.autograd.functional.vjp`). The cause is named from what the call
@@ -415,3 +418,27 @@ def require_vjp(
             ],
         )
     methods.enforce(question, methods.Rule(frozenset({methods.REVERSE}), asks=asks), hits, name)
+    if v is not None and methods.seeded(hits, v) is False:
+        from_ones = f"{methods.SEED}:ones" in hits
+        raise CheckFailed(
+            question,
+            f"`{name}` does not push v back through the graph",
+            [
+                f"`{name}`: the reverse pass started from "
+                + ("a gradient of ones" if from_ones else "a gradient that is not v")
+                + ", and v took no part in it"
+            ],
+            [
+                Finding(
+                    "v_after_backward" if from_ones else "v_not_pushed",
+                    f"this question asks for {asks}: v is the gradient the reverse pass starts "
+                    "from (y.backward(v), torch.autograd.grad(y, x, v)). "
+                    + (
+                        "Running backward from ones and multiplying by v afterwards gives "
+                        "(Jᵀ1) ⊙ v, which equals vᵀJ only where J is diagonal."
+                        if from_ones
+                        else "A pass started from another vector computes another product."
+                    ),
+                )
+            ],
+        )

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -59,6 +60,7 @@ class Rule:
     require: frozenset[str] = frozenset()
     forbid: frozenset[str] = frozenset()
     asks: str = ""
+    seeded: bool = False  # a vector-Jacobian product: note what seeds each reverse pass
 
 
 AUTOGRAD = Rule(frozenset({REVERSE, FORWARD}), frozenset({NUMERICAL}), "autograd")
@@ -72,17 +74,32 @@ def options_for(rule: Rule | None, args: tuple = ()) -> frozenset[str]:
     """What must be recorded to judge `rule` on a call with `args`: the answer's own
     arithmetic is watched for shifted inputs only where numerical differencing is
     forbidden and no function is handed over (a difference of a given function shows in
-    where that function is evaluated; the watch costs a test per torch op)."""
-    if rule is None or NUMERICAL not in rule.forbid:
+    where that function is evaluated; the watch costs a test per torch op); what seeds
+    each reverse pass only where the rule asks for a vector-Jacobian product (reading the
+    graph costs about a millisecond per pass)."""
+    if rule is None:
         return frozenset()
-    if any(isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args):
-        return frozenset()
-    return frozenset({SHIFTS})
+    options = {SEEDS} if rule.seeded else set()
+    if NUMERICAL in rule.forbid and not any(
+        isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args
+    ):
+        options.add(SHIFTS)
+    return frozenset(options)
 
 
 # --- recording --------------------------------------------------------------------------
 
 _ACTIVE: list[list[str]] = []  # the hit lists of the recordings now running
+# id(hits) -> (argument index, values) of the tensors that recording's call was given
+_GIVEN: dict[int, list[tuple[int, torch.Tensor]]] = {}
+
+# What seeded a reverse pass, noted after each REVERSE hit: "seed:<i>" when the pass pushed
+# back the values of argument i (as the gradient it started from, or as a tensor saved in
+# the graph it ran through: (y * v).sum().backward()); "seed:ones" when it started from
+# ones and met none of the arguments' values; "seed:other" otherwise.
+SEED = "seed"
+SEEDS = "seeds"  # the watch option that turns this on
+_MAX_GRAPH_NODES = 500
 
 # question -> (function, warnings caught, hits) of its last call of the student's code, so
 # that a failed comparison can name a cause only with evidence (see diagnose).
@@ -107,6 +124,92 @@ def _noting(hit: str, original: Callable) -> Callable:
     return noted
 
 
+def _seeding(engine: Callable) -> Callable:
+    """The engine's entry point, noting REVERSE and what seeded the pass (:data:`SEED`)."""
+
+    @functools.wraps(engine)
+    def run(t_outputs: Any, *args: Any, **kwargs: Any) -> Any:
+        for hits in _ACTIVE:
+            hits.append(REVERSE)
+            given = _GIVEN.get(id(hits))
+            if given:
+                try:
+                    seeds = args[0] if args else kwargs.get("grad_tensors", ())
+                    hits.extend(_seed(t_outputs, seeds, given))
+                except Exception:  # recording must never change what the answer computes
+                    pass
+        return engine(t_outputs, *args, **kwargs)
+
+    return run
+
+
+def _same(values: torch.Tensor, want: torch.Tensor) -> bool:
+    """Equal values, in the precision of float32 at least (a cast is not a change)."""
+    return values.shape == want.shape and bool(
+        torch.allclose(values, want, rtol=1e-6, atol=1e-12, equal_nan=True)
+    )
+
+
+def _seed(t_outputs: Any, seeds: Any, given: list[tuple[int, torch.Tensor]]) -> list[str]:
+    """The :data:`SEED` hits for one reverse pass from `t_outputs` seeded with `seeds`."""
+    parts = [_plain(t) for t in seeds if isinstance(t, torch.Tensor)]
+    parts = [p.flatten() for p in parts if p is not None]
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    ones = bool(flat.numel()) and bool((flat == 1).all())
+    out = [f"{SEED}:{i}" for i, values in given if values.numel() and _same(flat, values)]
+    if len(out) < len(given):
+        # Seeded with ones where an argument is all ones (y.sum().backward() for v = 1):
+        # the same pass, whichever way it was written.
+        if ones:
+            out += [f"{SEED}:{i}" for i, values in given if values.numel() and (values == 1).all()]
+        # The argument may have entered the graph: (y * v).sum().backward().
+        saved = _saved_values(t_outputs)
+        out += [
+            f"{SEED}:{i}"
+            for i, values in given
+            if values.numel() and any(_same(s, values) for s in saved)
+        ]
+        out = list(dict.fromkeys(out))
+    if ones:
+        out.append(f"{SEED}:ones")
+    return out or [f"{SEED}:other"]
+
+
+def _saved_values(t_outputs: Any) -> list[torch.Tensor]:
+    """The tensors saved in the graph behind `t_outputs` (flattened float64 values)."""
+    roots = [t.grad_fn for t in t_outputs if isinstance(t, torch.Tensor) and t.grad_fn]
+    seen: set[int] = set()
+    out: list[torch.Tensor] = []
+    while roots and len(seen) < _MAX_GRAPH_NODES:
+        node = roots.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for name in dir(node):
+            if name.startswith("_saved_"):
+                try:
+                    value = getattr(node, name)
+                except Exception:
+                    continue
+                if isinstance(value, torch.Tensor):
+                    p = _plain(value)
+                    if p is not None:
+                        out.append(p.flatten())
+                elif isinstance(value, int | float) and not isinstance(value, bool):
+                    out.append(torch.tensor([float(value)], dtype=torch.float64))
+        roots.extend(fn for fn, _ in getattr(node, "next_functions", ()) if fn is not None)
+    return out
+
+
+def seeded(hits: list[str], index: int) -> bool | None:
+    """Whether a reverse pass of the record pushed back argument `index`'s values; None
+    when no pass's seed was recorded."""
+    seeds = [h for h in hits if h.startswith(SEED + ":")]
+    if not seeds:
+        return None
+    return f"{SEED}:{index}" in seeds
+
+
 @contextlib.contextmanager
 def _hooks() -> Iterator[None]:
     """Patch the engine's one entry point and forward AD's level entry for the duration."""
@@ -116,7 +219,7 @@ def _hooks() -> Iterator[None]:
 
     engine = tag._engine_run_backward
     dual = predispatch._enter_dual_level
-    hooked_engine = _noting(REVERSE, engine)
+    hooked_engine = _seeding(engine)
     ta._engine_run_backward = hooked_engine
     tag._engine_run_backward = hooked_engine
     predispatch._enter_dual_level = _noting(FORWARD, dual)
@@ -250,6 +353,8 @@ class _ShiftWatch(TorchFunctionMode):
             except Exception:  # recording must never change what the answer computes
                 watched = []
         out = func(*args, **(kwargs or {}))
+        if name in _EXPORTS and not self.found:
+            return self._exported(out)
         if watched and isinstance(out, torch.Tensor):
             try:
                 with _ModeOff():
@@ -259,6 +364,59 @@ class _ShiftWatch(TorchFunctionMode):
             except Exception:
                 pass
         return out
+
+    def _exported(self, out: Any) -> Any:
+        """Values leaving torch (x.numpy(), np.asarray(x), x.item(), float(x), x.tolist()),
+        watched the same way when they are the inputs' values: a difference written in
+        numpy or with Python floats is still a difference."""
+        try:
+            with _ModeOff():
+                if isinstance(out, np.ndarray) and out.dtype.kind in "fc":
+                    if out.size and self._all_inputs(
+                        torch.from_numpy(np.ascontiguousarray(out.real, dtype=np.float64))
+                        .reshape(-1)
+                        .clone(),
+                        _NUMPY_DTYPES.get(out.dtype, torch.float64),
+                    ):
+                        watched = out.view(_WatchedArray)
+                        watched._watch = self
+                        return watched
+                elif isinstance(out, float) and self._all_inputs(
+                    torch.tensor([out], dtype=torch.float64), torch.float64
+                ):
+                    return _WatchedFloat(out, self)
+                elif isinstance(out, list):
+                    return [self._exported(v) for v in out]
+        except Exception:  # recording must never change what the answer computes
+            pass
+        return out
+
+    def _shifted(self, before: float | np.ndarray, after: Any) -> None:
+        """Note NUMERICAL if `after` moves the exported input values `before` by a step."""
+        try:
+            with _ModeOff():
+                b, a = np.asarray(before), np.asarray(after)
+                kind = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
+                b = torch.as_tensor(b.astype(kind)).reshape(-1)
+                a = torch.as_tensor(a.astype(kind)).reshape(-1)
+                if a.shape == b.shape and self._moved(b, a):
+                    self.found = True
+                    self.hits.append(NUMERICAL)
+        except Exception:
+            pass
+
+    def _step_like_number(self, value: Any) -> bool:
+        """A plain number (Python or numpy scalar) small enough to be a difference step, or
+        a numpy array that :meth:`_step_like` would take for one (h·eᵢ)."""
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":  # h·eᵢ
+            return self._step_like(torch.from_numpy(np.array(value, dtype=value.dtype)))
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, int | float | complex):
+            return False
+        return 0 < abs(value) <= _MAX_SHIFT * self.scale
 
     def _step_like(self, value) -> bool:
         """A number, or a constant tensor whose non-zero entries share one size, no larger
@@ -327,6 +485,75 @@ class _ShiftWatch(TorchFunctionMode):
         if after.is_complex():  # a complex step moves the values off the real axis only
             return 0 < top <= _MAX_SHIFT * self.scale
         return _MIN_SHIFT * self.scale < top <= _MAX_SHIFT * self.scale
+
+
+_EXPORTS = {"numpy", "__array__", "item", "__float__", "tolist"}
+_NUMPY_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
+
+
+class _WatchedArray(np.ndarray):
+    """An input's values exported to numpy: an addition or subtraction of a step is noted
+    (then the result is a plain array again)."""
+
+    _watch: _ShiftWatch | None = None
+
+    def __array_finalize__(self, obj):
+        self._watch = getattr(obj, "_watch", None)
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        if isinstance(out, np.float64) and self._watch is not None:  # x[i] + h
+            return _WatchedFloat(float(out), self._watch)
+        return out
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        watch = self._watch
+        plain = [np.asarray(i) if isinstance(i, _WatchedArray) else i for i in inputs]
+        outs = kwargs.get("out")
+        if outs:
+            kwargs["out"] = tuple(
+                np.asarray(o) if isinstance(o, _WatchedArray) else o for o in outs
+            )
+        before = None
+        if watch is not None and not watch.found and method == "__call__" and len(plain) == 2:
+            if ufunc is np.add:
+                candidates = [i for i in (0, 1) if isinstance(inputs[i], _WatchedArray)]
+            elif ufunc is np.subtract:
+                candidates = [0] if isinstance(inputs[0], _WatchedArray) else []
+            else:
+                candidates = []
+            for i in candidates:
+                if watch._step_like_number(plain[1 - i]):
+                    before = np.array(plain[i], copy=True)
+                    break
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if before is not None:
+            watch._shifted(before, result)
+        return result
+
+
+class _WatchedFloat(float):
+    """An input's value exported as a Python float: x + h and x - h are noted."""
+
+    def __new__(cls, value: float, watch: _ShiftWatch):
+        self = super().__new__(cls, value)
+        self._watch = watch
+        return self
+
+    def _step(self, other: Any, result: Any) -> Any:
+        watch = self._watch
+        if not watch.found and watch._step_like_number(other):
+            watch._shifted(float(self), result)
+        return result
+
+    def __add__(self, other):
+        return self._step(other, float(self) + other)
+
+    def __radd__(self, other):
+        return self._step(other, other + float(self))
+
+    def __sub__(self, other):
+        return self._step(other, float(self) - other)
 
 
 class _ModeOff:
@@ -425,6 +652,14 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
     copies of its inputs too."""
     snapshot = _snapshot(args)
     _ACTIVE.append(hits)
+    if SEEDS in options:
+        _GIVEN[id(hits)] = [
+            (i, p.flatten())
+            for i, a in enumerate(args)
+            if isinstance(a, torch.Tensor)
+            for p in [_plain(a)]
+            if p is not None
+        ]
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_hooks())
@@ -433,6 +668,7 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
             yield instrument(args, hits)
     finally:
         _ACTIVE.remove(hits)
+        _GIVEN.pop(id(hits), None)
         with contextlib.suppress(Exception):
             hits.extend(_changes(snapshot))
 

@@ -759,7 +759,9 @@ def jacobian_vmap(f, x):
         },
         lost={
             "q1-vjp-y3x2": "not_a_vjp",
-            "q2-2-vjp": "not_a_vjp",
+            # its first functions have one output: its one backward per output is a
+            # backward from ones, v multiplied in afterwards
+            "q2-2-vjp": "v_after_backward",
             "q3-2-accumulated": "summed_by_hand",
             "q4-q-grads": "not_a_vjp",
             "q6-2-rows": "one_backward_per_row",
@@ -1051,6 +1053,98 @@ from torch.func import jacrev, vmap
 def jacobian_vmap(f, x):
     return vmap(lambda point: jacrev(f)(point))(x)
 """,
+        },
+    ),
+    "alt_sum_trick": Student(
+        "v pushed back inside the graph instead of as backward's argument: "
+        "(y * v).sum().backward(), torch.dot, torch.autograd.grad of a weighted sum",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (3 * x**2 * v).sum().backward()
+    return x.grad
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad((f(x) * v).sum(), x)
+    return g
+""",
+            Q4: """
+def q_grads(a, b, v):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    torch.dot(3 * a**3 - b**2, v).backward()
+    return a.grad, b.grad
+""",
+        },
+    ),
+    "v_after_backward": Student(
+        "backward from ones, multiplied by v afterwards: right numbers where J is diagonal "
+        "(y = 3x², Q = 3a³ − b²), not vᵀJ computed as asked",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (3 * x**2).backward(torch.ones_like(x))
+    return x.grad * v
+""",
+            Q4: """
+def q_grads(a, b, v):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    (3 * a**3 - b**2).sum().backward()
+    return a.grad * v, b.grad * v
+""",
+        },
+        lost={"q1-vjp-y3x2": "v_after_backward", "q4-q-grads": "v_after_backward"},
+        says={"q1-vjp-y3x2": ("equals vᵀJ only where J is diagonal",)},
+    ),
+    "finite_differences_numpy": Student(
+        "central differences computed outside torch: on numpy arrays from x.numpy(), and on "
+        "Python floats from x.tolist()",
+        answers={
+            Q23: """
+def jacobian_example(x):
+    xn = x.detach().numpy()
+    h = 1e-6
+    columns = []
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        up = example(torch.from_numpy(xn + e)).numpy()
+        down = example(torch.from_numpy(xn - e)).numpy()
+        columns.append((up - down) / (2 * h))
+    return torch.from_numpy(np.stack(columns, axis=1))
+""",
+            Q5: """
+def _g_at(a, b):
+    return float(g(torch.tensor([a, b], dtype=torch.float64)))
+
+
+def grad_g(x):
+    h = 1e-6
+    rows = []
+    for a, b in x.tolist():
+        rows.append(
+            [
+                (_g_at(a + h, b) - _g_at(a - h, b)) / (2 * h),
+                (_g_at(a, b + h) - _g_at(a, b - h)) / (2 * h),
+            ]
+        )
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def batched_gradient(f, x):
+    return torch.func.vmap(torch.func.grad(f))(x)
+""",
+        },
+        lost={
+            "q2-3-jacobian-example": "numerical_difference",
+            "q5-1-grad-g": "numerical_difference",
         },
     ),
 }
