@@ -53,6 +53,19 @@ def _cos_cheat(deriv: str, prelude: str = "", about: str = "") -> Student:
     )
 
 
+# Q3 with a correct autograd half; F_PRIME is the student's formula for f'(x).
+_Q3_AUTOGRAD_OK = """
+def f_prime(x):
+    return F_PRIME
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    y.backward(gradient=torch.ones_like(y))
+    return x.grad
+"""
+
 STUDENTS: dict[str, Student] = {
     "perfect": Student("the instructor's solutions"),
     "blank": Student("the unmodified release notebook", blank=True),
@@ -872,5 +885,60 @@ def f_prime_autograd(x):
 """
         },
         lost={"q3-1-analytic": "term_sign"},
+    ),
+    "cos_of_inner_derivative": Student(
+        "Q3.1 with the chain rule applied inside out: d/dx sin(x²) written cos(2x)",
+        answers={Q3: _Q3_AUTOGRAD_OK.replace("F_PRIME", "2 * x + torch.cos(2 * x)")},
+        lost={"q3-1-analytic": "inner_derivative_inside"},
+    ),
+    "sin_differentiated_to_minus_sin": Student(
+        "Q3.1 with sin differentiated as −sin: 2x − 2x·sin(x²)",
+        answers={Q3: _Q3_AUTOGRAD_OK.replace("F_PRIME", "2 * x - 2 * x * torch.sin(x**2)")},
+        lost={"q3-1-analytic": "wrong_outer_derivative"},
+    ),
+    "sin_term_only": Student(
+        "Q3.1 differentiates sin(x²) and forgets the x² term: 2x·cos(x²)",
+        answers={Q3: _Q3_AUTOGRAD_OK.replace("F_PRIME", "2 * x * torch.cos(x**2)")},
+        lost={"q3-1-analytic": "missing_term"},
+    ),
+    "alt_chain_rule_steps": Student(
+        "Q3.1 written step by step as the chain rule reads (inner value, inner derivative), "
+        "and Q1's helpers through one secant-slope helper",
+        answers={
+            Q3: _Q3_AUTOGRAD_OK.replace("F_PRIME", "_chain(x)")
+            + """
+
+def _chain(x):
+    inner = x**2
+    d_inner = 2 * x
+    return d_inner + torch.cos(inner) * d_inner
+""",
+            DIFF: """
+def _secant(f, left, right, run):
+    return (f(right) - f(left)) / run
+
+
+def forward_difference(f, x, h):
+    return _secant(f, x, x + h, h)
+
+
+def central_difference(f, x, h):
+    return _secant(f, x - h, x + h, 2 * h)
+""",
+        },
+    ),
+    "central_over_h": Student(
+        "the central difference divided by h instead of 2h",
+        answers={
+            DIFF: """
+def forward_difference(f, x, h):
+    return (f(x + h) - f(x)) / h
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / h
+"""
+        },
+        lost={"q1-2-central": "half_run", "q1-4-errors": None},
     ),
 }
