@@ -652,7 +652,7 @@ def check_plot(plot_derivatives, *, hidden: bool = False) -> None:
     with recording({"cos"}) as analytic:
         fig, _ = call(q, plot_derivatives, x.clone(), rule=PLOTTED)
     try:
-        check_curves(q, fig, {"f'(x)": _np_f_prime}, rtol=1e-4, atol=1e-4)
+        check_curves(q, fig, {"f'(x)": _np_f_prime}, rtol=1e-4, atol=1e-4, figure=True)
         _two_curves_on_x(q, plotted_lines(fig), x.numpy(), bool(analytic))
     finally:
         _close(fig)

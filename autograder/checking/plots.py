@@ -40,17 +40,30 @@ def check_curves(
     labels: bool = True,
     grid: np.ndarray | None = None,
     one_axes: bool = False,
+    figure: bool = False,
 ) -> None:
     """Raise CheckFailed unless every named curve is plotted (and labelled if asked).
 
     `grid`: the x values the question gave; every named curve must be plotted against
-    them. `one_axes`: the named curves must share one set of axes.
+    them. `one_axes`: the named curves must share one set of axes. `figure`: the question
+    asks for the Figure itself (an Axes, or the list plt.plot returns, is not it).
     """
     if fig is None or not (hasattr(fig, "get_axes") or hasattr(fig, "get_lines")):
         raise CheckFailed(
             question,
             "no figure returned",
-            [f"expected a matplotlib Figure (or Axes), got {type(fig).__name__}"],
+            [
+                f"expected a matplotlib Figure{'' if figure else ' (or Axes)'}, "
+                f"got {type(fig).__name__}"
+            ],
+            [_FIGURE_FINDING] if figure else [],
+        )
+    if figure and not _is_figure(fig):
+        raise CheckFailed(
+            question,
+            f"your function returned {_a(type(fig).__name__)}, not the figure",
+            [f"expected a matplotlib Figure, got {type(fig).__name__}"],
+            [_FIGURE_FINDING],
         )
     lines = plotted_lines(fig)
     if not lines:
@@ -124,3 +137,18 @@ def check_curves(
                         "naming each curve (label=... and ax.legend())"
                     ],
                 )
+
+
+_FIGURE_FINDING = Finding(
+    "not_a_figure",
+    "this question asks for the figure: return the Figure you drew on (fig from "
+    "fig, ax = plt.subplots(), or ax.figure), not the Axes or the lines plt.plot returns.",
+)
+
+
+def _is_figure(value) -> bool:
+    return any(c.__name__ in ("Figure", "SubFigure") for c in type(value).__mro__)
+
+
+def _a(name: str) -> str:
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name

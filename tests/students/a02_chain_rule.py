@@ -877,4 +877,34 @@ def forward_tangents(x):
         says={"q2-graph": ("✓ Q2 graph of f: passed",)},
         prints=("same graph",),
     ),
+    "plot_returns_axes": Student(
+        "the plot right, but the Axes returned where the question asks for the figure",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    fig, ax = plt.subplots()
+    ax.plot(x, f_prime(x), label="analytic")
+    ax.plot(x, f_prime_autograd(x), "--", label="autograd")
+    ax.legend()
+    return ax
+""",
+        },
+        lost={"q3-4-plot": "not_a_figure"},
+        says={"q3-4-plot": ("returned an Axes, not the figure",)},
+    ),
+    "alt_plot_pyplot_state": Student(
+        "the plot drawn with pyplot's current figure, returned with plt.gcf()",
+        answers={
+            Q33: _F_PRIME_AUTOGRAD
+            + """
+def plot_derivatives(x):
+    plt.figure()
+    plt.plot(x, f_prime(x), label="analytic")
+    plt.plot(x, f_prime_autograd(x), "--", label="autograd")
+    plt.legend()
+    return plt.gcf()
+""",
+        },
+    ),
 }
