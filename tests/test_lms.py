@@ -261,6 +261,23 @@ def test_canvas_and_moodle_downloads_match_students_through_the_roster(course, t
     assert students == ["alice", "bob"]
 
 
+def test_blackboard_usernames_with_underscores_are_split_by_the_roster(course, tmp_path):
+    from autograder.lms.roster import Roster, Student
+
+    roster = Roster([Student("alice", "Alice", "Liddell", login="a_liddell")])
+    download = make_zip(
+        tmp_path / "bb.zip",
+        {
+            f"Derivatives_a_liddell_attempt_2026-11-20-23-59-30_{NB}": sample("alice"),
+            f"Derivatives_liddell_attempt_2026-11-20-23-59-30_{NB}": sample("alice"),
+        },
+    )
+    got = collect(course_dir=course.root, assignment=A, download=download, roster=roster)
+    assert list(got.students) == ["alice"]
+    (skip,) = got.skipped
+    assert skip.reason == "no student in the roster with Blackboard username 'liddell'"
+
+
 # --- roster ------------------------------------------------------------------------------------
 
 
@@ -440,28 +457,35 @@ def test_grades_csv_names_questions_with_their_assignment(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def graded_from_canvas(tmp_path_factory):
-    """Alice (every answer right) and Bob (blank) handed in through Canvas, collected
-    and graded by real nbgrader."""
+def graded_from_lms(tmp_path_factory):
+    """Alice (every answer right) handed in through Blackboard, twice, at times nbgrader
+    used to misread; Bob (blank) through Canvas, late: collected, and graded by real
+    nbgrader in one run."""
     base = tmp_path_factory.mktemp("lms")
     course = Course.create(base, [A])
     (base / "roster.csv").write_text(ROSTER)
     import_roster(course_dir=course.root, path=base / "roster.csv")
-    download = make_zip(
-        base / "submissions.zip",
+    blackboard = make_zip(
+        base / "gradebook_Derivatives.zip",
         {
-            f"liddellalice_12345_900001_{NB}": sample("alice"),
-            f"builderbob_late_67890_900002_{NB}": sample("bob"),
+            f"Derivatives_aliddell_attempt_2026-11-20-14-05-45_{NB}": sample("bob"),
+            f"Derivatives_aliddell_attempt_2026-11-20-23-59-30_{NB}": sample("alice"),
+            "Derivatives_aliddell_attempt_2026-11-20-23-59-30.txt": b"Name: Alice Liddell",
         },
-        when=(2026, 11, 20, 23, 59, 30),
     )
-    outcomes = course.grade(A, submissions=download, jobs=2)
+    collect(course_dir=course.root, assignment=A, download=blackboard)
+    canvas = make_zip(
+        base / "submissions.zip",
+        {f"builderbob_late_67890_900002_{NB}": sample("bob")},
+        when=(2026, 11, 21, 20, 30, 10),
+    )
+    outcomes = course.grade(A, submissions=canvas, jobs=2)
     return course, outcomes
 
 
 @pytest.mark.slow
-def test_a_canvas_download_is_graded(graded_from_canvas):
-    course, outcomes = graded_from_canvas
+def test_lms_downloads_are_graded_with_their_times(graded_from_lms):
+    course, outcomes = graded_from_lms
     auto = sum(course.auto_cells(A).values())
     assert {s: (o.status, o.score) for s, o in outcomes.items()} == {
         "alice": ("graded", auto),
@@ -471,18 +495,16 @@ def test_a_canvas_download_is_graded(graded_from_canvas):
     with in_dir(course.root):
         gb = api.gradebook
         try:
-            sub = gb.find_submission(A, "alice")
-            assert sub.timestamp == datetime(2026, 11, 20, 23, 59, 30)
+            assert gb.find_submission(A, "alice").timestamp == datetime(2026, 11, 20, 23, 59, 30)
+            assert gb.find_submission(A, "bob").timestamp == datetime(2026, 11, 21, 20, 30, 10)
             assert gb.find_student("alice").lms_user_id == "12345"
         finally:
             gb.close()
 
 
 @pytest.mark.slow
-def test_feedback_after_hand_grading_keeps_the_grades_and_packs_for_moodle(
-    graded_from_canvas, capsys
-):
-    course, _ = graded_from_canvas
+def test_feedback_after_hand_grading_keeps_the_grades_and_packs_for_moodle(graded_from_lms, capsys):
+    course, _ = graded_from_lms
     api = nbgrader_api(course.root)
     with in_dir(course.root):
         gb = api.gradebook

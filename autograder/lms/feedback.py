@@ -154,7 +154,7 @@ def archive(
                     student_id,
                     student.first_name,
                     student.last_name,
-                    got.get("lms_id") or student.lms_id,
+                    student.lms_id or got.get("lms_id", ""),
                     score,
                     " ".join(f.relative_to(folder).as_posix() for f in files),
                 ]
