@@ -22,7 +22,12 @@ from .core.nbgrader_io import (
 )
 from .core.outcome import Outcome
 from .core.request import GradeRequest
-from .core.submissions import has_submissions, import_submissions, submission_problem
+from .core.submissions import (
+    has_submissions,
+    import_submissions,
+    is_lms_download,
+    submission_problem,
+)
 from .lint import AuthoringError, lint_source
 
 # What the facade offers besides its own functions (from autograder.core).
@@ -163,6 +168,11 @@ def grade(
                 f"assignment of {course_dir / 'source'}: name the assignment"
             )
     if submissions is not None:
+        if len(names) > 1 and is_lms_download(Path(submissions)):
+            raise FileNotFoundError(
+                f"{submissions} is an LMS download, which holds one assignment: name it "
+                f"(one of {', '.join(names)})"
+            )
         for name in names:
             import_submissions(course_dir=course_dir, assignment=name, submissions=submissions)
     request = GradeRequest(
