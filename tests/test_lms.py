@@ -186,11 +186,14 @@ def test_a_download_that_yields_nothing_exits_non_zero_naming_every_file(course,
             "doejane_12345_678901_notes.pdf": b"%PDF",
         },
     )
+    with zipfile.ZipFile(download, "a") as zf:
+        zf.writestr(f"X_.._attempt_2026-11-20-23-59-30_{NB}", sample("alice"))
     status = main(["--course-dir", str(course.root), "collect", A, str(download)])
     err = capsys.readouterr().err
     assert status == 2
     assert "nothing collected" in err and "0 student(s) collected" in err
-    assert "3 file(s) skipped" in err
+    assert "4 file(s) skipped" in err
+    assert "'..' cannot name a student's folder" in err
     assert "skipped report.pdf: the name matches no LMS download layout" in err
     assert "skipped doejane_12345_678901_notes.pdf: not a notebook (.pdf)" in err
     assert "receipt" in err

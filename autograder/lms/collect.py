@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import layouts
-from .roster import Roster
+from .roster import Roster, usable_id
 from .roster import load as load_roster
 
 
@@ -189,6 +189,11 @@ def collect(
         student, note = _student_for(found, roster)
         if student is None:
             result.skipped.append(layouts.Skip(member.path, note))
+            continue
+        if not usable_id(student):
+            result.skipped.append(
+                layouts.Skip(member.path, f"{student!r} cannot name a student's folder")
+            )
             continue
         if note and note not in result.notes:
             result.notes.append(note)

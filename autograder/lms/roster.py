@@ -49,6 +49,11 @@ ALIASES = {
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 
 
+def usable_id(student_id: str) -> bool:
+    """Whether `student_id` can name the student's folders."""
+    return bool(_STUDENT_ID.match(student_id))
+
+
 class RosterError(ValueError):
     """A roster that cannot be imported: every problem, each naming its line."""
 
@@ -118,7 +123,7 @@ def read_csv(path: Path) -> list[Student]:
         if not sid:
             problems.append(f"line {line}: no student id")
             continue
-        if not _STUDENT_ID.match(sid):
+        if not usable_id(sid):
             problems.append(
                 f"line {line}: student id {sid!r} is not usable as a folder name "
                 "(letters, digits, and . _ @ + - after the first character)"
