@@ -3,20 +3,24 @@
 A cell that computes is stopped by its CPU time (:class:`~.execution.CellWatch`), so a
 loaded machine, which only slows it down, costs it nothing. A cell that sleeps or waits
 (``time.sleep``, a lock nobody releases, a read from a pipe nobody writes) uses no CPU
-and would hold its worker until the generous wall-clock limit. This module measures
-progress the scheduler's way: for every thread of the kernel's process tree,
-``/proc/<pid>/task/<tid>/schedstat`` gives the time it ran *and the time it waited,
-runnable, for a CPU*. A starved kernel keeps waiting on the run queue, so that second
-number grows; a sleeping or blocked one (or one stopped by a signal) grows neither. A
-kernel is **stalled** once, for :attr:`Meter.limit` seconds in a row, the two together
-grew by less than :data:`ACTIVE_SHARE` of the time that passed, and none of its threads
-was found runnable (state ``R`` in ``/proc/<pid>/task/<tid>/stat``: a thread starved for
-long has its waiting added to schedstat only once it runs).
+and would hold its worker until the generous wall-clock limit. This module tells the
+two apart the scheduler's way, reading every thread of the kernel's process tree in
+/proc twice a second:
 
-The grading process's own threads count as the kernel's: while a test cell is re-checked
-the kernel rightly waits for the grader's questions, and the grader is then the one
-computing. Where ``schedstat`` is missing, a thread's CPU ticks from its ``stat`` stand
-in.
+- a thread in state ``R`` (``/proc/<pid>/task/<tid>/stat``) is running or waiting for
+  a CPU: a kernel starved by load is found so at nearly every look;
+- the time a thread ran (``schedstat``, in nanoseconds; CPU ticks where that is
+  missing) shows work done between two looks, however briefly the thread ran.
+
+A kernel is **stalled** once, for :attr:`Meter.limit` seconds in a row, none of its
+threads was found runnable and together they ran less than :data:`ACTIVE_SHARE` of the
+time that passed (a loop of short sleeps runs far less). A kernel stopped by a signal
+(state ``T``) that runs between stops, as a starving scheduler's would, keeps running
+more than that.
+
+The grading process's own threads count too, with a higher bar (:data:`HELPER_SHARE`):
+while a test cell is re-checked the kernel rightly waits for the grader's questions, and
+the grader is then the one computing, whereas waiting for a kernel costs it little.
 
 The limit is ``AUTOGRADER_STALL`` seconds (default :data:`DEFAULT_LIMIT`; 0 turns the
 rule off).
@@ -30,8 +34,10 @@ import time
 
 DEFAULT_LIMIT = 10.0
 ENV = "AUTOGRADER_STALL"
-# Share of wall time the kernel and the grader must run or wait to run, to count as busy.
-ACTIVE_SHARE = 0.01
+# Share of the time passed the kernel's threads must run, together, to count as working.
+ACTIVE_SHARE = 0.003
+# The same for the grading process's threads (which poll while they wait for a kernel).
+HELPER_SHARE = 0.1
 SAMPLE_EVERY = 0.5  # seconds between readings of /proc
 # Seconds an interrupted kernel may stay stalled before it is killed.
 GRACE = 3.0
@@ -58,9 +64,7 @@ def _tids(pid: int) -> list[str]:
 
 
 def _progress(pid: int, tid: str) -> tuple[float, bool]:
-    """(seconds run + seconds waited to run, runnable now) for one thread. (The time a
-    thread waited is added to schedstat only once it runs again, so a thread starved
-    for long is seen by its state, ``R``.)"""
+    """(seconds run, runnable now) for one thread."""
     base = f"/proc/{pid}/task/{tid}"
     try:
         with open(f"{base}/stat") as fh:
@@ -71,12 +75,10 @@ def _progress(pid: int, tid: str) -> tuple[float, bool]:
     runnable = bool(fields) and fields[0] == "R"
     try:
         with open(f"{base}/schedstat") as fh:
-            ran, waited, _ = fh.read().split()
-        return (int(ran) + int(waited)) / 1e9, runnable
-    except (OSError, ValueError):
+            return int(fh.read().split()[0]) / 1e9, runnable
+    except (OSError, ValueError, IndexError):
         pass
-    # utime and stime: stat's 14th and 15th fields
-    try:
+    try:  # utime and stime: stat's 14th and 15th fields
         return (int(fields[11]) + int(fields[12])) * TICK, runnable
     except (IndexError, ValueError):
         return 0.0, runnable
@@ -97,25 +99,28 @@ class Meter:
         self._last_sample = 0.0
         self.quiet_since = None
 
-    def _sample(self, pids: list[int]) -> tuple[float, bool]:
-        """Progress of every thread since the last sample (all of a thread's, or a
-        process's, started meanwhile), and whether any is runnable now."""
-        own = threading.get_native_id()  # the watching thread itself is not progress
-        grown, runnable, seen = 0.0, False, {}
-        for pid in [*pids, os.getpid()]:
+    def _sample(self, pids: list[int]) -> tuple[float, float, bool]:
+        """(the kernel's threads' run time since the last sample, the grading process's,
+        whether any is runnable now). A thread or process started since the last sample
+        counts with all it ran."""
+        me, own = os.getpid(), str(threading.get_native_id())  # (the watch is not work)
+        ran = {True: 0.0, False: 0.0}
+        runnable, seen = False, {}
+        for pid in [*pids, me]:
+            helper = pid == me
             for tid in _tids(pid):
-                if pid == os.getpid() and tid == str(own):
+                if helper and tid == own:
                     continue
                 total, ready = _progress(pid, tid)
                 runnable = runnable or ready
                 key = (pid, tid)
                 seen[key] = total
                 if key in self._total:
-                    grown += max(0.0, total - self._total[key])
-                elif self._total:  # started since the last sample: all of it is new
-                    grown += total
+                    ran[helper] += max(0.0, total - self._total[key])
+                elif self._total:
+                    ran[helper] += total
         self._total = seen
-        return grown, runnable
+        return ran[False], ran[True], runnable
 
     def stalled(self, pids, *, limit: float | None = None, now: float | None = None) -> float:
         """Seconds the kernel has been stalled for, once that is more than the limit
@@ -129,12 +134,10 @@ class Meter:
         if self._last_sample and now - self._last_sample < SAMPLE_EVERY:
             return self._over(now, limit)
         first = not self._total
-        grown, runnable = self._sample(pids())
+        kernel, helper, runnable = self._sample(pids())
         elapsed = now - self._last_sample if self._last_sample else 0.0
         self._last_sample = now
-        if first:
-            self.quiet_since = now
-        elif runnable or grown > ACTIVE_SHARE * elapsed:
+        if first or runnable or kernel > ACTIVE_SHARE * elapsed or helper > HELPER_SHARE * elapsed:
             self.quiet_since = now
         return self._over(now, limit)
 
