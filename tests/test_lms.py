@@ -438,6 +438,10 @@ def test_exports_have_each_lms_columns(course, tmp_path):
         ["Liddell", "Alice", "aliddell", f"{auto:g}"],
     ]
     assert any(f"no blackboard id given for {A}" in n for n in notes)
+    text = (out / "blackboard_grades.csv").read_text()
+    assert text.startswith('"Last Name","First Name","Username",')
+    export(course_dir=course.root, lms="blackboard", out_dir=out, ids={A: "_123_1"})
+    assert rows_of(out / "blackboard_grades.csv")[0][3] == f"{A} [Total Pts: {total:g}] |_123_1"
 
     with pytest.raises(FileNotFoundError, match="not in the gradebook: 09_nothing"):
         export(course_dir=course.root, lms="csv", out_dir=out, assignments=["09_nothing"])

@@ -23,12 +23,13 @@ Every export writes two files into the output folder:
                                               ``Grade``, ``Maximum Grade``, ...
   blackboard ``blackboard_grades.csv``        ``Last Name``, ``First Name``, ``Username``,
                                               ``<assignment> [Total Pts: N] |<column id>``
+                                              (every value quoted, as Blackboard asks)
   csv        (only the per-question file)
   ========== ================================ =============================================
 
 An assignment's LMS id (Canvas assignment id, Blackboard column id) comes from `ids`;
-without one the column is headed by the assignment's name alone, which Canvas and
-Blackboard import as a new column. A student not graded in an assignment gets an empty
+without one the column is headed by the assignment's name alone, which Canvas imports
+as a new assignment and Blackboard as a new text column worth 0 points. A student not graded in an assignment gets an empty
 cell (the LMS leaves its grade alone). Points still to be graded by hand are not in the
 totals until they are graded; they are listed in the export's notes.
 """
@@ -159,10 +160,10 @@ def _source_order(course_dir: Path, assignment: str) -> dict[str, int]:
     return order
 
 
-def _write(path: Path, rows: list[list[str]]) -> Path:
+def _write(path: Path, rows: list[list[str]], quoting: int = csv.QUOTE_MINIMAL) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(rows)
+        csv.writer(fh, quoting=quoting).writerows(rows)
     return path
 
 
@@ -258,7 +259,8 @@ def blackboard(grades: Grades, path: Path, ids: dict[str, str]) -> Path:
             [s.last_name, s.first_name, s.login or s.lms_id or s.student_id]
             + [grades.total(a, s.student_id) for a in names]
         )
-    return _write(path, rows)
+    # Blackboard reads a comma-separated upload only with every value quoted
+    return _write(path, rows, csv.QUOTE_ALL)
 
 
 def _missing_ids(grades: Grades, lms: str) -> list[Student]:
@@ -316,11 +318,17 @@ def export(
     ]
     if pending:
         notes.append("points still to grade by hand, not in the totals: " + ", ".join(pending))
-    if lms in ("canvas", "blackboard"):
-        no_id = [a for a in grades.assignments if a not in ids]
-        if no_id:
-            notes.append(
-                f"no {lms} id given for {', '.join(no_id)}: imported as new column(s) "
-                "(give --assignment-id NAME=ID to fill existing ones)"
-            )
+    no_id = [a for a in grades.assignments if a not in ids]
+    if lms == "canvas" and no_id:
+        notes.append(
+            f"no canvas id given for {', '.join(no_id)}: Canvas creates new assignment(s) "
+            "(give --assignment-id NAME=ID, the number in the assignment's address, to fill "
+            "existing ones)"
+        )
+    if lms == "blackboard" and no_id:
+        notes.append(
+            f"no blackboard id given for {', '.join(no_id)}: Blackboard adds text column(s) "
+            "with 0 points possible (create the columns in the Grade Center, download it "
+            "once to read their ids, and give --assignment-id NAME=ID)"
+        )
     return written, notes
