@@ -8,8 +8,9 @@ graded notebook before the feedback is written, and the submission is flagged.
 
 What counts as a secret line: a line inside such a block, stripped, of at least
 :data:`MIN_CHARS` characters with a letter or digit in it, that appears nowhere in the
-released notebooks outside those blocks or in the course package (the students have
-those lines already) and not
+released notebooks outside those blocks or in the course package, not even inside a
+longer line there (the students have those lines already: a check's message may quote
+`x.grad = None`), and not
 in the graded notebook's own cell sources (the student's own code, and the test cells
 nbgrader shows in the feedback anyway). So a kernel that prints ``pass``, a bracket or
 its own code is left alone. A line of output is redacted when it contains a secret line
@@ -95,7 +96,10 @@ class Secrets:
                 public.update(_norm(line) for line in path.read_text("utf-8").splitlines())
             except (OSError, ValueError):
                 continue
-        self.lines = frozenset(s for s in secret - public if _worth_hiding(s))
+        # A line students have inside a longer one is theirs too: a check's message that
+        # says "zero it (x.grad = None)" does not reproduce a solution line `x.grad = None`.
+        known = "\n".join(public)
+        self.lines = frozenset(s for s in secret - public if _worth_hiding(s) and s not in known)
 
     def found_in(self, text: str, own: frozenset[str]) -> bool:
         """Whether one line of output reproduces a secret line (other than `own`)."""
