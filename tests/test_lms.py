@@ -410,6 +410,13 @@ def test_exports_have_each_lms_columns(course, tmp_path):
     assert scores[f"{A}/q2-gradient"] == f"{points['q2-gradient']:g}"
     assert scores[f"{A}/q4-3-explain"] == ""  # not graded by hand yet
 
+    # Alice's Moodle download named her by this assignment's participant id, 4401
+    moodle = make_zip(
+        tmp_path / "moodle.zip",
+        {f"Alice Liddell_4401_assignsubmission_file/{NB}": sample("alice")},
+        when=(2026, 11, 20, 23, 59, 30),
+    )
+    collect(course_dir=course.root, assignment=A, download=moodle)
     export(course_dir=course.root, lms="moodle", out_dir=out)
     rows = rows_of(out / "moodle_grades.csv")
     assert rows[0] == ["First name", "Last name", "ID number", "Email address", A]
@@ -426,9 +433,14 @@ def test_exports_have_each_lms_columns(course, tmp_path):
     assert [r[:6] for r in sheet[1:]] == [
         ["Participant 67890", "Bob Builder", "bob@example.edu", "Submitted for grading - Graded",
          "0", f"{total:g}"],
-        ["Participant 12345", "Alice Liddell", "alice@example.edu",
+        ["Participant 4401", "Alice Liddell", "alice@example.edu",
          "Submitted for grading - Graded", f"{auto:g}", f"{total:g}"],
     ]  # fmt: skip
+    moodle_date = "%A, %d %B %Y, %I:%M %p"  # what Moodle writes, and reads back
+    assert sheet[2][7] == "Friday, 20 November 2026, 11:59 PM"
+    assert sheet[1][7] == "-"  # Bob's submission was not collected here
+    graded_at = datetime.strptime(sheet[1][8], moodle_date)
+    assert abs((datetime.now() - graded_at).total_seconds()) < 600
 
     written, notes = export(course_dir=course.root, lms="blackboard", out_dir=out)
     rows = rows_of(out / "blackboard_grades.csv")

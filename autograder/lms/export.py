@@ -219,6 +219,12 @@ def moodle(grades: Grades, path: Path) -> Path:
 def moodle_worksheet(grades: Grades, course_dir: Path, assignment: str, path: Path) -> Path:
     """Moodle's "grading worksheet" of one assignment: the participant ids are that
     assignment's own (Moodle numbers participants per assignment), from its download."""
+    from datetime import datetime
+
+    # Moodle's own date form: it reads "Last modified (grade)" back with strtotime and
+    # skips a row whose grade changed in Moodle later, unless told to overwrite
+    moodle_date = "%A, %d %B %Y, %I:%M %p"
+    now = datetime.now().strftime(moodle_date)
     seen = read_manifest(course_dir, assignment)
     rows = [MOODLE_WORKSHEET]
     for s in grades.roster.students:
@@ -239,12 +245,21 @@ def moodle_worksheet(grades: Grades, course_dir: Path, assignment: str, path: Pa
                 f"{sub.score:g}",
                 f"{sub.max_score:g}",
                 "Yes",
-                got.get("submitted_at", ""),
-                "-",
+                _moodle_time(got.get("submitted_at", ""), moodle_date),
+                now,
                 comment,
             ]
         )
     return _write(path, rows)
+
+
+def _moodle_time(text: str, form: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).strftime(form)
+    except ValueError:
+        return "-"
 
 
 def blackboard(grades: Grades, path: Path, ids: dict[str, str]) -> Path:
