@@ -23,11 +23,35 @@ from autograder import notebooks  # noqa: E402
 CLASS = {
     "alice": ["perfect"],
     "bob": ["blank"],
-    "chen": ["double_backward", "accumulated_rows", "adjoint_missing_factor", "summed_batch"],
-    "dara": ["missing_chain_factor", "transposed", "graph_missing_reciprocal", "no_create_graph"],
-    "eli": ["cos_alias_import", "vjp_swapped", "analytic_uses_autograd", "wrong_tensors"],
+    "chen": [
+        "double_backward",
+        "accumulated_rows",
+        "adjoint_missing_factor",
+        "summed_batch",
+        "grads_not_zeroed",
+    ],
+    "dara": [
+        "missing_chain_factor",
+        "transposed",
+        "graph_missing_reciprocal",
+        "no_create_graph",
+        "where_nan",
+    ],
+    "eli": [
+        "cos_alias_import",
+        "vjp_swapped",
+        "analytic_uses_autograd",
+        "wrong_tensors",
+        "naive_softplus",
+    ],
     "fay": ["alt_float32", "alt_float32", "alt_float32", "alt_float32"],
-    "gus": ["exact_equality", "alt_functional", "alt_graph_renamed", "alt_autograd_grad"],
+    "gus": [
+        "exact_equality",
+        "alt_functional",
+        "alt_graph_renamed",
+        "alt_autograd_grad",
+        "alt_apis",
+    ],
 }
 
 CORPORA = {
@@ -35,6 +59,7 @@ CORPORA = {
     "02_chain_rule": "tests.students.a02_chain_rule",
     "03_vector_jacobian": "tests.students.a03_vector_jacobian",
     "04_parametrized": "tests.students.a04_parametrized",
+    "05_using_autograd": "tests.students.a05_using_autograd",
 }
 
 
