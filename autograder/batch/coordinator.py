@@ -3,9 +3,10 @@
 The coordinator never executes student code. It prepares the gradebook, sorts out the
 submissions that cannot be graded at all (no file, invalid JSON, another assignment's
 notebook, ...), skips the ones already graded by an earlier run and unchanged since, hands
-the rest to an executor and records each outcome as it arrives. The grading workers write
-the gradebook themselves through nbgrader, one transaction at a time machine-wide
-(:mod:`.gradebook`); the coordinator's own outcome store (:mod:`.store`) is what makes a
+the rest to an executor and records each outcome as it arrives. Local grading workers
+write the gradebook themselves through nbgrader, one transaction at a time machine-wide
+(:mod:`.gradebook`); on a Dask cluster the workers send their results back and this
+process alone writes the gradebook (:mod:`.distributed`); the coordinator's own outcome store (:mod:`.store`) is what makes a
 re-run skip finished work and a killed run resume.
 
 One entry point, :func:`grade`, for one assignment or several: every submission of the
@@ -32,12 +33,13 @@ from ..core.outcome import Outcome
 from ..core.request import GradeRequest, Settings
 from ..core.submissions import submission_problem, submitted_students
 from . import gradebook, store
+from .distributed import DaskExecutor, cluster_setting
 from .executor import Executor, LocalExecutor
 from .progress import GradingProgress
 
 DEFAULT_CPU_LIMIT = 120.0
 # Failures of the grading machinery rather than of the submission: never reused.
-RETRY_CODES = {"worker_crashed", "worker_hung", "grader_error", "lost"}
+RETRY_CODES = {"worker_crashed", "worker_hung", "grader_error", "lost", "no_worker"}
 
 
 def limits(course_dir: Path, timeout: float | None, wall_timeout: float | None):
@@ -97,7 +99,9 @@ def grade(
     (and learn from every assignment's notebooks) instead of once per assignment, and the
     submissions of every assignment share one queue (:meth:`.Executor.run_jobs`), so no
     core idles at the end of each assignment. `executor`: where the submissions run
-    (default: a :class:`.LocalExecutor` of ``request.jobs`` workers, closed at the end).
+    (default: a :class:`.LocalExecutor` of ``request.jobs`` workers, or a
+    :class:`.DaskExecutor` when a cluster is named (see
+    :func:`.distributed.cluster_setting`); closed at the end).
     """
     course_dir = request.course_dir
     assignments = list(request.assignments)
@@ -107,14 +111,25 @@ def grade(
     rosters = {a: _roster(course_dir, a, request.students) for a in assignments}
     own_executor = executor is None
     if executor is None:
-        # logs/<time>-<assignment>/ (…-all/ for several assignments), one folder per run
-        name = assignments[0] if len(assignments) == 1 else "all"
-        log_dir = store.run_log_dir(course_dir, name)
         cells = max(_code_cells(course_dir, a) for a in assignments)
         per_job = cells * (settings.wall_limit + settings.interrupt_grace_wall + 10)
-        executor = LocalExecutor(
-            request.jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=assignments
-        )
+        cluster = cluster_setting(course_dir, request.cluster)
+        if cluster:
+            executor = DaskExecutor(
+                cluster,
+                course_dir=course_dir,
+                assignments=assignments,
+                job_timeout=per_job + 600,
+                threads=request.jobs,
+                console=console,
+            )
+        else:
+            # logs/<time>-<assignment>/ (…-all/ for several assignments), one folder per run
+            name = assignments[0] if len(assignments) == 1 else "all"
+            log_dir = store.run_log_dir(course_dir, name)
+            executor = LocalExecutor(
+                request.jobs, log_dir=log_dir, job_timeout=per_job + 600, learn_from=assignments
+            )
     try:
         if any(_likely_work(course_dir, a, rosters[a], key, force) for a in assignments):
             # Warm up (kernels' imports, workers' imports) while the gradebook is prepared

@@ -4,9 +4,9 @@ The coordinator hands an :class:`Executor` the run's
 :class:`~autograder.core.request.Settings` and the (assignment, student) jobs to grade,
 all in one queue (:meth:`Executor.run_jobs`), and reads outcomes back as they finish, in
 any order. It never learns how: :class:`LocalExecutor` runs worker processes on this
-machine (one more than the cores) with kernels forked from a warm fork server; a
-distributed engine would implement the same methods and run :class:`~.worker.Grader`
-wherever the course directory is visible. An executor that grades one assignment at a
+machine (one more than the cores) with kernels forked from a warm fork server;
+:class:`~.distributed.DaskExecutor` sends them to the workers of a Dask cluster, each of
+which runs a :class:`LocalExecutor` of its own (fed through :meth:`LocalExecutor.serve`). An executor that grades one assignment at a
 time implements only :meth:`Executor.run`; the default :meth:`Executor.run_jobs` feeds it
 the queue assignment by assignment.
 
@@ -211,6 +211,49 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
 
 
 # --- local executor ---------------------------------------------------------------------
+
+
+class JobInbox:
+    """Jobs handed to a running :meth:`LocalExecutor.serve` from other threads; putting
+    one wakes the executor's wait at once."""
+
+    KEY = "inbox"
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._jobs: list[tuple[str, str]] = []
+        self._closed = False
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._writer.send(b"!")
+
+    def put(self, assignment: str, student: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the inbox is closed")
+            self._jobs.append((assignment, student))
+        self._wake()
+
+    def close(self) -> None:
+        """No more jobs: the executor's serve ends once those taken are done."""
+        with self._lock:
+            self._closed = True
+        self._wake()
+
+    def take(self) -> tuple[list[tuple[str, str]], bool]:
+        """The jobs put since the last call, and whether the inbox is closed."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, []
+            return jobs, self._closed
+
+    def release(self) -> None:
+        self.reader.close()
+        self._writer.close()
 
 
 @dataclass
@@ -425,6 +468,40 @@ class LocalExecutor(Executor):
         if not queue:
             return
         self.start(settings, len(queue))
+        worker_settings = self._ready_for(settings)
+        pending = len(queue)
+        while pending:
+            self._dispatch(queue)
+            for outcome in self._collect(worker_settings, queue):
+                pending -= 1
+                yield outcome
+
+    def serve(self, settings: Settings, inbox: JobInbox) -> Iterator[Outcome]:
+        """Like :meth:`run_jobs`, for jobs that keep arriving: each is taken from `inbox`
+        as soon as it is put there (another thread may put them); ends once the inbox is
+        closed and every job taken has its outcome."""
+        self.start(settings, self.jobs)
+        worker_settings = self._ready_for(settings)
+        queue: list[tuple[str, str]] = []
+        pending = 0
+        self.sel.register(inbox.reader, selectors.EVENT_READ, JobInbox.KEY)
+        try:
+            while True:
+                taken, closed = inbox.take()
+                queue += taken
+                pending += len(taken)
+                if closed and not pending:
+                    return
+                self._dispatch(queue)
+                for outcome in self._collect(worker_settings, queue):
+                    pending -= 1
+                    yield outcome
+        finally:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(inbox.reader)
+
+    def _ready_for(self, settings: Settings) -> Settings:
+        """The workers' settings, once the fork server is warm; the run's must match them."""
         if replace(self._worker_settings, assignment=settings.assignment) != replace(
             settings,
             forkserver=self._worker_settings.forkserver,
@@ -436,24 +513,26 @@ class LocalExecutor(Executor):
         if self.forkserver is not None and self.forkserver.proc is not None:
             if not self.forkserver.wait_ready():
                 self.notes.append(self.forkserver.problem or "fork server unavailable")
-        worker_settings = self._worker_settings
-        pending = len(queue)
-        while pending:
-            for worker in list(self.workers.values()):
-                if worker.ready and worker.job is None and queue:
-                    worker.job = queue.pop(0)
-                    worker.started = time.monotonic()
-                    assignment, student = worker.job
-                    job = {"student": student, "assignment": assignment}
-                    worker.sock.sendall(json.dumps(job).encode() + b"\n")
-            for outcome in self._collect(worker_settings, queue):
-                pending -= 1
-                yield outcome
+        return self._worker_settings
+
+    def _dispatch(self, queue: list[tuple[str, str]]) -> None:
+        """Hand the next jobs of `queue` to the idle workers."""
+        for worker in list(self.workers.values()):
+            if worker.ready and worker.job is None and queue:
+                worker.job = queue.pop(0)
+                worker.started = time.monotonic()
+                assignment, student = worker.job
+                job = {"student": student, "assignment": assignment}
+                worker.sock.sendall(json.dumps(job).encode() + b"\n")
 
     def _collect(self, worker_settings: Settings, queue: list[tuple[str, str]]):
         """Wait for messages; yield finished outcomes; replace dead or hung workers."""
         events = self.sel.select(timeout=1.0)
         for key, _ in events:
+            if key.data == JobInbox.KEY:  # new jobs: taken by the caller's loop
+                with contextlib.suppress(OSError):
+                    key.fileobj.recv(1 << 16)
+                continue
             worker = self.workers.get(key.data)
             if worker is None:
                 continue
