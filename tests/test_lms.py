@@ -21,6 +21,7 @@ import pytest
 from autograder import course as course_mod
 from autograder.cli import main
 from autograder.core.nbgrader_io import ensure_assignment, in_dir, load_config, nbgrader_api
+from autograder.core.submissions import submission_problem
 from autograder.lms import layouts
 from autograder.lms.collect import CollectError, collect, read_manifest
 from autograder.lms.export import export
@@ -212,6 +213,38 @@ def test_grading_nothing_is_not_success(course, capsys):
     out = capsys.readouterr().out
     assert status == 1
     assert "0 graded, 0 ungradable" in out and "nothing graded" in out
+
+
+@pytest.mark.parametrize(
+    ("stamp", "problem"),
+    [
+        ("2026-11-20-23-59-30", True),  # nbgrader: "Invalid timestamp string"
+        ("2026-11-20-20-30-10", True),  # nbgrader: 06:00 the next day
+        ("", True),
+        ("tomorrow-ish", True),
+        ("2026-11-20 23:59:30", False),
+    ],
+)
+def test_a_timestamp_nbgrader_misreads_is_named(course, stamp, problem):
+    """A submitted/ folder from nbgrader's own zip_collect, with the LMS's dashed time."""
+    folder = course.submit("alice", A, raw=sample("alice")).parent
+    (folder / "timestamp.txt").write_text(stamp + "\n")
+    got = submission_problem(course.root, A, "alice")
+    if problem:
+        assert got[0] == "invalid_timestamp"
+        assert f"timestamp.txt holds {stamp!r}, which nbgrader cannot read" in got[1]
+    else:
+        assert got is None
+
+
+@pytest.mark.slow
+def test_a_misread_timestamp_does_not_stop_the_run(course, capsys):
+    folder = course.submit("alice", A, raw=sample("alice")).parent
+    (folder / "timestamp.txt").write_text("2026-11-20-23-59-30\n")
+    status = main(["--course-dir", str(course.root), "grade", A])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "0 graded, 1 ungradable: alice (invalid timestamp: timestamp.txt holds" in out
 
 
 # --- finding 2: Canvas and Moodle layouts, matched through the roster --------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -125,14 +126,43 @@ def _owner(course_dir: Path, assignment: str, *, name: str | None = None, ids=()
     return None
 
 
+def _timestamp_problem(folder: Path) -> str | None:
+    """Why nbgrader could not read the submission's timestamp.txt (it would stop on it),
+    or None. nbgrader's own `zip_collect` can write times it cannot read back."""
+    path = folder / "timestamp.txt"
+    if not path.exists():
+        return None
+    from nbgrader.utils import parse_utc
+
+    text = path.read_text(errors="replace").strip()
+    try:
+        if not text:
+            raise ValueError("empty")
+        if re.fullmatch(r"\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d", text):
+            # an LMS's dashed time: nbgrader reads its -MM-SS tail as a time-zone offset
+            raise ValueError("dashed time")
+        parse_utc(text)
+    except (ValueError, OverflowError):
+        return (
+            f"invalid timestamp: timestamp.txt holds {text!r}, which nbgrader cannot read "
+            "(write the time as 2026-11-20 23:59:30, or collect the download again with "
+            "`autograder collect`)"
+        )
+    return None
+
+
 def submission_problem(course_dir: Path, assignment: str, student: str) -> tuple[str, str] | None:
     """(code, reason) when a submission cannot be graded at all, before running anything:
-    nothing submitted, no notebook, an empty / non-JSON / non-notebook file, or another
-    assignment's notebook (by file name, or by its graded cells)."""
+    nothing submitted, a timestamp.txt nbgrader cannot read, no notebook, an empty /
+    non-JSON / non-notebook file, or another assignment's notebook (by file name, or by
+    its graded cells)."""
     course_dir = Path(course_dir)
     folder = course_dir / "submitted" / student / assignment
     if not folder.is_dir():
         return "not_submitted", "missing: nothing submitted"
+    stamp = _timestamp_problem(folder)
+    if stamp:
+        return "invalid_timestamp", stamp
     notebooks = sorted(folder.glob("*.ipynb"))
     if not notebooks:
         return "missing_notebook", "missing notebook: no .ipynb file submitted"
