@@ -13,6 +13,9 @@ from autograder import notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The `postgres_server` fixture: a real PostgreSQL server on loopback (tests/pg_server.py).
+pytest_plugins = ["tests.pg_server"]
+
 
 def _nbgrader(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader") or {}
