@@ -104,7 +104,15 @@ def check_dz_dx(dz_dx, *, hidden: bool = False) -> None:
     q = "Q1.1 dz_dx (analytic)"
     x, note = _q1_x(q, hidden)
     got, _ = call(q, dz_dx, x.clone(), rule=FORMULA)
-    ctx = Context(factors={"3x², the derivative of the inner x³ + 4": 3 * x**2})
+    inside = Finding(
+        "inner_derivative_inside",
+        "your answer has cos of 3x², the inner derivative, where the chain rule keeps the "
+        "inner function inside: cos(x³ + 4), multiplied by the inner derivative outside.",
+    )
+    ctx = Context(
+        factors={"3x², the derivative of the inner x³ + 4": 3 * x**2},
+        mistakes=[(inside, torch.cos(3 * x**2)), (inside, 3 * x**2 * torch.cos(3 * x**2))],
+    )
     check_close(q, "dz/dx = d/dx sin(x³ + 4)", got, _q1_reference(x)[1], context=ctx)
     passed(q, note)
 
@@ -464,25 +472,34 @@ def _two_sided(g: torch.Generator, n: int, high: float) -> torch.Tensor:
 def known_mistakes(x: torch.Tensor, ref: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
     """Wrong versions of f'(x) that students write, each with what went wrong."""
     s, c, lg = torch.sin(x), torch.cos(x), torch.log(x**2)
-    product = (
-        "product_rule",
-        "(uv)' = u'v + uv' for log(x²)·sin(x): a term of the product rule is missing",
-    )
+    product = "(uv)' = u'v + uv' for log(x²)·sin(x): your answer has only one of its two terms"
     return [
         (
             Finding(
                 "log_chain_factor",
-                "d/dx log(x²) is (1/x²)·2x = 2/x: the chain-rule factor 2x of the inner x² is "
-                "missing (you have sin(x)/x²)",
+                "your answer differentiates log(x²) as 1/x² (its log term is sin(x)/x²): the "
+                "chain-rule factor, the derivative of the inner x², is missing",
             ),
             ref - 2 / x * s + s / x**2,
         ),
         (
-            Finding("reciprocal_sign", "d/dx (1/x) = −1/x²: that term's sign is flipped"),
+            Finding(
+                "reciprocal_sign",
+                "your answer differentiates 1/x as +1/x²: the derivative of 1/x = x⁻¹ is "
+                "−x⁻², so that term's sign is flipped",
+            ),
             ref + 2 / x**2,
         ),
-        (Finding(*product), ref - lg * c),
-        (Finding(*product), ref - 2 / x * s),
+        (Finding("product_rule", product), ref - lg * c),
+        (Finding("product_rule", product), ref - 2 / x * s),
+        (
+            Finding(
+                "log_chain_factor",
+                "your answer differentiates log(x²) as 1/x, as if it were log x (its log term "
+                "is sin(x)/x): apply the chain rule to the inner x²",
+            ),
+            ref - 2 / x * s + s / x,
+        ),
     ]
 
 

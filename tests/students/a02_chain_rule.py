@@ -58,6 +58,18 @@ def dz_dx(x):
 
 """
 
+# Q1 with the solution's dz_dy_and_dz_dx, for students who change dz_dx only.
+_DZ_DY_AND_DZ_DX = """
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    inner = leaf**3 + 4
+    inner.retain_grad()
+    outer = torch.sin(inner)
+    outer.backward(gradient=torch.ones_like(outer))
+    return inner.grad, leaf.grad
+"""
+
 # The solution's f_prime_autograd, for students who change plot_derivatives only.
 _F_PRIME_AUTOGRAD = """
 def f_prime_autograd(x):
@@ -876,6 +888,60 @@ def forward_tangents(x):
         },
         says={"q2-graph": ("✓ Q2 graph of f: passed",)},
         prints=("same graph",),
+    ),
+    "dz_dx_inner_inside": Student(
+        "Q1.1 with the inner derivative put inside the cos: 3x²·cos(3x²)",
+        answers={
+            Q1: """
+def dz_dx(x):
+    return 3 * x**2 * torch.cos(3 * x**2)
+"""
+            + _DZ_DY_AND_DZ_DX
+        },
+        lost={"q1-1-analytic": "inner_derivative_inside"},
+    ),
+    "product_rule_one_term": Student(
+        "Q3.1 differentiates log(x²)·sin(x) as (log(x²))'·sin(x) only: one term of the "
+        "product rule",
+        answers={
+            Q31: """
+def f_prime(x):
+    return 2 / x * torch.sin(x) - 1 / x**2
+"""
+        },
+        lost={"q3-1-analytic": "product_rule", "q3-4-plot": None},
+    ),
+    "log_as_log_x": Student(
+        "Q3.1 differentiates log(x²) as 1/x, as if it were log x",
+        answers={
+            Q31: """
+def f_prime(x):
+    return torch.sin(x) / x + torch.log(x**2) * torch.cos(x) - 1 / x**2
+"""
+        },
+        lost={"q3-1-analytic": "log_chain_factor", "q3-4-plot": None},
+    ),
+    "alt_sum_of_paths": Student(
+        "Q3.1 written as the sum over the three paths of the products of local "
+        "derivatives, Q1.1 as dz/dy · dy/dx",
+        answers={
+            Q31: """
+def f_prime(x):
+    a, b, c = x**2, torch.log(x**2), torch.sin(x)
+    via_a = 1.0 * c * (1 / a) * (2 * x)   # x -> a -> b -> d -> f
+    via_c = 1.0 * b * torch.cos(x)        # x -> c -> d -> f
+    via_e = 1.0 * (-1 / x**2)             # x -> e -> f
+    return via_a + via_c + via_e
+""",
+            Q1: """
+def dz_dx(x):
+    y = x**3 + 4
+    dz_dy = torch.cos(y)
+    dy_dx = 3 * x**2
+    return dz_dy * dy_dx
+"""
+            + _DZ_DY_AND_DZ_DX,
+        },
     ),
     "plot_returns_axes": Student(
         "the plot right, but the Axes returned where the question asks for the figure",
