@@ -20,6 +20,7 @@ from rich.console import Console
 from autograder import course as course_mod
 from autograder import lint, notebooks
 from autograder.batch import store
+from autograder.batch.gradebook import refresh_feedback
 from autograder.core.nbgrader_io import hand_grades_file, in_dir, nbgrader_api
 from autograder.report import print_summary
 from tests.conftest import ROOT, Course
@@ -302,10 +303,14 @@ def test_hand_grades_survive_regrading_and_reach_the_feedback(tmp_path):
     assert forced.score == 12.5 + 1 and forced.needs_manual == 0
     assert "Clear and right." in course.feedback_html("ada", A)
 
+    # Later, in formgrader, a comment; the next run reuses the outcome (the submission and
+    # everything grading depends on unchanged) and writes the pages again.
     give_by_hand(course, "ada", scores={}, comments={"q2-answer": "Nice use of detach."})
-    again = course.grade(A, progress=False)["ada"]
-    assert again.reused
+    assert "Nice use of detach." not in course.feedback_html("ada", A)
+    forced.reused = True
+    assert refresh_feedback(course.root, [forced]) == [f"ada/{A}"]
     assert "Nice use of detach." in course.feedback_html("ada", A)
+    assert refresh_feedback(course.root, [forced]) == []  # nothing new by hand since
 
     path = course.submit("ada", A, raw=b"{ not json")
     assert course.grade(A, progress=False)["ada"].status == "ungradable"
