@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,8 +89,9 @@ def nbgrader_api(course_dir: Path):
     if "root" not in cfg.get("Exchange", {}):
         # Releasing and grading never use nbgrader's exchange, but the API checks its
         # folder on start-up and complains when the system-wide default is missing.
-        exchange = Path(tempfile.gettempdir()) / "autograder-exchange"
-        exchange.mkdir(exist_ok=True)
+        # (An empty folder in the course's state, not in the temporary directory.)
+        exchange = Path(course_dir) / ".autograder" / "exchange"
+        exchange.mkdir(parents=True, exist_ok=True)
         cfg.Exchange.root = str(exchange)
     if "log_level" not in cfg.get("NbGraderAPI", {}):
         # nbgrader's apps log every file they write; callers report what matters.
