@@ -2,8 +2,8 @@
 
 Each instructor notebook is released into a scratch course directory, its answer cells
 filled with the solutions (markers removed, as a student would write them), and graded
-there by the same pipeline that grades students (:func:`autograder.course.grade`, with
-real kernels). A test cell that does not give the solution its points is an authoring
+there by the same pipeline that grades students (:func:`autograder.batch.coordinator.grade`,
+with real kernels). A test cell that does not give the solution its points is an authoring
 mistake: the release is refused, naming the notebook, the cell and the check's message.
 """
 
@@ -51,16 +51,13 @@ def solution_problems(
                 names.setdefault(assignment, []).append(released.name)
         if not names:
             return problems
-        from .course import grade
+        from .batch import coordinator
+        from .core.request import GradeRequest
 
-        outcomes = grade(
-            course_dir=scratch,
-            assignment=list(names),
-            feedback=False,
-            jobs=jobs,
-            progress=False,
-            csv_path=scratch / "grades.csv",
+        request = GradeRequest(
+            course_dir=scratch, assignments=tuple(names), feedback=False, jobs=jobs, progress=False
         )
+        outcomes = coordinator.grade(request)
         for o in outcomes:
             display = f"source/{o.assignment}/{names[o.assignment][0]}"
             if o.status != "graded":
