@@ -822,6 +822,12 @@ def main(argv: list[str] | None = None) -> int:
     added_env = [key for key in KERNEL_ENV if key not in os.environ]
     for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
+    # torch's compiler keeps a cache folder, made when torch._dynamo is imported, in the
+    # temporary directory: for this run (the workers too), in the run's folder instead.
+    os.environ.setdefault(
+        "TORCHINDUCTOR_CACHE_DIR",
+        os.path.join(os.path.dirname(os.path.abspath(args.socket)), "torchinductor"),
+    )
     started = time.perf_counter()
     # No collections in the server: what it imports lives as long as it does, and a
     # collection would only scatter freed holes over pages its kernels share.

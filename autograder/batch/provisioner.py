@@ -203,6 +203,13 @@ class ForkProvisioner(LocalProvisioner):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         submission = self._submission()
         box = submission.sandbox if submission is not None else None
+        path = self.socket_path or os.environ.get(SOCKET_ENV, "")
+        if path and self.parent is not None and not self.parent.connection_file:
+            # Beside the fork server's socket (the run's own folder), not a temporary file
+            # of jupyter_client's, which also sets the sticky bit on the folder it is in.
+            self.parent.connection_file = os.path.join(
+                os.path.dirname(path), f"kernel-{self.kernel_id}.json"
+            )
         if box and self.parent is not None:
             # A sandboxed kernel has no network: talk to it over Unix sockets in its folder.
             self.parent.transport = "ipc"

@@ -67,6 +67,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "autograder"
 LOCK_DIR = "/run/autograder-sandbox" if os.path.isdir("/run") else "/tmp/autograder-sandbox"
 ENV = "AUTOGRADER_SANDBOX"
+SOCKET_PATH_MAX = 107  # bytes in a Unix socket's path (sun_path, less its final NUL)
 BWRAP = os.environ.get("AUTOGRADER_BWRAP") or "/usr/bin/bwrap"
 # Folders of the kernel's filesystem view besides Python's, the course package and its own
 # directory (read-only; what does not exist here is skipped). /bin, /lib... are symlinks
@@ -416,8 +417,13 @@ class Jail:
 
     @staticmethod
     def base_dir() -> str:
-        """Where the kernels' private folders are made (in the temporary directory)."""
-        return os.path.join(tempfile.gettempdir(), "autograder-kernels")
+        """Where the kernels' private folders are made: in the temporary directory, or
+        in /tmp where that path is too long for the kernel's Unix sockets (at most 107
+        bytes, and a kernel's are ``<base>/<uid>-<8 letters>/.autograder-<8>/channel``)."""
+        base = os.path.join(tempfile.gettempdir(), "autograder-kernels")
+        if len(base.encode()) > SOCKET_PATH_MAX - 40:
+            base = "/tmp/autograder-kernels"
+        return base
 
     def _sweep(self) -> None:
         """Remove kernel folders a killed run left: those of a uid nobody holds."""
@@ -785,6 +791,7 @@ def apply_in_child(request: dict) -> None:
     env.update(
         HOME=workdir,
         TMPDIR=workdir,
+        TORCHINDUCTOR_CACHE_DIR=os.path.join(workdir, ".torchinductor"),
         JUPYTER_RUNTIME_DIR=workdir,
         IPYTHONDIR=os.path.join(workdir, ".ipython"),
         MPLCONFIGDIR=os.path.join(workdir, ".matplotlib"),
