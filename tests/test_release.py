@@ -99,8 +99,13 @@ def test_release_keeps_every_signature_and_docstring(assignment):
     for gid, cell in stubs.items():
         if cell.cell_type != "code":
             continue
-        functions = [
-            node for node in ast.parse(solutions[gid]).body if isinstance(node, ast.FunctionDef)
+        tree = ast.parse(solutions[gid]).body
+        functions = [node for node in tree if isinstance(node, ast.FunctionDef)] + [
+            method  # the methods of a class the answer defines (a torch.autograd.Function)
+            for node in tree
+            if isinstance(node, ast.ClassDef)
+            for method in node.body
+            if isinstance(method, ast.FunctionDef)
         ]
         assert functions, gid
         for fn in functions:
@@ -111,7 +116,9 @@ def test_release_keeps_every_signature_and_docstring(assignment):
         body = {
             line.strip()
             for line in cell.source.splitlines()
-            if line.strip() and not line.startswith("def ") and not line.strip().startswith('"""')
+            if line.strip()
+            and not line.strip().startswith(("def ", "class ", "@staticmethod"))
+            and not line.strip().startswith('"""')
         }
         assert body == {"# YOUR CODE HERE", "raise NotImplementedError()"}, (gid, body)
 
