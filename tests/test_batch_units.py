@@ -4,6 +4,7 @@ progress and the run's summary. No kernels here."""
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -106,7 +107,12 @@ def test_fingerprint_follows_the_files_and_settings(course):
     changed = store.fingerprint(course.root, A, "s", "cpu=1")
     assert changed != fp
     src = course.root / "source" / A / f"{A}.ipynb"
-    src.write_bytes(src.read_bytes() + b"\n")
+    src.write_bytes(src.read_bytes() + b"\n")  # not what grading reads: the same
+    assert store.fingerprint(course.root, A, "s", "cpu=1") == changed
+    nb = json.loads(src.read_text())
+    test = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("points"))
+    test["metadata"]["nbgrader"]["points"] += 1  # a test cell's points: graded again
+    src.write_text(json.dumps(nb))
     assert store.fingerprint(course.root, A, "s", "cpu=1") != changed
 
 

@@ -372,11 +372,11 @@ def _small_notebook():
 @pytest.mark.parametrize("flags", [None, ""])
 def test_an_unflagged_feedback_page_is_the_plain_one(flags):
     from autograder.batch.speedups import CachedHTMLExporter
-    from autograder.batch.tamper import BANNER_CLASS, FeedbackExporter
+    from autograder.batch.tamper import BANNER_CLASS, FeedbackExporter, offline_page
 
     nb = _small_notebook()
     page = _feedback_page(FeedbackExporter, flags, nb)
-    assert page == _feedback_page(CachedHTMLExporter, None, nb)
+    assert page == offline_page(_feedback_page(CachedHTMLExporter, None, nb), nb)
     assert BANNER_CLASS not in page
 
 
@@ -384,12 +384,12 @@ def test_a_flagged_feedback_page_opens_with_the_banner():
     """The conversion itself puts the banner first in the page's body, the flags escaped:
     the page is the plain one with the banner inserted right after <body>."""
     from autograder.batch.speedups import CachedHTMLExporter
-    from autograder.batch.tamper import FeedbackExporter, banner_html
+    from autograder.batch.tamper import FeedbackExporter, banner_html, offline_page
 
     nb = _small_notebook()
     flags = "tampered: checks changed at run time (q1 <b>) & 'more'"
     page = _feedback_page(FeedbackExporter, flags, nb)
-    plain = _feedback_page(CachedHTMLExporter, None, nb)
+    plain = offline_page(_feedback_page(CachedHTMLExporter, None, nb), nb)
     at = plain.index("<body>") + len("<body>")
     assert page == plain[:at] + banner_html(flags) + plain[at:]
     assert "Flagged for review.</strong> " + html.escape(flags) + "</div>" in page

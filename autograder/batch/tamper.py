@@ -473,13 +473,19 @@ class FeedbackExporter(CachedHTMLExporter):
 
     def from_notebook_node(self, nb, resources=None, **kw):
         page, resources = super().from_notebook_node(nb, resources, **kw)
-        page = _MATHJAX.sub("", page)
-        page = page.replace("</head>", FEEDBACK_CSS + "</head>", 1)
-        for gid, title in question_titles(nb).items():
-            page = page.replace(
-                f'<a href="#{gid}">Test cell</a>', f'<a href="#{gid}">{html.escape(title)}</a>'
-            )
-        return page, resources
+        return offline_page(page, nb), resources
+
+
+def offline_page(page: str, nb) -> str:
+    """A feedback page (HTML) made to read offline: no MathJax script (the exporter draws
+    math as MathML), the wrapping style, the contents list naming each question."""
+    page = _MATHJAX.sub("", page)
+    page = page.replace("</head>", FEEDBACK_CSS + "</head>", 1)
+    for gid, title in question_titles(nb).items():
+        page = page.replace(
+            f'<a href="#{gid}">Test cell</a>', f'<a href="#{gid}">{html.escape(title)}</a>'
+        )
+    return page
 
 
 def flag_feedback(config, flags: str) -> None:
