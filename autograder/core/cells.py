@@ -95,8 +95,10 @@ class SyncCells(SaveCells):
 
 class _QuietChecksums(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not (msg.startswith("Attribute '%s' for cell") and record.args[:1] == ("checksum",))
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            str(record.msg).startswith("Attribute '%s' for cell") and args[:1] == ("checksum",)
+        )
 
 
 def generated_notebook(state_dir: str | Path, assignment: str, notebook: str) -> Path:
