@@ -119,6 +119,39 @@ def test_forgotten_log_chain_factor_in_f_prime_is_named():
     assert info.value.codes[0] == "log_chain_factor"
 
 
+@pytest.mark.parametrize(
+    ("formula", "code"),
+    [
+        (
+            lambda x: torch.sin(x) / x + torch.log(x**2) * torch.cos(x) - 1 / x**2,
+            "log_chain_factor",
+        ),
+        (
+            lambda x: 2 / x * torch.sin(x) + torch.log(x**2) * torch.cos(x) + 1 / x**2,
+            "reciprocal_sign",
+        ),
+        (lambda x: 2 / x * torch.sin(x) - 1 / x**2, "product_rule"),
+        (lambda x: torch.log(x**2) * torch.cos(x) - 1 / x**2, "product_rule"),
+    ],
+)
+def test_a_wrong_f_prime_is_named_by_the_formula_written(formula, code):
+    """Does a plausible wrong f'(x) fail, named after what the student wrote, on the visible
+    and the hidden points?"""
+    for hidden in (False, True):
+        with pytest.raises(CheckFailed) as info:
+            a02.check_f_prime(formula, hidden=hidden)
+        assert info.value.codes[0] == code, str(info.value)
+
+
+def test_dz_dx_with_the_inner_derivative_inside_is_named():
+    """Is cos(3x²)·3x² (the inner derivative put inside the cos) named as such?"""
+    for wrong in (lambda x: 3 * x**2 * torch.cos(3 * x**2), lambda x: torch.cos(3 * x**2)):
+        for hidden in (False, True):
+            with pytest.raises(CheckFailed) as info:
+                a02.check_dz_dx(wrong, hidden=hidden)
+            assert info.value.codes[0] == "inner_derivative_inside", str(info.value)
+
+
 def test_plot_with_one_curve_is_refused(solution):
     import matplotlib.pyplot as plt
 
