@@ -247,6 +247,16 @@ def test_a_misread_timestamp_does_not_stop_the_run(course, capsys):
     assert "0 graded, 1 ungradable: alice (invalid timestamp: timestamp.txt holds" in out
 
 
+def test_an_lms_download_goes_into_one_named_assignment(tmp_path):
+    course = Course.create(tmp_path, [A, "02_chain_rule"])
+    download = make_zip(tmp_path / "submissions.zip", {f"doejane_1_2_{NB}": sample("alice")})
+    with pytest.raises(FileNotFoundError, match="LMS download, which holds one assignment"):
+        course_mod.grade(
+            course_dir=course.root, assignment=[A, "02_chain_rule"], submissions=download
+        )
+    assert not (course.root / "submitted").exists()
+
+
 # --- finding 2: Canvas and Moodle layouts, matched through the roster --------------------------
 
 
