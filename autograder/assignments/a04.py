@@ -25,6 +25,7 @@ Beyond the values, each check holds the answer to what the question's words ask:
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,18 +239,19 @@ def _check_three_grads(question: str, fn, hidden: bool, api: str, how: str, rule
         require(
             question,
             isinstance(got, tuple | list) and len(got) == 3,
-            f"`{name}` must return the triple (df_da, df_db, df_dx)",
-            [f"got {type(got).__name__}: return df_da, df_db, df_dx"],
+            f"`{name}` must return the triple (df_dx, df_da, df_db)",
+            [f"got {type(got).__name__}: return df_dx, df_da, df_db"],
         )
-        answers = as_named(question, name, got, ["a", "b", "x"])
+        answers = as_named(question, name, got, ["x", "a", "b"])
         expected = gradients(lambda x, a, b, f=f: f(x, a, b), {"x": x, "a": a, "b": b})
-        for key in ("a", "b", "x"):
+        _require_argument_order(question, name, answers, expected)
+        for key in ("x", "a", "b"):
             check_close(question, f"∂f/∂{key} for `{key}` ({at})", answers[key], expected[key])
         _require_tensors(
             question,
             name,
-            {f"df_d{k}": answers[k] for k in ("a", "b", "x")},
-            "the triple (df_da, df_db, df_dx) of tensors",
+            {f"df_d{k}": answers[k] for k in ("x", "a", "b")},
+            "the triple (df_dx, df_da, df_db) of tensors",
         )
         require_api(question, name, did.used, api, how=how, only=True)
         if did.levels and FORWARD not in rule.require:
@@ -260,6 +262,44 @@ def _check_three_grads(question: str, fn, hidden: bool, api: str, how: str, rule
                 [_api_finding(how)],
             )
     passed(question, note)
+
+
+def _require_argument_order(question: str, name: str, answers: dict, expected: dict) -> None:
+    """The three derivatives in another order than the arguments (x, a, b): each value is
+    right but sits in another's place."""
+    keys = ("x", "a", "b")
+    try:
+        got = {k: torch.as_tensor(answers[k], dtype=torch.float64).reshape(()) for k in keys}
+    except (TypeError, ValueError, RuntimeError):
+        return  # not three numbers: the value checks say what is wrong
+    ref = {k: expected[k].detach().to(torch.float64).reshape(()) for k in keys}
+
+    def same(u, v):
+        return bool(torch.isclose(u, v, rtol=1e-4, atol=1e-6))
+
+    if all(same(got[k], ref[k]) for k in keys):
+        return
+    for order in itertools.permutations(keys):
+        if order == keys:
+            continue
+        # got[keys[i]] holds the derivative for order[i]
+        if all(same(got[k], ref[o]) for k, o in zip(keys, order, strict=True)) and not all(
+            same(ref[k], ref[o]) for k, o in zip(keys, order, strict=True)
+        ):
+            placed = ", ".join(f"df_d{o}" for o in order)
+            raise CheckFailed(
+                question,
+                f"`{name}`: the derivatives are in the wrong order",
+                [f"your triple holds ({placed}); expected (df_dx, df_da, df_db)"],
+                [
+                    Finding(
+                        "swapped_outputs",
+                        f"the values are right, the order is not: you returned ({placed}). "
+                        "Return the derivatives in the order of the arguments (x, a, b): "
+                        "(df_dx, df_da, df_db).",
+                    )
+                ],
+            )
 
 
 def check_grads_backward(grads_backward, *, hidden: bool = False) -> None:

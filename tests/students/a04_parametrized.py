@@ -15,11 +15,11 @@ _Q1_AUTOGRAD_GRAD_AND_JACOBIAN = """
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
-    return torch.autograd.grad(f(x, a, b), (a, b, x))
+    return torch.autograd.grad(f(x, a, b), (x, a, b))
 
 
 def grads_jacobian(f, x, a, b):
-    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
+    return torch.autograd.functional.jacobian(f, (x, a, b))
 """
 
 _Q1_BACKWARD = """
@@ -27,20 +27,20 @@ _Q1_BACKWARD = """
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
     f(x, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 """
 
 _Q1_AUTOGRAD_GRAD = """
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
-    return torch.autograd.grad(f(x, a, b), (a, b, x))
+    return torch.autograd.grad(f(x, a, b), (x, a, b))
 """
 
 _Q1_JACOBIAN = """
 
 def grads_jacobian(f, x, a, b):
-    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
+    return torch.autograd.functional.jacobian(f, (x, a, b))
 """
 
 _Q2_VECTORISED = """
@@ -135,17 +135,17 @@ def grads_backward(f, x, a, b):
     leaves = [t.detach().clone().requires_grad_(True) for t in (x, a, b)]
     out = f(*leaves)
     out.backward()
-    return leaves[1].grad, leaves[2].grad, leaves[0].grad
+    return leaves[0].grad, leaves[1].grad, leaves[2].grad
 
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
-    return list(grad(f(x, a, b), [a, b, x]))
+    return list(grad(f(x, a, b), [x, a, b]))
 
 
 def grads_jacobian(f, x, a, b):
     j = jacobian(f, (x, a, b))
-    return j[1], j[2], j[0]
+    return j[0], j[1], j[2]
 """,
             Q2: """
 def per_sample_jacobian_loop(f, x, a, b):
@@ -217,17 +217,17 @@ def second_derivative(u, x, t):
 def grads_backward(f, x, a, b):
     x, a, b = (t.float().requires_grad_(True) for t in (x, a, b))
     f(x, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.float().requires_grad_(True) for t in (x, a, b))
-    return torch.autograd.grad(f(x, a, b), (a, b, x))
+    return torch.autograd.grad(f(x, a, b), (x, a, b))
 
 
 def grads_jacobian(f, x, a, b):
-    args = tuple(t.float() for t in (a, b, x))
-    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), args)
+    args = tuple(t.float() for t in (x, a, b))
+    return torch.autograd.functional.jacobian(f, args)
 """,
             Q2: """
 def per_sample_jacobian_loop(f, x, a, b):
@@ -310,19 +310,19 @@ def grads_backward(f, x, a, b):
     xx, aa, bb = _leaves(x, a, b)
     y = f(xx, aa, bb)
     y.backward()
-    return aa.grad, bb.grad, xx.grad
+    return xx.grad, aa.grad, bb.grad
 
 
 def grads_autograd_grad(f, x, a, b):
     xx, aa, bb = _leaves(x, a, b)
-    d_a, d_b, d_x = torch.autograd.grad(outputs=f(xx, aa, bb), inputs=[aa, bb, xx])
-    return d_a, d_b, d_x
+    d_x, d_a, d_b = torch.autograd.grad(outputs=f(xx, aa, bb), inputs=[xx, aa, bb])
+    return d_x, d_a, d_b
 
 
 def grads_jacobian(f, x, a, b):
     jac = torch.autograd.functional.jacobian(lambda inp: f(inp[0], inp[1], inp[2]),
                                              torch.stack([x, a, b]))
-    return jac[1], jac[2], jac[0]
+    return jac[0], jac[1], jac[2]
 """,
             Q2: """
 def _params(a, b):
@@ -506,7 +506,7 @@ def second_derivative(u, x, t):
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
     f(x.item(), a, b).backward()       # x is data: pass it as a number
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 """
             + _Q1_AUTOGRAD_GRAD_AND_JACOBIAN,
             Q3: """
@@ -540,7 +540,7 @@ def grads_backward(f, x, a, b):
     x_in = x.clone()
     x.requires_grad_(True)
     f(x_in, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 """
             + _Q1_AUTOGRAD_GRAD_AND_JACOBIAN,
             Q2: """
@@ -612,7 +612,7 @@ def per_sample_grads_loop(model, x):
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
     f(x, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 
 
 def grads_autograd_grad(f, x, a, b):
@@ -620,7 +620,7 @@ def grads_autograd_grad(f, x, a, b):
 
 
 def grads_jacobian(f, x, a, b):
-    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
+    return torch.autograd.functional.jacobian(f, (x, a, b))
 """,
             Q3: _Q3_VECTORISED.lstrip()
             + """
@@ -640,12 +640,12 @@ def per_sample_grads_loop(model, x):
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
     f(x, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
-    return torch.autograd.grad(f(x, a, b), (a, b, x))
+    return torch.autograd.grad(f(x, a, b), (x, a, b))
 
 
 def grads_jacobian(f, x, a, b):
@@ -658,7 +658,7 @@ def per_sample_grads(model, x):
             + _Q3_LOOP,
         },
         lost={"q1-3-jacobian": None, "q3-2-vectorized": "method_missing"},
-        says={"q1-3-jacobian": ("(df_da, df_db, df_dx)",)},
+        says={"q1-3-jacobian": ("(df_dx, df_da, df_db)",)},
     ),
     # --- correct alternatives the words allow -------------------------------------------
     "alt_forward_mode": Student(
@@ -672,7 +672,7 @@ def per_sample_grads(model, x):
 
 def grads_jacobian(f, x, a, b):
     return torch.autograd.functional.jacobian(
-        lambda a, b, x: f(x, a, b), (a, b, x), strategy="forward-mode", vectorize=True)
+        f, (x, a, b), strategy="forward-mode", vectorize=True)
 """,
             Q2: _Q2_LOOP.lstrip()
             + _Q2_FUNCTIONAL
@@ -767,18 +767,18 @@ def _central_x(f, x, a, b, h=1e-6):
 def grads_backward(f, x, a, b):
     a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
     f(x, a, b).backward()
-    return a.grad, b.grad, _central_x(f, x, a.detach(), b.detach())
+    return _central_x(f, x, a.detach(), b.detach()), a.grad, b.grad
 
 
 def grads_autograd_grad(f, x, a, b):
     a, b = (t.detach().clone().requires_grad_(True) for t in (a, b))
     df_da, df_db = torch.autograd.grad(f(x, a, b), (a, b))
-    return df_da, df_db, _central_x(f, x, a.detach(), b.detach())
+    return _central_x(f, x, a.detach(), b.detach()), df_da, df_db
 
 
 def grads_jacobian(f, x, a, b):
     df_da, df_db = torch.autograd.functional.jacobian(lambda a, b: f(x, a, b), (a, b))
-    return df_da, df_db, _central_x(f, x, a, b)
+    return _central_x(f, x, a, b), df_da, df_db
 """,
         },
         lost={
@@ -802,7 +802,7 @@ def grads_backward(f, x, a, b):
     with fwAD.dual_level():
         out = f(fwAD.make_dual(x, torch.ones_like(x)), a.detach(), b.detach())
         df_dx = fwAD.unpack_dual(out).tangent
-    return a.grad, b.grad, df_dx
+    return df_dx, a.grad, b.grad
 
 
 def grads_autograd_grad(f, x, a, b):
@@ -810,11 +810,11 @@ def grads_autograd_grad(f, x, a, b):
     out = f(x, a, b)
     df_da, df_db = torch.autograd.grad(out, (a, b), retain_graph=True)
     out.backward()
-    return df_da, df_db, x.grad
+    return x.grad, df_da, df_db
 
 
 def grads_jacobian(f, x, a, b):
-    return torch.func.jacrev(lambda a, b, x: f(x, a, b), argnums=(0, 1, 2))(a, b, x)
+    return torch.func.jacrev(f, argnums=(0, 1, 2))(x, a, b)
 """,
         },
         lost={
@@ -1052,7 +1052,7 @@ def grads_backward(f, x, a, b):
     for t in (x, a, b):
         t.requires_grad_(True)
     f(x, a, b).backward()
-    return a.grad, b.grad, x.grad
+    return x.grad, a.grad, b.grad
 """
             + _Q1_AUTOGRAD_GRAD_AND_JACOBIAN,
             Q2: """
@@ -1147,12 +1147,12 @@ def per_sample_grads_loop(model, x):
 def grads_backward(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
     f(x, a, b).backward()
-    return a.grad.item(), b.grad.item(), x.grad.item()
+    return x.grad.item(), a.grad.item(), b.grad.item()
 
 
 def grads_autograd_grad(f, x, a, b):
     x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
-    return tuple(float(g) for g in torch.autograd.grad(f(x, a, b), (a, b, x)))
+    return tuple(float(g) for g in torch.autograd.grad(f(x, a, b), (x, a, b)))
 """
             + _Q1_JACOBIAN,
             Q2: _Q2_LOOP.lstrip()
@@ -1253,5 +1253,32 @@ def per_sample_grads(model, x):
 """,
         },
         lost={"q3-1-loop": "parameter_names", "q3-2-vectorized": "parameter_names"},
+    ),
+    "parameters_first": Student(
+        "Q1's derivatives returned parameters first, (df_da, df_db, df_dx), not in the order "
+        "of the arguments (x, a, b)",
+        answers={
+            Q1: """
+def grads_backward(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    f(x, a, b).backward()
+    return a.grad, b.grad, x.grad
+
+
+def grads_autograd_grad(f, x, a, b):
+    x, a, b = (t.detach().clone().requires_grad_(True) for t in (x, a, b))
+    return torch.autograd.grad(f(x, a, b), (a, b, x))
+
+
+def grads_jacobian(f, x, a, b):
+    return torch.autograd.functional.jacobian(lambda a, b, x: f(x, a, b), (a, b, x))
+"""
+        },
+        lost={
+            "q1-1-backward": "swapped_outputs",
+            "q1-2-autograd-grad": "swapped_outputs",
+            "q1-3-jacobian": "swapped_outputs",
+        },
+        says={"q1-1-backward": ("(df_dx, df_da, df_db)",)},
     ),
 }
