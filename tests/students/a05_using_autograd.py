@@ -621,6 +621,20 @@ def softplus_second(x):
         },
         lost={"q2-1-fit-line": "inplace_leaf", "q2-2-fit-slope": "inplace_leaf"},
     ),
+    "update_rebinds": Student(
+        "a = a − lr·a.grad with autograd recording: a becomes a computed tensor whose .grad "
+        "stays empty",
+        answers={
+            Q2: q2(
+                fit_line=_fit("fit_line", train_b=True, zero="", update="no_grad").replace(
+                    "        with torch.no_grad():\n            a -= lr * a.grad\n"
+                    "            b -= lr * b.grad",
+                    "        a = a - lr * a.grad\n        b = b - lr * b.grad",
+                )
+            )
+        },
+        lost={"q2-1-fit-line": "update_recorded"},
+    ),
     "frozen_trained": Student(
         "fit_slope trains b too",
         answers={
