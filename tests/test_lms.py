@@ -324,6 +324,27 @@ def test_blackboard_usernames_with_underscores_are_split_by_the_roster(course, t
     assert skip.reason == "no student in the roster with Blackboard username 'liddell'"
 
 
+def test_files_of_one_canvas_submission_stay_together(course, tmp_path):
+    """Canvas's names carry no time: the files of one submission (one submission id)
+    are one attempt, whatever their times in the archive; it is as late as its last."""
+    path = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(
+            zipfile.ZipInfo(f"doejane_12345_900001_{NB}", (2026, 11, 20, 10, 0, 0)),
+            sample("alice"),
+        )
+        zf.writestr(
+            zipfile.ZipInfo("doejane_12345_900001_scratch.ipynb", (2026, 11, 20, 10, 0, 6)),
+            sample("bob"),
+        )
+    got = collect(course_dir=course.root, assignment=A, download=path)
+    assert got.skipped == []
+    folder = course.root / "submitted" / "12345" / A
+    assert sorted(p.name for p in folder.iterdir()) == [NB, "scratch.ipynb", "timestamp.txt"]
+    assert nbgrader_timestamp(course.root, "12345") == datetime(2026, 11, 20, 10, 0, 6)
+    assert "no roster imported" in got.summary()
+
+
 # --- roster ------------------------------------------------------------------------------------
 
 

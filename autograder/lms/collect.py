@@ -167,12 +167,16 @@ def collect(
     download = Path(download).resolve()
     if not download.exists():
         raise FileNotFoundError(f"no download at {download}")
+    if not (course_dir / "source" / assignment).is_dir():
+        raise FileNotFoundError(
+            f"no assignment {assignment!r}: no {course_dir / 'source' / assignment}"
+        )
     roster = roster if roster is not None else load_roster(course_dir)
     expected = {p.name for p in (course_dir / "source" / assignment).glob("*.ipynb")}
     result = Collected(assignment, download)
 
-    # Read everything first: (student, attempt time) -> [(found, bytes, mtime)].
-    attempts: dict[str, dict[datetime, list[tuple[layouts.Found, bytes]]]] = {}
+    # Read everything first: student -> attempt -> [(found, bytes, time)].
+    read: dict[str, dict[str, list[tuple[layouts.Found, bytes, datetime]]]] = {}
     for member in _members(download):
         found = layouts.parse(member.path)
         if found is None:
@@ -198,7 +202,17 @@ def collect(
         if note and note not in result.notes:
             result.notes.append(note)
         when = found.submitted_at or member.mtime
-        attempts.setdefault(student, {}).setdefault(when, []).append((found, member.read()))
+        read.setdefault(student, {}).setdefault(found.attempt, []).append(
+            (found, member.read(), when)
+        )
+    # each attempt at its time: Blackboard's from the name, else its latest file's
+    attempts: dict[str, dict[datetime, list[tuple[layouts.Found, bytes]]]] = {}
+    for student, by_attempt in read.items():
+        for files in by_attempt.values():
+            when = max(t for _, _, t in files)
+            attempts.setdefault(student, {}).setdefault(when, []).extend(
+                (f, data) for f, data, _ in files
+            )
 
     if not roster and attempts:
         kinds = sorted({f.lms for a in attempts.values() for fs in a.values() for f, _ in fs})

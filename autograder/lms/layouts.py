@@ -74,11 +74,15 @@ class Found:
     submitted_at: datetime | None = None  # from the name (Blackboard only)
     late: bool = False
     head: str = ""  # Blackboard: "<assignment name>_<username>", to split by the roster
+    submission_id: str = ""  # Canvas's submission id
 
     @property
     def attempt(self) -> str:
-        """What tells this student's attempts apart in the download."""
-        return self.submitted_at.isoformat(sep=" ") if self.submitted_at else ""
+        """What groups the files of one attempt: Blackboard's time, Canvas's submission
+        id, Moodle's participant (its download holds one attempt per participant)."""
+        if self.submitted_at:
+            return self.submitted_at.isoformat(sep=" ")
+        return f"{self.lms}:{self.submission_id or self.lms_id}"
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,15 @@ def parse(path: str) -> Found | Skip | None:
         return Found(path, BLACKBOARD, user, "", rest[1:], when, head=head)
     m = _CANVAS.match(base)
     if m:
-        return Found(path, CANVAS, m["uid"], m["name"], m["file"], late=bool(m["late"]))
+        return Found(
+            path,
+            CANVAS,
+            m["uid"],
+            m["name"],
+            m["file"],
+            late=bool(m["late"]),
+            submission_id=m["sid"],
+        )
     return Skip(
         path,
         "the name matches no LMS download layout (Blackboard "
