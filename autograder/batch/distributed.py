@@ -5,7 +5,7 @@ The coordinator (:mod:`.coordinator`) hands :class:`DaskExecutor` its jobs as it
 cluster (``tcp://HOST:8786``, or a ``LocalCluster`` it starts for ``local:N``) and yields
 each outcome as it comes back. Nothing is shared but Dask's connections:
 
-* A :class:`~.dask_plugin.GradingPlugin` (a Dask worker plugin) carries the course's
+* A :class:`~.dask_worker.GradingPlugin` (a Dask worker plugin) carries the course's
   ``nbgrader_config.py`` and every graded assignment's ``source/`` files to each worker,
   once per worker, and, on the worker, builds a private copy of the course (its own SQLite
   gradebook knowing the assignments) in the worker's local directory and starts a
@@ -17,7 +17,7 @@ each outcome as it comes back. Nothing is shared but Dask's connections:
   sandbox primitive the coordinator's machine has. A worker that cannot says why (printed
   by the coordinator) and is never given a submission: tasks require a Dask resource that
   only a ready worker declares.
-* Each task (:func:`grade_task`) carries one submission's files; it returns the outcome,
+* Each task (:func:`~.dask_worker.grade_task`) carries one submission's files; it returns the outcome,
   the autograded notebook's and feedback's files, and the submission's grades and
   comments as the worker's gradebook recorded them.
 * The coordinator alone writes the course's gradebook (SQLite or PostgreSQL, whatever
@@ -34,96 +34,26 @@ next run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.metadata
 import logging
 import os
-import platform
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.outcome import Outcome
 from ..core.request import Settings
-from .executor import Executor, JobInbox, LocalExecutor
+from .executor import Executor
 
 log = logging.getLogger("autograder.batch")
 
 ENV_CLUSTER = "AUTOGRADER_CLUSTER"
-TOPIC = "autograder"
-# Versions a worker must share with the coordinator to grade as it would.
-PACKAGES = (
-    "torch",
-    "numpy",
-    "nbgrader",
-    "nbconvert",
-    "nbclient",
-    "nbformat",
-    "jupyter_client",
-    "ipykernel",
-    "matplotlib",
-    "distributed",
-)
-SANDBOX_ENV = "AUTOGRADER_SANDBOX"
 
 
 class ClusterError(RuntimeError):
     """The cluster named cannot be used (bad address, unreachable, no worker can grade)."""
-
-
-# --- what a worker must share with the coordinator ----------------------------------------
-
-
-def _code_hash() -> str:
-    """A digest of this package's Python files: the checks and the grading code."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def environment() -> dict[str, str]:
-    """What grading here depends on besides the course: Python's and the libraries'
-    versions and this package's code."""
-    found = {"python": platform.python_version(), "autograder code": _code_hash()}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "absent"
-    return found
-
-
-def sandbox_primitives() -> dict[str, bool]:
-    from . import sandbox
-
-    return asdict(sandbox.available())
-
-
-def refusal(wanted_env: dict[str, str], wanted_sandbox: dict[str, bool]) -> str | None:
-    """Why this process cannot grade as the coordinator would, or None if it can."""
-    from . import sandbox
-
-    here = environment()
-    problems = [
-        f"{name} {here.get(name, 'absent')} here, {version} on the coordinator"
-        for name, version in wanted_env.items()
-        if here.get(name) != version
-    ]
-    have = sandbox.available()
-    lacking = [name for name, on in wanted_sandbox.items() if on and not getattr(have, name)]
-    if lacking:
-        words = have.missing(sandbox.Limits.from_env()) or lacking
-        problems.append("kernel sandbox incomplete: " + "; ".join(words))
-    return "; ".join(problems) or None
 
 
 # --- the course's files, carried to each worker once ---------------------------------------
@@ -143,227 +73,6 @@ def course_files(course_dir: Path, assignments: Iterable[str]) -> dict[str, byte
     return files
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    if not root.is_dir():
-        return {}
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    shutil.rmtree(root, ignore_errors=True)
-    for rel, data in files.items():
-        path = root / rel
-        if ".." in Path(rel).parts or Path(rel).is_absolute():
-            raise ValueError(f"refusing to write {rel!r} outside {root}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
-# --- the worker side ------------------------------------------------------------------------
-
-
-class GradingSite:
-    """One Dask worker's grading: a private course copy and a LocalExecutor."""
-
-    def __init__(self, plugin, worker):
-        self.plugin = plugin
-        self.worker = worker
-        self.root: Path | None = None
-        self.problem: str | None = None
-        self.ready = threading.Event()
-        self.executor: LocalExecutor | None = None
-        self.inbox = JobInbox()
-        self._waiters: dict[tuple[str, str], list] = {}
-        self._lock = threading.Lock()
-        self._pump: threading.Thread | None = None
-        self._closed = False
-        nthreads = getattr(worker, "nthreads", None) or getattr(
-            getattr(worker, "state", None), "nthreads", None
-        )
-        self.jobs = max(1, nthreads or 1)  # submissions graded at once: the worker's threads
-
-    # -- telling the coordinator (and the scheduler) what this worker can do
-    def _on_loop(self, fn, *args, **kwargs) -> None:
-        loop = getattr(self.worker, "loop", None)
-        if loop is not None:
-            loop.add_callback(fn, *args, **kwargs)
-
-    def say(self, state: str, reason: str = "") -> None:
-        msg = {"run": self.plugin.name, "state": state, "reason": reason}
-        msg["worker"] = getattr(self.worker, "address", "?")
-        (log.warning if state == "refused" else log.info)("autograder: %s %s", state, reason)
-        self._on_loop(self.worker.log_event, TOPIC, msg)
-
-    def _declare(self, amount: int) -> None:
-        self._on_loop(self.worker.set_resources, **{self.plugin.resource: amount})
-
-    def check(self) -> str | None:
-        """Why this worker cannot grade as the coordinator would (None: it can). The
-        coordinator's sandbox settings become this worker's first."""
-        p = self.plugin
-        os.environ.update(p.sandbox_env)
-        for name in [k for k in os.environ if k.startswith(SANDBOX_ENV)]:
-            if name not in p.sandbox_env:
-                del os.environ[name]
-        return refusal(p.wanted_env, p.wanted_sandbox)
-
-    def refuse(self, problem: str) -> None:
-        self.problem = problem
-        self.ready.set()
-        self.say("refused", problem)
-
-    def start(self) -> None:
-        """Build the course copy and warm up, in a thread; tasks wait until it is done."""
-        threading.Thread(target=self._prepare, name="autograder-prepare", daemon=True).start()
-
-    def _prepare(self) -> None:
-        try:
-            self._build()
-        except Exception as exc:
-            log.exception("autograder: preparing this worker failed")
-            self._declare(0)
-            self.refuse(f"preparing to grade failed: {type(exc).__name__}: {exc}")
-            return
-        self.ready.set()
-        self.say("ready", f"{self.executor.jobs} grading workers")
-
-    def _build(self) -> None:
-        from ..core.nbgrader_io import ensure_assignment, in_dir, nbgrader_api
-        from . import gradebook
-
-        p = self.plugin
-        local = getattr(self.worker, "local_directory", None) or tempfile.gettempdir()
-        self.root = root = Path(tempfile.mkdtemp(prefix="autograder-course-", dir=local))
-        for rel, data in p.files.items():
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        # This copy's own gradebook, whatever the coordinator's is.
-        config = root / "nbgrader_config.py"
-        db_url = f"sqlite:///{root / 'gradebook.db'}"
-        with config.open("a") as fh:
-            fh.write(
-                "\n# Grading on a Dask worker: this copy's own gradebook.\n"
-                f"c.CourseDirectory.db_url = {db_url!r}\n"
-            )
-        gradebook.serialize_sqlite()
-        self.api = nbgrader_api(root)
-        with in_dir(root):
-            for assignment in p.assignments:
-                ensure_assignment(self.api, root, assignment)
-        settings = replace(p.settings, course_dir=str(root))
-        jobs = self.jobs
-        self.executor = LocalExecutor(
-            jobs,
-            log_dir=root / ".autograder" / "logs",
-            job_timeout=p.job_timeout,
-            learn_from=list(p.assignments),
-        )
-        self.executor.start(settings, jobs)
-        if not self.executor.wait_ready():
-            raise RuntimeError(
-                "the grading workers did not start: " + "; ".join(self.executor.notes)
-            )
-        self._pump = threading.Thread(
-            target=self._run, args=(settings,), name="autograder-pump", daemon=True
-        )
-        self._pump.start()
-
-    def _run(self, settings: Settings) -> None:
-        try:
-            for outcome in self.executor.serve(settings, self.inbox):
-                self._deliver(outcome)
-        except Exception as exc:
-            log.exception("autograder: the grading workers failed")
-            self.problem = f"the grading workers failed: {type(exc).__name__}: {exc}"
-            with self._lock:
-                waiting = list(self._waiters)
-            for assignment, student in waiting:
-                self._deliver(
-                    Outcome(student, assignment, "ungradable", self.problem, code="grader_error")
-                )
-
-    def _deliver(self, outcome: Outcome) -> None:
-        with self._lock:
-            box = self._waiters.pop((outcome.assignment, outcome.student), None)
-        if box is not None:
-            box.append(outcome)
-            box[0].set()
-
-    # -- one task
-    def grade(self, assignment: str, student: str, files: dict[str, bytes]) -> dict:
-        self.ready.wait()
-        if self.problem or self.root is None or self._closed:
-            raise RuntimeError(f"this worker cannot grade: {self.problem or 'closed'}")
-        root = self.root
-        parts = {
-            top: root / top / student / assignment
-            for top in ("submitted", "autograded", "feedback")
-        }
-        for folder in parts.values():
-            shutil.rmtree(folder, ignore_errors=True)
-        _write_tree(parts["submitted"], files)
-        box: list = [threading.Event()]
-        with self._lock:
-            self._waiters[(assignment, student)] = box
-        self.inbox.put(assignment, student)
-        box[0].wait()
-        outcome: Outcome = box[1]
-        result = {"outcome": outcome.to_json(), "worker": getattr(self.worker, "address", "")}
-        if outcome.status == "graded":
-            result["autograded"] = _tree(parts["autograded"])
-            result["feedback"] = _tree(parts["feedback"])
-            result["gradebook"] = _gradebook_record(self.api, root, assignment, student)
-        for folder in parts.values():
-            shutil.rmtree(folder, ignore_errors=True)
-        return result
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._declare(0)
-        self.inbox.close()
-        if self._pump is not None:
-            self._pump.join(timeout=60)
-        if self.executor is not None:
-            self.executor.close()
-        self.inbox.release()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-def grade_task(plugin_name: str, assignment: str, student: str, files: dict[str, bytes]) -> dict:
-    """One submission graded on this Dask worker (the task :class:`DaskExecutor` sends)."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    plugin = worker.plugins.get(plugin_name)
-    if plugin is None or plugin.site is None:
-        raise RuntimeError(f"this Dask worker was not prepared for run {plugin_name}")
-    return plugin.site.grade(assignment, student, files)
-
-
-def _gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
-    """What nbgrader's autograde wrote to this copy's gradebook for the submission."""
-    from ..core.nbgrader_io import in_dir
-
-    with in_dir(root), api.gradebook as gb:
-        sub = gb.find_submission(assignment, student)
-        return {
-            "timestamp": sub.timestamp.isoformat() if sub.timestamp else None,
-            "notebooks": {
-                nb.name: {
-                    "late_submission_penalty": nb.late_submission_penalty,
-                    "grades": {g.name: g.auto_score for g in nb.grades},
-                    "comments": {c.name: c.auto_comment for c in nb.comments},
-                }
-                for nb in sub.notebooks
-            },
-        }
-
-
 # --- the coordinator's side ----------------------------------------------------------------
 
 
@@ -373,6 +82,7 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
     flagged for review), the autograded and feedback folders. The outcome's scores are
     then read back from the course's gradebook."""
     from ..core.nbgrader_io import forget_submission, in_dir, read_scores
+    from .dask_worker import write_tree
 
     outcome = Outcome.from_json(result["outcome"])
     student, assignment = outcome.student, outcome.assignment
@@ -390,6 +100,7 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
             for name, data in record["notebooks"].items():
                 nb = gb.find_submission_notebook(name, assignment, student)
                 nb.late_submission_penalty = data["late_submission_penalty"]
+                nb.flagged = data.get("flagged", nb.flagged)
                 for grade in nb.grades:
                     if grade.name in data["grades"]:
                         grade.auto_score = data["grades"][grade.name]
@@ -400,8 +111,8 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
                     if comment.name in data["comments"]:
                         comment.auto_comment = data["comments"][comment.name]
             gb.db.commit()
-        _write_tree(course_dir / "autograded" / student / assignment, result["autograded"])
-        _write_tree(course_dir / "feedback" / student / assignment, result["feedback"])
+        write_tree(course_dir / "autograded" / student / assignment, result["autograded"])
+        write_tree(course_dir / "feedback" / student / assignment, result["feedback"])
         fresh = read_scores(api, assignment, student)
     for name in ("code", "reason", "seconds", "kernel_cpu", "slowest_cell"):
         setattr(fresh, name, getattr(outcome, name))
@@ -482,9 +193,11 @@ class DaskExecutor(Executor):
         self._cluster = None
         self.states: dict[str, tuple[str, str]] = {}  # worker -> (state, reason)
         self.graded_by: dict[tuple[str, str], str] = {}  # (assignment, student) -> worker
+        self._jobs: dict[str, tuple[str, str]] = {}  # task key -> (assignment, student)
         self.notes: list[str] = []
         self._lock = threading.Lock()
         self.dashboard: str | None = None
+        self._topic: str | None = None
 
     def _say(self, text: str) -> None:
         if self.console is not None:
@@ -542,10 +255,11 @@ class DaskExecutor(Executor):
         if self.client is not None:
             return
         from . import sandbox
-        from .dask_plugin import GradingPlugin
+        from .dask_worker import SANDBOX_ENV, TOPIC, GradingPlugin, environment, sandbox_primitives
 
         self._connect()
         self.client.subscribe_topic(TOPIC, self._on_event)
+        self._topic = TOPIC
         limits = sandbox.Limits.from_env()
         plugin = GradingPlugin(
             name=self.plugin_name,
@@ -567,6 +281,7 @@ class DaskExecutor(Executor):
         from distributed import wait
 
         from ..core.nbgrader_io import nbgrader_api
+        from .dask_worker import grade_task, read_tree
 
         jobs = list(jobs)
         if not jobs:
@@ -575,7 +290,7 @@ class DaskExecutor(Executor):
         api = nbgrader_api(self.course_dir)
         futures = {}
         for assignment, student in jobs:
-            files = _tree(self.course_dir / "submitted" / student / assignment)
+            files = read_tree(self.course_dir / "submitted" / student / assignment)
             future = self.client.submit(
                 grade_task,
                 self.plugin_name,
@@ -587,7 +302,7 @@ class DaskExecutor(Executor):
                 pure=False,
                 retries=0,
             )
-            futures[future] = (assignment, student)
+            futures[future] = self._jobs[future.key] = (assignment, student)
         pending = set(futures)
         waiting_since = time.monotonic()
         while pending:
@@ -608,6 +323,10 @@ class DaskExecutor(Executor):
                         assignment, student = futures[future]
                         yield Outcome(student, assignment, "ungradable", reason, code="no_worker")
                     pending = set()
+
+    def job_of(self, key: str) -> tuple[str, str]:
+        """The (assignment, student) a task of this run grades."""
+        return self._jobs[key]
 
     def _finish(self, api, future, assignment: str, student: str) -> Outcome:
         try:
@@ -642,8 +361,9 @@ class DaskExecutor(Executor):
 
     def close(self) -> None:
         if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(TOPIC)
+            if self._topic:
+                with contextlib.suppress(Exception):
+                    self.client.unsubscribe_topic(self._topic)
             with contextlib.suppress(Exception):
                 self.client.unregister_worker_plugin(self.plugin_name)
             with contextlib.suppress(Exception):
