@@ -3,25 +3,34 @@
 Each `check_*` takes the student's function. With `hidden=False` (the visible test) it
 uses the notebook's fixed example; with `hidden=True` (run at grading time) it draws
 fresh inputs, and compares with references the grader computes itself: closed forms for
-the softplus derivatives, the training trajectories and the pitfalls' gradients, and
-`torch.func.hessian` for the Hessian-vector products.
+the softplus derivatives, the training trajectories and the pitfalls' gradients, and the
+full Hessian (`torch.autograd.functional.hessian`) for the Hessian-vector products.
 
 Beyond the values, each check holds the answer to what the question's words ask:
 
-- Q1.1 softplus stays finite and exact for |x| up to 1000 and is built from elementary
-  operations (torch's own softplus, logaddexp or logsumexp not called); Q1.2/Q1.3 the
-  gradients come from torch's engine (one pass for Q1.2, a pass through the first
-  gradient for Q1.3), never a finite difference;
-- Q2.x the trajectory a gradient-descent loop produces, step by step, with the gradients
-  computed by autograd; a known wrong loop (gradients never zeroed, the frozen parameter
-  trained too) is named only when the answer reproduces that loop's trajectory;
-  Q2.3 a prediction that records no graph;
+- Q1.1 softplus stays finite and exact for |x| up to 1000 (the inputs include values
+  beyond exp's range) and calls none of torch's softplus, logaddexp, logsumexp;
+  Q1.2 the gradient comes from torch's engine (a formula or a finite difference never
+  runs it); Q1.3 the engine runs twice (a gradient of the gradient) and no input is
+  moved by a difference step;
+- Q2.1/Q2.2 the trajectory the gradient-descent loop produces, step by step, with at
+  least one engine run per step; a known wrong loop (gradients never zeroed, the frozen
+  parameter trained too) is named only when the answer reproduces that loop's
+  trajectory, and an update recorded by autograd only from the non-leaf `.grad` it
+  leads to; Q2.3 a prediction that records no graph;
 - Q3.x the gradients of the fixed pitfalls, by autograd, with the known wrong values
-  (the NaN of a masked sqrt, the gradient clipped at the wrong tensor, `.grad` not
-  cleared between two backward calls) named when the answer equals them;
-- Q4.1 a Hessian-vector product by double backward (two reverse passes, no forward
-  mode, no full Hessian), Q4.2 by forward over reverse (`torch.func.jvp` of
-  `torch.func.grad`, no full Hessian).
+  (the gradient from a `.data` change, the NaN of a masked sqrt, the gradient clipped at
+  the wrong tensor or not at all, `.grad` not cleared between two backward calls) named
+  only when the answer equals them;
+- Q4.1 a Hessian-vector product by double backward (reverse passes only, at least two,
+  no full Hessian), Q4.2 by forward over reverse (forward mode over a reverse pass, no
+  full Hessian: no jacrev/jacfwd/hessian, at most three engine runs).
+
+Limit: whether Q1.2/Q1.3 went through the student's own `Function` is not recorded (the
+kernel reports engine runs, not which nodes ran). What separates a hand-written
+backward from autograd of a formula are the values: at inputs where the naive formulas
+overflow, and at x = 0, where autograd through clamp or relu and abs gives 1 or 0 instead
+of ½ (through torch.maximum it gives ½, and such an answer passes).
 """
 
 from __future__ import annotations
