@@ -281,6 +281,7 @@ def test_canvas_and_moodle_downloads_match_students_through_the_roster(course, t
     assert skip.path.startswith("strangerx_55555") and "Canvas user id 55555" in skip.reason
     seen = read_manifest(course.root, A)
     assert seen["alice"]["late"] is True and seen["alice"]["lms"] == "canvas"
+    assert "marked late by the LMS: alice\n" in got.summary()
 
     # Moodle numbers participants per assignment: ids unknown to the roster match by name
     moodle = make_zip(

@@ -56,6 +56,9 @@ class Collected:
             + (f", {self.lms}" if self.lms else "")
             + f"), {len(self.skipped)} file(s) skipped"
         ]
+        late = sorted(s for s, files in self.students.items() if any(f.late for f in files))
+        if late:
+            lines.append(f"  marked late by the LMS: {', '.join(late)}")
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
