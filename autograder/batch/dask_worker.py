@@ -170,12 +170,19 @@ class GradingSite:
         self.say("refused", problem)
 
     def start(self) -> None:
-        """Build the course copy and warm up, in a thread; tasks wait until it is done."""
-        threading.Thread(target=self._prepare, name="autograder-prepare", daemon=True).start()
+        """Build the course copy, warm up, then grade, in one thread; tasks wait until it
+        is warm.
 
-    def _prepare(self) -> None:
+        One thread for all of it, alive as long as the grading processes: they are its
+        children, and a child asking to die with its parent (PR_SET_PDEATHSIG) dies when
+        the *thread* that started it ends.
+        """
+        self._pump = threading.Thread(target=self._main, name="autograder-grading", daemon=True)
+        self._pump.start()
+
+    def _main(self) -> None:
         try:
-            self._build()
+            settings = self._build()
         except Exception as exc:
             log.exception("autograder: preparing this worker failed")
             self._declare(0)
@@ -183,8 +190,9 @@ class GradingSite:
             return
         self.ready.set()
         self.say("ready", f"{self.executor.jobs} grading workers")
+        self._run(settings)
 
-    def _build(self) -> None:
+    def _build(self) -> Settings:
         from ..core.nbgrader_io import ensure_assignment, in_dir, nbgrader_api
         from . import gradebook
 
@@ -221,10 +229,7 @@ class GradingSite:
             raise RuntimeError(
                 "the grading workers did not start: " + "; ".join(self.executor.notes)
             )
-        self._pump = threading.Thread(
-            target=self._run, args=(settings,), name="autograder-pump", daemon=True
-        )
-        self._pump.start()
+        return settings
 
     def _run(self, settings: Settings) -> None:
         try:

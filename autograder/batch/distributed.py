@@ -172,6 +172,7 @@ class DaskExecutor(Executor):
         threads: int | None = None,
         console=None,
         ready_timeout: float = 600.0,
+        connect_timeout: float = 30.0,
     ):
         try:
             import distributed  # noqa: F401
@@ -186,6 +187,7 @@ class DaskExecutor(Executor):
         self.threads = threads
         self.console = console
         self.ready_timeout = ready_timeout
+        self.connect_timeout = connect_timeout
         self.token = uuid.uuid4().hex[:12]
         self.plugin_name = f"autograder-{self.token}"
         self.resource = f"autograder-{self.token}"
@@ -231,7 +233,7 @@ class DaskExecutor(Executor):
             self.client = Client(self._cluster)
         else:
             try:
-                self.client = Client(self.target, timeout=30)
+                self.client = Client(self.target, timeout=self.connect_timeout)
             except (OSError, TimeoutError) as exc:
                 raise ClusterError(
                     f"cannot reach the Dask scheduler at {self.target}: {exc}"

@@ -1,0 +1,415 @@
+"""Grading on a real Dask cluster started here on loopback: a `dask scheduler` and
+`dask worker` processes, each worker in a directory of its own.
+
+The grading workers see no course: each runs in a mount namespace of its own where
+pytest's temporary folders (every course these tests build) and this repository's
+source/, release/ and examples/ are covered by an empty tmpfs, so whatever they grade
+with came through Dask. A third worker runs without the capability to make namespaces
+(CAP_SYS_ADMIN dropped by `setpriv`, as in a container that denies it): it lacks kernel
+sandbox primitives the coordinator has, must say so and get no submission.
+
+Scores must be those of a local run: the sample class graded on the cluster into a
+PostgreSQL gradebook against the same class graded locally into SQLite; the simulated
+students' corpus against each one's expected points, with one Dask worker SIGKILLed
+mid-run (every submission recorded once, none lost).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import course as course_mod
+from autograder.batch import distributed as dist
+from autograder.batch import processes
+from autograder.core.nbgrader_io import in_dir, nbgrader_api
+from tests.conftest import ROOT, Course
+from tests.students import corpora
+
+SAMPLE = ROOT / "examples" / "sample_class"
+DASK = Path(sys.executable).parent / "dask"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process serving port {port} exited ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Cluster:
+    """A scheduler and named workers, each a process of ours."""
+
+    def __init__(self, base: Path, hidden: list[Path]):
+        self.base = base
+        self.hidden = [str(p) for p in hidden if p.exists()]
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.dirs: dict[str, Path] = {}
+        self.isolated = os.geteuid() == 0 and shutil.which("unshare") is not None
+
+    def _spawn(self, name: str, argv: list[str], *, unfit: bool = False) -> None:
+        cwd = self.base / name
+        cwd.mkdir()
+        env = dict(os.environ, HOME=str(cwd))
+        if unfit:
+            argv = ["setpriv", "--bounding-set", "-sys_admin", "--", *argv]
+        if self.isolated and name != "scheduler":
+            # A mount namespace of its own where the courses are covered by empty tmpfs.
+            mounts = " && ".join(f"mount -t tmpfs -o ro,size=64k tmpfs {p!r}" for p in self.hidden)
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                f'{mounts or "true"} && exec "$@"',
+                "sh",
+                *argv,
+            ]
+        with open(cwd / "log.txt", "wb") as log:
+            self.procs[name] = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=processes.die_with_parent,  # none left behind if pytest dies
+            )
+        self.dirs[name] = cwd
+
+    def start_scheduler(self) -> None:
+        self._spawn(
+            "scheduler",
+            [
+                str(DASK),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dashboard-address",
+                f"127.0.0.1:{_free_port()}",
+                "--no-show",
+            ],
+        )
+        _wait_port(self.port, self.procs["scheduler"])
+
+    def start_worker(self, name: str, *, nthreads: int = 2, unfit: bool = False) -> None:
+        self._spawn(
+            name,
+            [
+                str(DASK),
+                "worker",
+                self.address,
+                "--name",
+                name,
+                "--nthreads",
+                str(nthreads),
+                "--no-nanny",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--memory-limit",
+                "0",
+                "--local-directory",
+                str(self.base / name),
+            ],
+            unfit=unfit,
+        )
+
+    def wait_workers(self, names: list[str], timeout: float = 120) -> dict[str, str]:
+        """name -> address, once every named worker has joined."""
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            deadline = time.monotonic() + timeout
+            while True:
+                found = {
+                    info["name"]: addr
+                    for addr, info in client.scheduler_info(n_workers=-1)["workers"].items()
+                }
+                if all(n in found for n in names):
+                    return {n: found[n] for n in names}
+                for n in names:
+                    if self.procs[n].poll() is not None:
+                        log = (self.dirs[n] / "log.txt").read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"dask worker {n} exited:\n{log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"workers {names} did not join; found {sorted(found)}")
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = Path(tempfile.mkdtemp(prefix="autograder-dask-"))
+    hidden = [
+        tmp_path_factory.getbasetemp(),
+        ROOT / "source",
+        ROOT / "release",
+        ROOT / "examples",
+    ]
+    c = Cluster(base, hidden)
+    try:
+        c.start_scheduler()
+        c.start_worker("good-1")
+        c.start_worker("good-2")
+        c.start_worker("unfit", nthreads=1, unfit=c.isolated)
+        c.addresses = c.wait_workers(["good-1", "good-2", "unfit"])
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _course_from_sample(base: Path) -> Course:
+    course = Course.create(base, sorted(p.name for p in (ROOT / "source").iterdir() if p.is_dir()))
+    shutil.copytree(SAMPLE, course.root / "submitted")
+    return course
+
+
+def _gradebook_rows(course: Course) -> list[tuple[str, str]]:
+    """(assignment, student) of every submission in the course's gradebook."""
+    api = nbgrader_api(course.root)
+    with in_dir(course.root), api.gradebook as gb:
+        return sorted((a.name, s.student.id) for a in gb.assignments for s in a.submissions)
+
+
+def _scores(outcomes) -> dict:
+    return {
+        (o.assignment, o.student): (o.status, o.code, {k: v[0] for k, v in o.cells.items()})
+        for o in outcomes
+    }
+
+
+@pytest.mark.slow
+def test_sample_class_on_the_cluster_into_postgres_as_local_into_sqlite(
+    cluster, tmp_path, postgres_server, capfd
+):
+    if cluster.isolated:
+        # The workers cannot see this test's course (their mount namespace hides it).
+        from distributed import Client
+
+        with Client(cluster.address, timeout=30) as client:
+            seen = client.run(
+                os.path.exists,
+                str(tmp_path),
+                workers=[cluster.addresses["good-1"], cluster.addresses["good-2"]],
+            )
+        assert seen and not any(seen.values()), seen
+
+    local = _course_from_sample(tmp_path / "local")
+    local_outcomes = course_mod.grade(course_dir=local.root, progress=False)
+
+    remote = _course_from_sample(tmp_path / "remote")
+    url = postgres_server.new_database("gradebook")
+    with (remote.root / "nbgrader_config.py").open("a") as fh:
+        fh.write(f"\nc.CourseDirectory.db_url = {url!r}\n")
+    assignments = sorted({o.assignment for o in local_outcomes})
+    executor = dist.DaskExecutor(
+        cluster.address, course_dir=remote.root, assignments=assignments, job_timeout=1800
+    )
+    with executor:
+        remote_outcomes = course_mod.grade(
+            course_dir=remote.root, assignment=assignments, progress=False, executor=executor
+        )
+    printed = capfd.readouterr()
+
+    assert len(local_outcomes) == 28 and all(o.status == "graded" for o in local_outcomes)
+    assert _scores(remote_outcomes) == _scores(local_outcomes)
+    # Graded on the cluster, never by the worker that cannot grade, which said so.
+    graded_by = set(executor.graded_by.values())
+    assert len(executor.graded_by) == 28
+    assert cluster.addresses["unfit"] not in graded_by
+    assert graded_by <= {cluster.addresses["good-1"], cluster.addresses["good-2"]}
+    if cluster.isolated:
+        unfit = cluster.addresses["unfit"]
+        assert any(unfit in note and "sandbox" in note for note in executor.notes), executor.notes
+        assert f"Dask worker {unfit} cannot grade" in printed.err
+    assert "dashboard http://" in printed.err
+
+    # The coordinator wrote the PostgreSQL gradebook, the feedback and autograded folders.
+    assert "postgresql" in nbgrader_api(remote.root).coursedir.db_url
+    rows = _gradebook_rows(remote)
+    assert rows == sorted(set(rows)) and len(rows) == 28
+    assert rows == _gradebook_rows(local)
+    for o in remote_outcomes:
+        assert (
+            remote.root / "feedback" / o.student / o.assignment / f"{o.assignment}.html"
+        ).exists()
+        assert remote.autograded_nb(o.student, o.assignment).cells
+    # A re-run finds every outcome in place: nothing is sent to the cluster.
+    again = course_mod.grade(course_dir=remote.root, progress=False, cluster="tcp://127.0.0.1:9")
+    assert all(o.reused for o in again) and _scores(again) == _scores(local_outcomes)
+
+
+def _expected(assignment: str, student, course: Course) -> dict[str, float]:
+    cells = course.auto_cells(assignment)
+    return {g: 0.0 if student.blank or g in student.lost else p for g, p in cells.items()}
+
+
+@pytest.mark.slow
+def test_corpus_on_the_cluster_with_a_worker_killed_mid_run(cluster, tmp_path):
+    from distributed import Client
+
+    corpus = corpora()
+    course = Course.create(tmp_path, sorted(corpus))
+    for assignment, module in corpus.items():
+        for name, s in module.STUDENTS.items():
+            nb = (
+                course.release_nb(assignment) if s.blank else course.solved(assignment, **s.answers)
+            )
+            course.submit(name, assignment, nb)
+    total = sum(len(m.STUDENTS) for m in corpus.values())
+
+    executor = dist.DaskExecutor(
+        cluster.address, course_dir=course.root, assignments=sorted(corpus), job_timeout=1800
+    )
+    outcomes: list = []
+    failure: list = []
+
+    def run():
+        try:
+            outcomes.extend(
+                course_mod.grade(
+                    course_dir=course.root,
+                    assignment=sorted(corpus),
+                    progress=False,
+                    executor=executor,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failure.append(exc)
+
+    victim = "good-2"
+    address = cluster.addresses[victim]
+    killed_while = []
+    with executor:
+        thread = threading.Thread(target=run)
+        thread.start()
+        with Client(cluster.address, timeout=30) as client:
+            deadline = time.monotonic() + 1800
+            # Once a few results are in and the victim is grading, kill it.
+            while thread.is_alive() and time.monotonic() < deadline:
+                if len(executor.graded_by) >= 5:
+                    busy = client.processing(workers=[address]).get(address, [])
+                    if busy:
+                        killed_while = list(busy)
+                        os.kill(cluster.procs[victim].pid, signal.SIGKILL)
+                        break
+                time.sleep(0.2)
+        thread.join(timeout=3600)
+    assert not failure, failure
+    assert killed_while, "the victim never graded anything"
+    assert cluster.procs[victim].wait(timeout=30) == -signal.SIGKILL
+
+    by_key = {(o.assignment, o.student): o for o in outcomes}
+    assert len(outcomes) == total == len(by_key)
+    wrong = {}
+    for assignment, module in corpus.items():
+        for name, s in module.STUDENTS.items():
+            o = by_key[(assignment, name)]
+            got = {g: score for g, (score, _) in o.cells.items()}
+            if o.status != "graded" or got != _expected(assignment, s, course):
+                wrong[(assignment, name)] = (o.status, o.reason, got)
+    assert not wrong, wrong
+    # Every submission in the gradebook exactly once.
+    with sqlite3.connect(course.root / "gradebook.db") as db:
+        rows = db.execute(
+            "SELECT a.name, s.student_id, COUNT(*) FROM submitted_assignment s"
+            " JOIN assignment a ON a.id = s.assignment_id GROUP BY a.name, s.student_id"
+        ).fetchall()
+    assert len(rows) == total and all(n == 1 for _, _, n in rows)
+    # What the killed worker was grading was graded again, by the other worker.
+    regraded = [executor.job_of(key) for key in killed_while]
+    assert regraded and all(executor.graded_by[job] != address for job in regraded)
+
+
+# --- without a cluster ------------------------------------------------------------------
+
+
+def test_the_cluster_is_named_by_the_option_else_the_environment_else_the_config(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv(dist.ENV_CLUSTER, raising=False)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    assert dist.cluster_setting(tmp_path, None) is None
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.Autograder.cluster = 'tcp://config:8786'\n"
+    )
+    assert dist.cluster_setting(tmp_path, None) == "tcp://config:8786"
+    monkeypatch.setenv(dist.ENV_CLUSTER, "tcp://environment:8786")
+    assert dist.cluster_setting(tmp_path, None) == "tcp://environment:8786"
+    assert dist.cluster_setting(tmp_path, "local:3") == "local:3"
+
+
+def test_cluster_addresses_are_read_or_refused_in_words():
+    assert dist.parse_cluster("local:3") == ("local", 3)
+    assert dist.parse_cluster("tcp://10.0.0.5:8786") == ("address", "tcp://10.0.0.5:8786")
+    assert dist.parse_cluster("grader.example.org:8786") == (
+        "address",
+        "tcp://grader.example.org:8786",
+    )
+    for bad in ("local", "local:0", "local:two", "grader.example.org"):
+        with pytest.raises(dist.ClusterError, match="local:N|tcp://HOST:8786"):
+            dist.parse_cluster(bad)
+
+
+def test_an_unreachable_scheduler_is_named(tmp_path):
+    executor = dist.DaskExecutor(
+        f"tcp://127.0.0.1:{_free_port()}",
+        course_dir=tmp_path,
+        assignments=[],
+        connect_timeout=2,
+    )
+    with pytest.raises(dist.ClusterError, match="cannot reach the Dask scheduler at tcp://127"):
+        executor.start(None, 1)
+    executor.close()
+
+
+def test_a_worker_with_other_versions_refuses():
+    # (a weaker sandbox: the worker `unfit` of the cluster tests)
+    from autograder.batch import dask_worker
+
+    here = dask_worker.environment()
+    assert {"python", "torch", "nbgrader", "autograder code"} <= set(here)
+    assert dask_worker.refusal(here, dask_worker.sandbox_primitives()) is None
+    other = dict(here, torch="2.0.0")
+    problem = dask_worker.refusal(other, {})
+    assert problem == f"torch {here['torch']} here, 2.0.0 on the coordinator"
