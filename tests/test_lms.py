@@ -208,6 +208,7 @@ def test_grade_refuses_a_download_that_yields_nothing(course, tmp_path, capsys):
     assert "nothing collected" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a grading run's start-up: ~20 s on a loaded 2-core machine
 def test_grading_nothing_is_not_success(course, capsys):
     status = main(["--course-dir", str(course.root), "grade", A])
     out = capsys.readouterr().out
