@@ -1,5 +1,6 @@
 """The roster and the grade exports on a PostgreSQL gradebook (a real server started on
-loopback by the test suite): the same files, byte for byte, as on SQLite."""
+loopback by the test suite, fixture `postgres_server` of tests/pg_server.py): the same
+files, byte for byte, as on SQLite."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from autograder.lms.export import export
 from autograder.lms.roster import gradebook, import_roster, load
 from tests.conftest import Course
 from tests.test_lms import ROSTER, A, graded_by_hand_free_gradebook
-
-pg = pytest.importorskip("tests.pg_server")
-postgres_server = pg.postgres_server  # the session's server, as a fixture here
 
 
 def exported(course: Course, tmp_path: Path) -> dict[str, bytes]:
