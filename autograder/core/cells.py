@@ -130,14 +130,16 @@ class RestoreMissingCells(NbGraderPreprocessor):
                 meta.get("grade") or meta.get("solution") or meta.get("locked")
             ):
                 continue
-            at = 0
-            for before in reversed(order[:i]):
-                bid = _nbgrader(before)["grade_id"]
+            # before the next cell of the source that the submission has (so after the
+            # prose before it), else at the end
+            at = len(nb.cells)
+            for after in order[i + 1 :]:
+                aid = _nbgrader(after)["grade_id"]
                 idx = next(
-                    (k for k, c in enumerate(nb.cells) if _nbgrader(c).get("grade_id") == bid), None
+                    (k for k, c in enumerate(nb.cells) if _nbgrader(c).get("grade_id") == aid), None
                 )
                 if idx is not None:
-                    at = idx + 1
+                    at = idx
                     break
             new = copy.deepcopy(cell)
             if new.cell_type == "code":
