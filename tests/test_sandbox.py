@@ -291,6 +291,8 @@ def test_missing_protections_listed():
     bare = sandbox.Available(False, False, False, False, False)
     text = " ".join(bare.missing(sandbox.Limits()))
     assert "not root" in text and "network" in text and "memory" in text
+    no_bwrap = sandbox.Available(True, True, True, True, True, bwrap=False)
+    assert "bubblewrap" in " ".join(no_bwrap.missing(sandbox.Limits()))
     assert "turned off" in " ".join(bare.missing(sandbox.Limits(enabled=False)))
     assert sandbox.Limits.from_env({"AUTOGRADER_SANDBOX_MEMORY": "512M"}).memory_bytes == 512 << 20
     assert not sandbox.Limits.from_env({"AUTOGRADER_SANDBOX": "0"}).enabled
@@ -306,6 +308,9 @@ OUTSIDE = [
     "write_course_files",
     "read_solutions",
     "read_other_submissions",
+    "read_checkout_solutions",
+    "write_host_tmp",
+    "sleep_forever",
     "flood_output",
     "exhaust_memory",
 ]
@@ -343,6 +348,9 @@ def hostile_batch(tmp_path_factory):
             os.environ["AUTOGRADER_SANDBOX_MEMORY"] = old
     time.sleep(10)  # what a surviving child would wait for before writing
     after = _hash(files)
+    left = [p for p in ("/tmp/hostile-leftover", "/var/tmp/hostile-leftover") if os.path.exists(p)]
+    after["files left in the host's /tmp"] = left
+    before["files left in the host's /tmp"] = []
     after["victim's score in the gradebook"] = _victim_score(course.root, ASSIGNMENT)
     before["victim's score in the gradebook"] = 13.0
     return course, outcomes, before, after
@@ -370,7 +378,13 @@ def test_reaching_outside_scores_no_more_than_blank(hostile_batch, name):
     assert outcomes[name].score <= outcomes["blank"].score, (HOSTILE[name].about, outcomes[name])
 
 
-READERS = ["write_gradebook", "write_course_files", "read_solutions", "read_other_submissions"]
+READERS = [
+    "write_gradebook",
+    "write_course_files",
+    "read_solutions",
+    "read_other_submissions",
+    "read_checkout_solutions",
+]
 
 
 @pytest.mark.parametrize("name", READERS)
@@ -494,3 +508,29 @@ def test_network_refused_named(graded):
     assert "REFUSED" in json.dumps(
         [c.get("outputs", []) for c in course.autograded_nb("caller", A).cells]
     )
+
+
+def test_without_bubblewrap_grading_says_what_is_missing_and_still_grades(make_course):
+    """bwrap absent (AUTOGRADER_BWRAP names a program that is not there): the run warns
+    that kernels see the host's files, and grades the class all the same."""
+    from tests import batch_support as bs
+
+    course = make_course(A)
+    course.submit("good", A, course.solved(A))
+    old = os.environ.get("AUTOGRADER_BWRAP")
+    os.environ["AUTOGRADER_BWRAP"] = "/nonexistent/bwrap"
+    try:
+        run = bs.grade_in_subprocess(course.root, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("AUTOGRADER_BWRAP", None)
+        else:
+            os.environ["AUTOGRADER_BWRAP"] = old
+    _, err = run.communicate(timeout=600)
+    assert "WARNING: kernel sandbox: bubblewrap (/nonexistent/bwrap) not installed" in (
+        err.decode()
+    )
+    assert "kernels see the host's files" in err.decode()
+    assert (course.root / "feedback" / "good" / A / f"{A}.html").exists()
+    csv = (course.root / "grades.csv").read_text()
+    assert "good" in csv and "graded" in csv

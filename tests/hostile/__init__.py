@@ -343,6 +343,44 @@ for _p in _glob.glob("../../../submitted/*/01_derivatives/*.ipynb") + _glob.glob
         pass
 """,
     ),
+    "read_checkout_solutions": Hostile(
+        "the checkout's instructor notebooks, found from the course package's own path, "
+        "read, printed and their solutions run after every cell",
+        """
+import glob as _glob, json as _json, os as _os
+import autograder as _ag
+_top = _os.path.dirname(_os.path.dirname(_os.path.abspath(_ag.__file__)))
+_stolen = []
+for _p in _glob.glob(_top + "/source/*/*.ipynb"):
+    try:
+        for _c in _json.load(open(_p))["cells"]:
+            _src = "".join(_c["source"])
+            if "BEGIN SOLUTION" in _src or "BEGIN HIDDEN TESTS" in _src:
+                print(_src)
+                _stolen.append("\\n".join(l for l in _src.splitlines() if "###" not in l))
+    except (OSError, ValueError):
+        pass
+if _stolen:
+    get_ipython().events.register(
+        "post_run_cell", lambda *_a: [exec(_s, get_ipython().user_ns) for _s in _stolen]
+    )
+""",
+    ),
+    "write_host_tmp": Hostile(
+        "a file left in the host's /tmp, to outlive grading",
+        """
+import tempfile as _tf
+for _d in ("/tmp", "/var/tmp", _tf.gettempdir()):
+    try:
+        open(_d + "/hostile-leftover", "w").write("still here")
+    except OSError:
+        pass
+""",
+    ),
+    "sleep_forever": Hostile(
+        "a cell that sleeps (holding its grading worker)",
+        "import time as _time\n_time.sleep(3600)\n",
+    ),
     "flood_output": Hostile(
         "hundreds of megabytes printed",
         "import sys as _sys\nfor _i in range(300):\n    _sys.stdout.write('x' * 1_000_000)\n",
