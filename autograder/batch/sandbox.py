@@ -8,9 +8,12 @@ Each kernel runs:
 * in a private working directory (mode 0700, owned by that user) holding only copies of
   the submission's non-notebook files; HOME and TMPDIR point there; it is removed after
   the kernel ends;
-* in a mount namespace where the course directory (gradebook, source notebooks, every
-  submission, autograded and feedback folders) is covered by an empty read-only tmpfs;
-  only the Python environment and the course's package are mounted back, read-only;
+* in a filesystem view that is an allowlist (:class:`View`, built by bubblewrap): its
+  private directory and a private /tmp, read-write; /usr, a few files of /etc, the
+  Python installation, the virtual environment and the course package's folder,
+  read-only; nothing else of the host (no home directory, no host /tmp, no course or
+  checkout directory). Without bubblewrap, a mount namespace of the kernel's own where
+  the course directory is covered by an empty read-only tmpfs (a denylist);
 * in a network namespace of its own, with no interface up (not even loopback). The
   grader reaches the kernel over Unix sockets (ZMQ ``ipc`` transport) in its directory;
 * under limits: memory (cgroup v1 ``memory.limit_in_bytes``, else ``RLIMIT_AS`` above
@@ -21,7 +24,8 @@ Each kernel runs:
 
 After each kernel, every process still owned by its user is killed (a fork that called
 ``setsid`` escapes the kernel's process group, not its uid), and which limits were hit
-is read back so that the outcome can name them.
+is read back, with what was measured (:attr:`Jail.evidence`), so that the outcome can
+name them.
 
 Where a primitive is missing (not root, no namespaces, no cgroups), grading still works
 without it, and :func:`available` lists what is missing; the worker logs it loudly.
@@ -743,9 +747,10 @@ def _copy_connection_file(request: dict, workdir: str, uid: int, gid: int) -> li
     return argv
 
 
-def _enter_view(libc, view: dict) -> None:
-    """Enter the mount namespace bubblewrap built (:class:`View`): this process's root
-    becomes that namespace's, where only the allowlist exists."""
+def enter_view(view: dict, libc=None) -> None:
+    """Enter the mount namespace bubblewrap built (:class:`View`, its :meth:`View.request`):
+    this process's root becomes that namespace's, where only the allowlist exists."""
+    libc = libc or _libc()
     fd = os.open(f"/proc/{int(view['pid'])}/ns/mnt", os.O_RDONLY)
     try:
         if os.fstat(fd).st_ino != int(view["ino"]):
@@ -773,7 +778,7 @@ def apply_in_child(request: dict) -> None:
         _write(procs, os.getpid())
     argv = _copy_connection_file(request, workdir, uid, gid)
     if box.get("view"):
-        _enter_view(libc, box["view"])
+        enter_view(box["view"], libc)
     flags = (CLONE_NEWNET if box.get("netns") else 0) | (CLONE_NEWNS if box.get("hide") else 0)
     if flags:
         _check(libc.unshare(flags), "unshare")
