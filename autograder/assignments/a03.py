@@ -637,11 +637,49 @@ def _batched_gradient_reference(fn: Callable, x: torch.Tensor) -> torch.Tensor:
     return torch.func.vmap(torch.func.grad(fn))(x.detach().clone().to(F64))
 
 
+def grad_g_mistakes(x: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
+    """Wrong versions of ∇g that students write, each with what went wrong."""
+    x0, x1 = x[..., 0], x[..., 1]
+    c = torch.cos(x0 * x1**2)
+    return [
+        (
+            Finding(
+                "missing_chain_factor",
+                "the sin term of your partial derivatives is cos(x₀x₁²) alone: the chain rule "
+                "multiplies it by the partial derivative of the inner x₀x₁² (with respect to "
+                "x₀, then to x₁).",
+            ),
+            torch.stack([x1 + c, x0 + c], dim=-1),
+        ),
+        (
+            Finding(
+                "inner_power_rule",
+                "your ∂g/∂x₁ differentiates the inner x₀x₁² as x₀ (as if it were x₀x₁): the "
+                "power rule gives 2x₀x₁.",
+            ),
+            torch.stack([x1 + x1**2 * c, x0 + x0 * c], dim=-1),
+        ),
+        (
+            Finding(
+                "swapped_partials",
+                "your two columns are swapped: column 0 holds ∂g/∂x₁ and column 1 ∂g/∂x₀. "
+                "Column j is the partial derivative with respect to x_j.",
+            ),
+            torch.stack([x0 + 2 * x0 * x1 * c, x1 + x1**2 * c], dim=-1),
+        ),
+    ]
+
+
 def check_grad_g(grad_g_answer, *, hidden: bool = False) -> None:
     q = "Q5.1 grad_g"
     x, note = _batch(q, hidden)
     got = call_student(q, grad_g_answer, x.clone(), rule=FORMULA)
-    ctx = Context(jacobian=True, batch=x.shape[0], inputs_note="" if not hidden else note)
+    ctx = Context(
+        jacobian=True,
+        batch=x.shape[0],
+        inputs_note="" if not hidden else note,
+        mistakes=grad_g_mistakes(x),
+    )
     check_close(q, "∇g on the batch, shape (N, 2)", got, grad_g(x), context=ctx)
     passed(q, note)
 

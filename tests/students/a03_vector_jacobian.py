@@ -1103,6 +1103,73 @@ def q_grads(a, b, v):
         lost={"q1-vjp-y3x2": "v_after_backward", "q4-q-grads": "v_after_backward"},
         says={"q1-vjp-y3x2": ("equals vᵀJ only where J is diagonal",)},
     ),
+    "grad_g_inner_power": Student(
+        "Q5.1 with the inner x₀x₁² differentiated in x₁ as x₀: x₀ + x₀·cos(x₀x₁²)",
+        answers={
+            Q5: """
+def grad_g(x):
+    x0, x1 = x[:, 0], x[:, 1]
+    c = torch.cos(x0 * x1**2)
+    return torch.stack([x1 + x1**2 * c, x0 + x0 * c], dim=1)
+"""
+            + _BATCHED
+        },
+        lost={"q5-1-grad-g": "inner_power_rule"},
+    ),
+    "grad_g_swapped_columns": Student(
+        "Q5.1 with ∂g/∂x₁ in column 0 and ∂g/∂x₀ in column 1",
+        answers={
+            Q5: """
+def grad_g(x):
+    x0, x1 = x[:, 0], x[:, 1]
+    c = torch.cos(x0 * x1**2)
+    return torch.stack([x0 + 2 * x0 * x1 * c, x1 + x1**2 * c], dim=1)
+"""
+            + _BATCHED
+        },
+        lost={"q5-1-grad-g": "swapped_partials"},
+    ),
+    "grad_g_no_inner_factor": Student(
+        "Q5.1 with the sin term differentiated to cos(x₀x₁²) alone in both partials",
+        answers={
+            Q5: """
+def grad_g(x):
+    x0, x1 = x[:, 0], x[:, 1]
+    c = torch.cos(x0 * x1**2)
+    return torch.stack([x1 + c, x0 + c], dim=1)
+"""
+            + _BATCHED
+        },
+        lost={"q5-1-grad-g": "missing_chain_factor"},
+    ),
+    "alt_partials_one_by_one": Student(
+        "Q5.1 and Q2.3 written partial derivative by partial derivative, with named "
+        "inner functions; Q2.3 as a torch tensor built from its rows",
+        answers={
+            Q5: """
+def grad_g(x):
+    x0, x1 = x[:, 0], x[:, 1]
+    inner = x0 * x1**2
+    d_inner_d0 = x1**2
+    d_inner_d1 = 2 * x0 * x1
+    dg_d0 = x1 + torch.cos(inner) * d_inner_d0
+    dg_d1 = x0 + torch.cos(inner) * d_inner_d1
+    return torch.stack([dg_d0, dg_d1], dim=-1)
+"""
+            + _BATCHED,
+            Q23: """
+def jacobian_example(x):
+    x1, x2 = x[0], x[1]
+    zero = torch.zeros_like(x1)
+    rows = [
+        torch.stack([6 * x1, zero]),
+        torch.stack([2 * x1, 6 * x2**2]),
+        torch.stack([zero, torch.full_like(x1, 10.0)]),
+    ]
+    return torch.stack(rows)
+""",
+        },
+    ),
     "finite_differences_numpy": Student(
         "central differences computed outside torch: on numpy arrays from x.numpy(), and on "
         "Python floats from x.tolist()",
