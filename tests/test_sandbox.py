@@ -494,7 +494,7 @@ def test_stall_named(graded):
     _, outcomes, _, _, _ = graded
     o = outcomes["sleeper"]
     assert (o.status, o.code) == ("graded", "stalled"), o.reason
-    assert "stalled: q1-differences-answer stalled: asleep or blocked" in o.reason
+    assert "stalled: q1-differences-answer was asleep or blocked" in o.reason
     assert "for more than 3 s" in o.reason and "the other cells were graded" in o.reason
     lost = {k for k, (score, most) in o.cells.items() if score != most} - {"q4-3-explain"}
     assert lost and all(k.startswith("q1-") for k in lost), o.cells  # the rest graded

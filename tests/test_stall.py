@@ -129,7 +129,7 @@ def test_sleeping_submissions_cost_a_class_seconds_not_minutes(make_course):
         f"the sleeper {sleeper.seconds:.1f} s, the deaf sleeper {deaf.seconds:.1f} s"
     )
     assert (sleeper.status, sleeper.code) == ("graded", "stalled"), sleeper.reason
-    assert "q2-answer stalled: asleep or blocked" in sleeper.reason
+    assert "stalled: q2-answer was asleep or blocked" in sleeper.reason
     lost = {k for k, (score, most) in sleeper.cells.items() if score != most} - {"q4-3-explain"}
     assert lost and all(k.startswith("q2-") for k in lost), sleeper.cells
     assert (deaf.status, deaf.code) == ("ungradable", "stalled"), deaf.reason

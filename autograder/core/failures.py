@@ -28,7 +28,7 @@ def describe(event: CellEvent, settings: Settings, stall_limit: float | None = N
     if event.limit == "stall":
         after = f" for more than {stall_limit:g} s" if stall_limit else ""
         return (
-            f"{event.label} stalled: asleep or blocked (neither running nor waiting for a "
+            f"{event.label} was asleep or blocked (neither running nor waiting for a "
             f"CPU){after}, {event.cpu:g} s of CPU used in {event.wall:g} s"
         )
     return f"{event.label} ran for more than {settings.wall_limit:g} s"
