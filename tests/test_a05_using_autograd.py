@@ -27,8 +27,8 @@ CHECKS = {
     "q1-1-softplus": (a05.check_softplus, "softplus"),
     "q1-2-softplus-grad": (a05.check_softplus_grad, "softplus_grad"),
     "q1-3-softplus-second": (a05.check_softplus_second, "softplus_second"),
-    "q2-1-fit-line": (a05.check_fit_line, "fit_line"),
-    "q2-2-fit-slope": (a05.check_fit_slope, "fit_slope"),
+    "q2-1-fit-linear": (a05.check_fit_linear, "fit_linear"),
+    "q2-2-fit-weights": (a05.check_fit_weights, "fit_weights"),
     "q2-3-predict": (a05.check_predict, "predict"),
     "q3-1-fixed-grad": (a05.check_fixed_grad, "fixed_grad"),
     "q3-2-two-grads": (a05.check_two_grads, "two_grads"),
@@ -126,23 +126,31 @@ def test_mistakes_are_not_lost_on_other_draws(seed, monkeypatch):
 
 
 def test_gd_trajectory_matches_a_torch_loop():
-    """Is the grader's closed-form trajectory the one torch.optim.SGD takes?"""
+    """Is the grader's trajectory the one torch.optim.SGD takes with an nn.Linear(2, 1),
+    and does freezing the bias give another one, with the bias constant?"""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(12, generator=g, dtype=torch.float64) * 4 - 2
-    y = 1.5 * x - 0.5
-    a = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-    b = torch.tensor(-0.2, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.SGD([a, b], lr=0.1)
-    rows = [torch.stack([a, b]).detach()]
+    x = torch.rand(12, 2, generator=g, dtype=torch.float64) * 4 - 2
+    y = x @ torch.tensor([1.5, -0.5], dtype=torch.float64) - 0.5
+    w0, b0 = torch.tensor([0.3, -0.1], dtype=torch.float64), torch.tensor(-0.2, dtype=torch.float64)
+    model = torch.nn.Linear(2, 1, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(w0.reshape(1, 2))
+        model.bias.copy_(b0.reshape(1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def row():
+        return torch.cat([model.weight.reshape(-1), model.bias]).detach().clone()
+
+    rows = [row()]
     for _ in range(9):
         opt.zero_grad()
-        ((a * x + b - y) ** 2).mean().backward()
+        torch.nn.functional.mse_loss(model(x).squeeze(1), y).backward()
         opt.step()
-        rows.append(torch.stack([a, b]).detach())
-    expected = a05.gd_trajectory(x, y, torch.tensor(0.3), torch.tensor(-0.2), 0.1, 9)
+        rows.append(row())
+    expected = a05.gd_trajectory(x, y, w0, b0, 0.1, 9)
     torch.testing.assert_close(torch.stack(rows), expected)
-    frozen = a05.gd_trajectory(x, y, torch.tensor(0.3), torch.tensor(-0.2), 0.1, 9, train_b=False)
-    assert torch.all(frozen[:, 1] == -0.2) and not torch.allclose(frozen, expected)
+    frozen = a05.gd_trajectory(x, y, w0, b0, 0.1, 9, train_b=False)
+    assert torch.all(frozen[:, 2] == -0.2) and not torch.allclose(frozen, expected)
 
 
 def test_hvp_functions_have_full_hessians():

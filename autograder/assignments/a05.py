@@ -13,7 +13,8 @@ Beyond the values, each check holds the answer to what the question's words ask:
   Q1.2 the gradient comes from torch's engine (a formula or a finite difference never
   runs it); Q1.3 the engine runs twice (a gradient of the gradient) and no input is
   moved by a difference step;
-- Q2.1/Q2.2 the trajectory the gradient-descent loop produces, step by step, with at
+- Q2.1/Q2.2 the trajectory the gradient-descent loop of a two-feature linear model
+  (x @ w + b, nn.Linear(2, 1)'s computation) produces, step by step, with at
   least one engine run per step; a known wrong loop (gradients never zeroed, the frozen
   parameter trained too) is named only when the answer reproduces that loop's
   trajectory, and an update recorded by autograd only from the non-leaf `.grad` it
@@ -275,53 +276,62 @@ def check_softplus_second(softplus_second, *, hidden: bool = False) -> None:
 
 # --- Q2 using gradients: gradient descent, a frozen parameter, inference ----------------
 
-VISIBLE_FIT_X = torch.linspace(-1.0, 1.0, 8, dtype=F64)
-VISIBLE_FIT_Y = 2.0 * VISIBLE_FIT_X - 1.0 + 0.1 * torch.sin(7.0 * VISIBLE_FIT_X)
+# Two features: the model x @ w + b is what nn.Linear(2, 1) computes (weight w, bias b).
+VISIBLE_FIT_X = torch.stack(
+    [torch.linspace(-1.0, 1.0, 8, dtype=F64), torch.cos(torch.arange(8, dtype=F64))], dim=1
+)
+VISIBLE_FIT_Y = (
+    VISIBLE_FIT_X @ torch.tensor([2.0, -1.0], dtype=F64)
+    + 0.5
+    + 0.1 * torch.sin(7.0 * VISIBLE_FIT_X[:, 0])
+)
 
 
-def _loss_grads(x, y, a, b) -> tuple[float, float]:
-    r = a * x + b - y
-    return float(2 * (r * x).mean()), float(2 * r.mean())
-
-
-def gd_trajectory(x, y, a0, b0, lr, steps, *, train_b=True, zero_grads=True) -> torch.Tensor:
-    """(steps + 1, 2): (a, b) before the first step and after each step of gradient
-    descent on the mean squared error of a·x + b; `zero_grads=False` lets the gradients
-    add up over the steps (what a loop that never zeroes them does), `train_b=False`
-    keeps b fixed."""
-    a, b = float(a0), float(b0)
-    ga_sum = gb_sum = 0.0
-    rows = [(a, b)]
+def gd_trajectory(x, y, w0, b0, lr, steps, *, train_b=True, zero_grads=True) -> torch.Tensor:
+    """(steps + 1, d + 1): (w, b) before the first step and after each step of gradient
+    descent on the mean squared error of x @ w + b, x of shape (N, d); `zero_grads=False`
+    lets the gradients add up over the steps (what a loop that never zeroes them does),
+    `train_b=False` keeps b fixed."""
+    x, y = x.to(F64), y.to(F64)
+    w, b = w0.detach().to(F64).clone(), float(b0)
+    gw_sum, gb_sum = torch.zeros_like(w), 0.0
+    rows = [torch.cat([w, torch.tensor([b], dtype=F64)])]
     for _ in range(steps):
-        ga, gb = _loss_grads(x, y, a, b)
+        r = x @ w + b - y
+        gw, gb = 2 * (x * r[:, None]).mean(0), float(2 * r.mean())
         if zero_grads:
-            ga_sum, gb_sum = ga, gb
+            gw_sum, gb_sum = gw, gb
         else:
-            ga_sum, gb_sum = ga_sum + ga, gb_sum + gb
-        a -= lr * ga_sum
+            gw_sum, gb_sum = gw_sum + gw, gb_sum + gb
+        w = w - lr * gw_sum
         if train_b:
             b -= lr * gb_sum
-        rows.append((a, b))
-    return torch.tensor(rows, dtype=F64)
+        rows.append(torch.cat([w, torch.tensor([b], dtype=F64)]))
+    return torch.stack(rows)
 
 
 def _fit_cases(question: str, hidden: bool):
     if not hidden:
-        return [
-            (VISIBLE_FIT_X.clone(), VISIBLE_FIT_Y.clone(), _scalar(0.0), _scalar(0.0), 0.2, 10)
-        ], "8 points near y = 2x − 1, a = b = 0 at the start, lr = 0.2, 10 steps"
+        start = (torch.zeros(2, dtype=F64), _scalar(0.0))
+        return [(VISIBLE_FIT_X.clone(), VISIBLE_FIT_Y.clone(), *start, 0.2, 10)], (
+            "8 points near y = 2x₀ − x₁ + 0.5, w = (0, 0) and b = 0 at the start, lr = 0.2, "
+            "10 steps"
+        )
     g = generator(question)
     cases = []
     for _ in range(2):
         n = int(torch.randint(10, 31, (1,), generator=g))
-        x = uniform(g, n, -2.0, 2.0)
-        slope, intercept = uniform(g, (), -3.0, 3.0), uniform(g, (), -2.0, 2.0)
-        y = slope * x + intercept + 0.3 * uniform(g, n, -1.0, 1.0)
-        a0, b0 = uniform(g, (), -1.0, 1.0), uniform(g, (), -1.0, 1.0)
+        x = uniform(g, (n, 2), -2.0, 2.0)
+        w_true, b_true = uniform(g, 2, -3.0, 3.0), uniform(g, (), -2.0, 2.0)
+        y = x @ w_true + b_true + 0.3 * uniform(g, n, -1.0, 1.0)
+        w0, b0 = uniform(g, 2, -1.0, 1.0), uniform(g, (), -1.0, 1.0)
         lr = round(float(uniform(g, (), 0.05, 0.15)), 3)
         steps = int(torch.randint(8, 16, (1,), generator=g))
-        cases.append((x, y, a0, b0, lr, steps))
-    return cases, "2 fresh data sets of 10–30 points, fresh starts, lr in [0.05, 0.15], 8–15 steps"
+        cases.append((x, y, w0, b0, lr, steps))
+    return cases, (
+        "2 fresh data sets of 10–30 points with 2 features, fresh starts, lr in [0.05, 0.15], "
+        "8–15 steps"
+    )
 
 
 _NOT_ZEROED = Finding(
@@ -332,7 +342,7 @@ _NOT_ZEROED = Finding(
     ".grad to None.",
 )
 
-# The update a − lr·∂L/∂a moves an input by a small step, which is what the watch for
+# The update w − lr·∂L/∂w moves an input by a small step, which is what the watch for
 # numerical differences looks for: the loop is held to autograd by its engine runs (one
 # per step at least), which a loop of finite differences never makes.
 _GD = Rule(
@@ -345,28 +355,29 @@ _GD = Rule(
 def _check_fit(question: str, fn, hidden: bool, *, train_b: bool) -> None:
     cases, note = _fit_cases(question, hidden)
     name = _name(fn)
-    for x, y, a0, b0, lr, steps in cases:
+    for x, y, w0, b0, lr, steps in cases:
         try:
             got, hits = _run(
-                question, fn, _GD, x.clone(), y.clone(), a0.clone(), b0.clone(), lr, steps
+                question, fn, _GD, x.clone(), y.clone(), w0.clone(), b0.clone(), lr, steps
             )
         except CheckFailed as exc:
-            # Only a, b have their .grad read in the loop: a non-leaf there is a parameter
+            # Only w, b have their .grad read in the loop: a non-leaf there is a parameter
             # rebound to a computed tensor, an update that autograd recorded.
             if "nonleaf_grad" in exc.codes:
                 raise _with_first(exc, [_UPDATE_RECORDED]) from None
             raise
-        expected = gd_trajectory(x, y, a0, b0, lr, steps, train_b=train_b)
+        expected = gd_trajectory(x, y, w0, b0, lr, steps, train_b=train_b)
         mistakes = [
-            (_NOT_ZEROED, gd_trajectory(x, y, a0, b0, lr, steps, train_b=train_b, zero_grads=False))
+            (_NOT_ZEROED, gd_trajectory(x, y, w0, b0, lr, steps, train_b=train_b, zero_grads=False))
         ]
         if not train_b:
-            mistakes.append((_FROZEN_TRAINED, gd_trajectory(x, y, a0, b0, lr, steps)))
+            mistakes.append((_FROZEN_TRAINED, gd_trajectory(x, y, w0, b0, lr, steps)))
+        w_note = ", ".join(f"{float(v):.3g}" for v in w0)
         at = (
-            f"{x.numel()} points, a₀ = {float(a0):.3g}, b₀ = {float(b0):.3g}, lr = {lr:g}, "
-            f"{steps} steps; row k is (a, b) after k steps"
+            f"{x.shape[0]} points, w₀ = ({w_note}), b₀ = {float(b0):.3g}, lr = {lr:g}, "
+            f"{steps} steps; row k is (w[0], w[1], b) after k steps"
         )
-        _compare(question, f"the trajectory of (a, b) ({at})", got, expected, mistakes, at)
+        _compare(question, f"the trajectory of (w, b) ({at})", got, expected, mistakes, at)
         returns_tensor(question, f"the result of `{name}`", got)
         runs = methods.engine_runs(hits)
         require(
@@ -387,42 +398,45 @@ def _check_fit(question: str, fn, hidden: bool, *, train_b: bool) -> None:
 
 _UPDATE_RECORDED = Finding(
     "update_recorded",
-    "the update a = a − lr·a.grad ran while autograd was recording: a became a computed "
+    "the update w = w − lr·w.grad ran while autograd was recording: w became a computed "
     "tensor, no longer a leaf, so backward leaves its .grad empty from the next step on. "
-    "Update the parameter in place under torch.no_grad() (a -= lr·a.grad), so it stays "
+    "Update the parameter in place under torch.no_grad() (w -= lr·w.grad), so it stays "
     "the same leaf.",
 )
 
 _FROZEN_TRAINED = Finding(
     "frozen_trained",
     "your trajectory is the one where b is trained too: b must stay frozen. Give it "
-    "requires_grad=False (or use b.detach() in the model) and update only a.",
+    "requires_grad=False (or use b.detach() in the model) and update only w.",
 )
 
 
-def check_fit_line(fit_line, *, hidden: bool = False) -> None:
-    _check_fit("Q2.1 fit_line", fit_line, hidden, train_b=True)
+def check_fit_linear(fit_linear, *, hidden: bool = False) -> None:
+    _check_fit("Q2.1 fit_linear", fit_linear, hidden, train_b=True)
 
 
-def check_fit_slope(fit_slope, *, hidden: bool = False) -> None:
-    _check_fit("Q2.2 fit_slope", fit_slope, hidden, train_b=False)
+def check_fit_weights(fit_weights, *, hidden: bool = False) -> None:
+    _check_fit("Q2.2 fit_weights", fit_weights, hidden, train_b=False)
 
 
 def check_predict(predict, *, hidden: bool = False) -> None:
     q = "Q2.3 predict"
     if not hidden:
-        cases = [(torch.linspace(-1.0, 1.0, 5, dtype=F64), _scalar(2.0), _scalar(-1.0))]
-        note = "x = linspace(−1, 1, 5), a = 2, b = −1 (both requiring grad)"
+        x = torch.stack([torch.linspace(-1.0, 1.0, 5, dtype=F64), torch.ones(5, dtype=F64)], 1)
+        cases = [(x, torch.tensor([2.0, -1.0], dtype=F64), _scalar(0.5))]
+        note = "5 points, w = (2, −1), b = 0.5 (both requiring grad)"
     else:
         g = generator(q)
         n = int(torch.randint(5, 20, (1,), generator=g))
-        cases = [(uniform(g, n, -3.0, 3.0), uniform(g, (), -2.0, 2.0), uniform(g, (), -2.0, 2.0))]
-        note = f"{n} fresh points, fresh a, b (both requiring grad)"
+        cases = [
+            (uniform(g, (n, 2), -3.0, 3.0), uniform(g, 2, -2.0, 2.0), uniform(g, (), -2.0, 2.0))
+        ]
+        note = f"{n} fresh points, fresh w, b (both requiring grad)"
     name = _name(predict)
-    for x, a, b in cases:
-        a_, b_ = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
-        got, _ = _run(q, predict, None, x.clone(), a_, b_)
-        check_close(q, f"a·x + b ({note})", got, a * x + b)
+    for x, w, b in cases:
+        w_, b_ = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        got, _ = _run(q, predict, None, x.clone(), w_, b_)
+        check_close(q, f"x @ w + b ({note})", got, x @ w + b)
         returns_tensor(q, f"the result of `{name}`", got)
         require(
             q,

@@ -67,33 +67,33 @@ def _fit(name: str, *, train_b: bool, zero: str, update: str) -> str:
     b_update = "\n            b -= lr * b.grad" if train_b and "no_grad" in update else ""
     b_update_plain = "\n        b -= lr * b.grad" if train_b and "no_grad" not in update else ""
     zero_b = f"\n        b.grad{zero}" if train_b and zero else ""
-    zero_a = f"\n        a.grad{zero}" if zero else ""
+    zero_w = f"\n        w.grad{zero}" if zero else ""
     if "no_grad" in update:
-        step = f"        with torch.no_grad():\n            a -= lr * a.grad{b_update}"
+        step = f"        with torch.no_grad():\n            w -= lr * w.grad{b_update}"
     else:
-        step = f"        a -= lr * a.grad{b_update_plain}"
+        step = f"        w -= lr * w.grad{b_update_plain}"
     return f"""
 
-def {name}(x, y, a0, b0, lr, steps):
-    a = a0.detach().clone().requires_grad_(True)
+def {name}(x, y, w0, b0, lr, steps):
+    w = w0.detach().clone().requires_grad_(True)
     b = b0.detach().clone().requires_grad_({b_grad})
-    rows = [torch.stack([a.detach(), b.detach()])]
+    rows = [torch.cat([w.detach(), b.detach().reshape(1)])]
     for _ in range(steps):
-        loss = ((a * x + b - y) ** 2).mean()
+        loss = ((x @ w + b - y) ** 2).mean()
         loss.backward()
-{step}{zero_a}{zero_b}
-        rows.append(torch.stack([a.detach(), b.detach()]))
+{step}{zero_w}{zero_b}
+        rows.append(torch.cat([w.detach(), b.detach().reshape(1)]))
     return torch.stack(rows)
 """
 
 
-_FIT_LINE = _fit("fit_line", train_b=True, zero=".zero_()", update="no_grad")
-_FIT_SLOPE = _fit("fit_slope", train_b=False, zero=".zero_()", update="no_grad")
+_FIT_LINEAR = _fit("fit_linear", train_b=True, zero=".zero_()", update="no_grad")
+_FIT_WEIGHTS = _fit("fit_weights", train_b=False, zero=".zero_()", update="no_grad")
 _PREDICT = """
 
-def predict(x, a, b):
+def predict(x, w, b):
     with torch.inference_mode():
-        return a * x + b
+        return x @ w + b
 """
 
 # --- Q3 pieces -----------------------------------------------------------------------------
@@ -156,8 +156,10 @@ def q1(function: str = _FUNCTION, uses: str = _USES, second: str = _SECOND) -> s
     return function + uses + second
 
 
-def q2(fit_line: str = _FIT_LINE, fit_slope: str = _FIT_SLOPE, predict: str = _PREDICT) -> str:
-    return fit_line + fit_slope + predict
+def q2(
+    fit_linear: str = _FIT_LINEAR, fit_weights: str = _FIT_WEIGHTS, predict: str = _PREDICT
+) -> str:
+    return fit_linear + fit_weights + predict
 
 
 def q3(fixed=_FIXED, two=_TWO, where=_WHERE, clipped=_CLIPPED) -> str:
@@ -198,41 +200,41 @@ def softplus_second(x):
             ),
             Q2: """
 
-def fit_line(x, y, a0, b0, lr, steps):
+def fit_linear(x, y, w0, b0, lr, steps):
     x, y = x.float(), y.float()
-    a = a0.detach().float().requires_grad_(True)
+    w = w0.detach().float().requires_grad_(True)
     b = b0.detach().float().requires_grad_(True)
-    rows = [torch.stack([a.detach(), b.detach()])]
+    rows = [torch.cat([w.detach(), b.detach().reshape(1)])]
     for _ in range(steps):
-        loss = ((a * x + b - y) ** 2).mean()
+        loss = ((x @ w + b - y) ** 2).mean()
         loss.backward()
         with torch.no_grad():
-            a -= lr * a.grad
+            w -= lr * w.grad
             b -= lr * b.grad
-        a.grad = None
+        w.grad = None
         b.grad = None
-        rows.append(torch.stack([a.detach(), b.detach()]))
+        rows.append(torch.cat([w.detach(), b.detach().reshape(1)]))
     return torch.stack(rows)
 
 
-def fit_slope(x, y, a0, b0, lr, steps):
+def fit_weights(x, y, w0, b0, lr, steps):
     x, y = x.float(), y.float()
-    a = a0.detach().float().requires_grad_(True)
+    w = w0.detach().float().requires_grad_(True)
     b = b0.detach().float()
-    rows = [torch.stack([a.detach(), b])]
+    rows = [torch.cat([w.detach(), b.reshape(1)])]
     for _ in range(steps):
-        loss = ((a * x + b - y) ** 2).mean()
+        loss = ((x @ w + b - y) ** 2).mean()
         loss.backward()
         with torch.no_grad():
-            a -= lr * a.grad
-        a.grad = None
-        rows.append(torch.stack([a.detach(), b]))
+            w -= lr * w.grad
+        w.grad = None
+        rows.append(torch.cat([w.detach(), b.reshape(1)]))
     return torch.stack(rows)
 
 
-def predict(x, a, b):
+def predict(x, w, b):
     with torch.no_grad():
-        return a.float() * x.float() + b.float()
+        return x.float() @ w.float() + b.float()
 """,
             Q3: """
 
@@ -279,7 +281,8 @@ def hvp_forward_over_reverse(f, x, v):
         },
     ),
     "alt_apis": Student(
-        "other correct ways: a backward from the saved output, .backward(v), torch.optim.SGD, "
+        "other correct ways: a backward from the saved output, .backward(v), an nn.Linear(2, 1) "
+        "trained by torch.optim.SGD with its bias frozen by requires_grad_(False), "
         "torch.no_grad, autograd.grad twice, a clamp before sqrt, the hook's work done by "
         "two autograd.grad calls, functional.hvp and nested torch.func",
         answers={
@@ -312,34 +315,45 @@ def softplus_second(x):
             ),
             Q2: """
 
-def fit_line(x, y, a0, b0, lr, steps):
-    a = a0.detach().clone().requires_grad_(True)
-    b = b0.detach().clone().requires_grad_(True)
-    opt = torch.optim.SGD([a, b], lr=lr)
-    rows = [torch.stack([a, b]).detach()]
+def _linear(w0, b0):
+    model = torch.nn.Linear(2, 1, dtype=w0.dtype)
+    with torch.no_grad():
+        model.weight.copy_(w0.reshape(1, 2))
+        model.bias.copy_(b0.reshape(1))
+    return model
+
+
+def _row(model):
+    return torch.cat([model.weight.reshape(-1), model.bias]).detach().clone()
+
+
+def fit_linear(x, y, w0, b0, lr, steps):
+    model = _linear(w0, b0)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    rows = [_row(model)]
     for _ in range(steps):
         opt.zero_grad()
-        ((a * x + b - y) ** 2).mean().backward()
+        torch.nn.functional.mse_loss(model(x).squeeze(1), y).backward()
         opt.step()
-        rows.append(torch.stack([a, b]).detach())
+        rows.append(_row(model))
     return torch.stack(rows)
 
 
-def fit_slope(x, y, a0, b0, lr, steps):
-    a = a0.detach().clone().requires_grad_(True)
-    b = b0.detach().clone().requires_grad_(True)
-    opt = torch.optim.SGD([a], lr=lr)
-    rows = [torch.stack([a, b]).detach()]
+def fit_weights(x, y, w0, b0, lr, steps):
+    model = _linear(w0, b0)
+    model.bias.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    rows = [_row(model)]
     for _ in range(steps):
         opt.zero_grad()
-        ((a * x + b.detach() - y) ** 2).mean().backward()
+        torch.nn.functional.mse_loss(model(x).squeeze(1), y).backward()
         opt.step()
-        rows.append(torch.stack([a, b]).detach())
+        rows.append(_row(model))
     return torch.stack(rows)
 
 
-def predict(x, a, b):
-    return (a * x + b).detach()
+def predict(x, w, b):
+    return (x @ w + b).detach()
 """,
             Q3: """
 
@@ -435,32 +449,32 @@ def softplus_second(x):
 """,
             Q2: """
 
-def _descend(x, y, a, b, lr, steps, params):
-    rows = [torch.stack([a, b]).detach()]
+def _descend(x, y, w, b, lr, steps, params):
+    rows = [torch.cat([w, b.reshape(1)]).detach()]
     for _ in range(steps):
-        loss = torch.mean((a * x + b - y) ** 2)
+        loss = torch.mean((torch.matmul(x, w) + b - y) ** 2)
         loss.backward()
         with torch.no_grad():
             for p in params:
                 p.sub_(lr * p.grad)
                 p.grad = None
-        rows.append(torch.stack([a, b]).detach())
+        rows.append(torch.cat([w, b.reshape(1)]).detach())
     return torch.stack(rows)
 
 
-def fit_line(x, y, a0, b0, lr, steps):
-    a, b = a0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
-    return _descend(x, y, a, b, lr, steps, [a, b])
+def fit_linear(x, y, w0, b0, lr, steps):
+    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    return _descend(x, y, w, b, lr, steps, [w, b])
 
 
-def fit_slope(x, y, a0, b0, lr, steps):
-    a = a0.clone().requires_grad_(True)
-    return _descend(x, y, a, b0.detach(), lr, steps, [a])
+def fit_weights(x, y, w0, b0, lr, steps):
+    w = w0.clone().requires_grad_(True)
+    return _descend(x, y, w, b0.detach(), lr, steps, [w])
 
 
-def predict(x, a, b):
+def predict(x, w, b):
     with torch.no_grad():
-        out = a * x + b
+        out = x @ w + b
     return out
 """,
             Q3: """
@@ -605,58 +619,58 @@ def softplus_second(x):
         "the training loops never zero the gradients",
         answers={
             Q2: q2(
-                fit_line=_fit("fit_line", train_b=True, zero="", update="no_grad"),
-                fit_slope=_fit("fit_slope", train_b=False, zero="", update="no_grad"),
+                fit_linear=_fit("fit_linear", train_b=True, zero="", update="no_grad"),
+                fit_weights=_fit("fit_weights", train_b=False, zero="", update="no_grad"),
             )
         },
-        lost={"q2-1-fit-line": "grad_not_zeroed", "q2-2-fit-slope": "grad_not_zeroed"},
+        lost={"q2-1-fit-linear": "grad_not_zeroed", "q2-2-fit-weights": "grad_not_zeroed"},
     ),
     "update_recorded": Student(
-        "the update a -= lr·a.grad made outside torch.no_grad()",
+        "the update w -= lr·w.grad made outside torch.no_grad()",
         answers={
             Q2: q2(
-                fit_line=_fit("fit_line", train_b=True, zero=".zero_()", update="plain"),
-                fit_slope=_fit("fit_slope", train_b=False, zero=".zero_()", update="plain"),
+                fit_linear=_fit("fit_linear", train_b=True, zero=".zero_()", update="plain"),
+                fit_weights=_fit("fit_weights", train_b=False, zero=".zero_()", update="plain"),
             )
         },
-        lost={"q2-1-fit-line": "inplace_leaf", "q2-2-fit-slope": "inplace_leaf"},
+        lost={"q2-1-fit-linear": "inplace_leaf", "q2-2-fit-weights": "inplace_leaf"},
     ),
     "update_rebinds": Student(
-        "a = a − lr·a.grad with autograd recording: a becomes a computed tensor whose .grad "
+        "w = w − lr·w.grad with autograd recording: w becomes a computed tensor whose .grad "
         "stays empty",
         answers={
             Q2: q2(
-                fit_line=_fit("fit_line", train_b=True, zero="", update="no_grad").replace(
-                    "        with torch.no_grad():\n            a -= lr * a.grad\n"
+                fit_linear=_fit("fit_linear", train_b=True, zero="", update="no_grad").replace(
+                    "        with torch.no_grad():\n            w -= lr * w.grad\n"
                     "            b -= lr * b.grad",
-                    "        a = a - lr * a.grad\n        b = b - lr * b.grad",
+                    "        w = w - lr * w.grad\n        b = b - lr * b.grad",
                 )
             )
         },
-        lost={"q2-1-fit-line": "update_recorded"},
+        lost={"q2-1-fit-linear": "update_recorded"},
     ),
     "frozen_trained": Student(
-        "fit_slope trains b too",
+        "fit_weights trains the bias too",
         answers={
-            Q2: q2(fit_slope=_fit("fit_slope", train_b=True, zero=".zero_()", update="no_grad"))
+            Q2: q2(fit_weights=_fit("fit_weights", train_b=True, zero=".zero_()", update="no_grad"))
         },
-        lost={"q2-2-fit-slope": "frozen_trained"},
+        lost={"q2-2-fit-weights": "frozen_trained"},
     ),
     "predict_records": Student(
-        "predict returns a·x + b with its graph",
-        answers={Q2: q2(predict="\n\ndef predict(x, a, b):\n    return a * x + b\n")},
+        "predict returns x @ w + b with its graph",
+        answers={Q2: q2(predict="\n\ndef predict(x, w, b):\n    return x @ w + b\n")},
         lost={"q2-3-predict": "records_graph"},
     ),
     "loss_summed": Student(
         "the loss summed over the points instead of averaged: another trajectory, no cause to name",
         answers={
             Q2: q2(
-                fit_line=_fit("fit_line", train_b=True, zero=".zero_()", update="no_grad").replace(
-                    ").mean()", ").sum()"
-                )
+                fit_linear=_fit(
+                    "fit_linear", train_b=True, zero=".zero_()", update="no_grad"
+                ).replace(").mean()", ").sum()")
             )
         },
-        lost={"q2-1-fit-line": None},
+        lost={"q2-1-fit-linear": None},
     ),
     # --- Q3 mistakes ---------------------------------------------------------------------
     "inplace_kept": Student(
