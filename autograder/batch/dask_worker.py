@@ -198,6 +198,9 @@ class GradingSite:
 
         p = self.plugin
         local = getattr(self.worker, "local_directory", None) or tempfile.gettempdir()
+        # The working directory is the process's, shared by every thread: leave it in a
+        # folder that outlives each run's copy (a removed one would fail the next run).
+        os.chdir(local)
         self.root = root = Path(tempfile.mkdtemp(prefix="autograder-course-", dir=local))
         for rel, data in p.files.items():
             path = root / rel
@@ -306,10 +309,9 @@ def grade_task(plugin_name: str, assignment: str, student: str, files: dict[str,
 
 
 def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
-    """What nbgrader's autograde wrote to this copy's gradebook for the submission."""
-    from ..core.nbgrader_io import in_dir
-
-    with in_dir(root), api.gradebook as gb:
+    """What nbgrader's autograde wrote to this copy's gradebook for the submission (its
+    URL is absolute: no change of directory, which would race the other threads)."""
+    with api.gradebook as gb:
         sub = gb.find_submission(assignment, student)
         return {
             "timestamp": sub.timestamp.isoformat() if sub.timestamp else None,

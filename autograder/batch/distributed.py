@@ -60,16 +60,24 @@ class ClusterError(RuntimeError):
 
 
 def course_files(course_dir: Path, assignments: Iterable[str]) -> dict[str, bytes]:
-    """nbgrader_config.py and the assignments' source/ files, by relative path."""
+    """What a worker grades with, by relative path: nbgrader_config.py, and each
+    assignment's source/ files, release/ files and the released versions the course kept
+    (``.autograder/released/``: what tampering is judged against)."""
+    from ..core.nbgrader_io import STATE_DIR
+
     files: dict[str, bytes] = {}
     config = course_dir / "nbgrader_config.py"
     if config.exists():
         files["nbgrader_config.py"] = config.read_bytes()
     for assignment in assignments:
-        top = course_dir / "source" / assignment
-        for path in sorted(top.rglob("*")):
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-                files[str(path.relative_to(course_dir))] = path.read_bytes()
+        for top in (
+            course_dir / "source" / assignment,
+            course_dir / "release" / assignment,
+            course_dir / STATE_DIR / "released" / assignment,
+        ):
+            for path in sorted(top.rglob("*")):
+                if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                    files[str(path.relative_to(course_dir))] = path.read_bytes()
     return files
 
 
