@@ -644,7 +644,8 @@ def check_adjoints(adjoints, *, hidden: bool = False) -> None:
                     Finding(
                         "missing_path",
                         f"the path through {path} is missing: x feeds a, c and e, so "
-                        "∂f/∂x is the sum ā·2x + c̄·cos x + ē·(−1/x²)",
+                        "∂f/∂x has three terms, one per node that uses x: "
+                        "ā·∂a/∂x + c̄·∂c/∂x + ē·∂e/∂x",
                     )
                 ]
         return []
