@@ -341,8 +341,8 @@ def _f3_prime(x):
 def _f3_mistakes(x):
     missing = Finding(
         "missing_chain_factor",
-        "the derivative of sin(x²) is cos(x²) times the inner derivative 2x: the factor 2x "
-        "of the chain rule is missing.",
+        "your answer differentiates sin(x²) as cos(x²) (or 2·cos(x²)): the chain rule "
+        "multiplies cos(x²) by the derivative of the inner x², and that factor is missing.",
     )
     return [
         (missing, 2 * x + torch.cos(x**2)),
