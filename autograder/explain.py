@@ -36,7 +36,7 @@ def blank(course_dir: Path, assignment: str, student: str) -> bool | None:
             for c in mine.cells
             if (c.get("metadata", {}).get("nbgrader") or {}).get("solution")
         }
-        versions = tamper.released_versions(Path(course_dir), assignment, sub.name)
+        versions = list(tamper.released_versions(Path(course_dir), assignment, sub.name))
         if not versions:
             if any(not _ANSWERED.search(src) for src in answers.values()):
                 return False

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,24 +187,24 @@ def _cells_of(text: str) -> list[dict] | None:
     return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else None
 
 
-def released_versions(course_dir: Path, assignment: str, name: str) -> list[list[dict]]:
+def released_versions(course_dir: Path, assignment: str, name: str) -> Iterator[list[dict]]:
     """The cells of every version of notebook `name` the course released: today's
     ``release/`` copy, the copies ``autograder release`` kept (:func:`record_release`) and
-    the versions of ``release/`` in git's history."""
-    versions: list[list[dict]] = []
+    the versions of ``release/`` in git's history, in that order. Lazily: git's history is
+    read only by a caller that gets that far (a submission of today's release stops at the
+    first)."""
     current = Path(course_dir) / "release" / assignment / name
     if current.exists():
         cells = _cells(current)
         if cells is not None:
-            versions.append(cells)
+            yield cells
     kept = Path(course_dir) / STATE_DIR / RELEASED / assignment / Path(name).stem
     for path in sorted(kept.glob("*.ipynb"), key=lambda p: p.stat().st_mtime, reverse=True):
         cells = _cells(path)
         if cells is not None:
-            versions.append(cells)
+            yield cells
     if current.exists():
-        versions += _git_versions(current)
-    return versions
+        yield from _git_versions(current)
 
 
 def _graded_ids(cells: list[dict]) -> list[str]:
