@@ -11,7 +11,8 @@ The class: `--students` students, each submitting every released assignment; 40 
 the instructor's solutions, 40 % wrong answers (half of their answer cells return
 perturbed values), 20 % the blank release notebook. Both runs grade identical copies of
 the same course, with AUTOGRADER_SEED fixed so hidden tests draw the same inputs. The
-gradebooks are prepared (`nbgrader generate_assignment`) before timing; the timed part is
+gradebooks are prepared (`nbgrader generate_assignment`, and the course's own once-per-course
+preparation) before timing; the timed part is
 what an instructor would run after collecting submissions:
 
 - plain:   `nbgrader autograde <assignment>`, one assignment after the other;
@@ -137,7 +138,10 @@ def build(base: Path, assignments: list[str], students: int) -> dict[str, int]:
 
 
 def prepare(course: Path, assignments: list[str], env: dict) -> None:
-    """Put each assignment in the gradebook (not timed: both runs need it)."""
+    """Put each assignment in the gradebook (not timed: both runs need it, once per course
+    and not per grading run): nbgrader's generate_assignment, then this course's own
+    preparation, which the course's command does on its first run (the generated copy it
+    restores deleted cells from, and its record of the source it was made from)."""
     for a in assignments:
         subprocess.run(
             [sys.executable, "-m", "nbgrader", "generate_assignment", a, "--force", "--create"],
@@ -146,6 +150,23 @@ def prepare(course: Path, assignments: list[str], env: dict) -> None:
             check=True,
             capture_output=True,
         )
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from autograder.core.nbgrader_io import ensure_assignment, in_dir, nbgrader_api\n"
+        "course = Path(sys.argv[1]).resolve()\n"
+        "with in_dir(course):\n"
+        "    api = nbgrader_api(course)\n"
+        "    for a in sys.argv[2:]:\n"
+        "        ensure_assignment(api, course, a)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(course), *assignments],
+        cwd=course,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 class PeakMemory:
