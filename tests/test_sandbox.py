@@ -534,3 +534,17 @@ def test_without_bubblewrap_grading_says_what_is_missing_and_still_grades(make_c
     assert (course.root / "feedback" / "good" / A / f"{A}.html").exists()
     csv = (course.root / "grades.csv").read_text()
     assert "good" in csv and "graded" in csv
+
+
+def test_kernel_folders_leave_room_for_their_sockets(monkeypatch, tmp_path):
+    """Under a TMPDIR too long for a kernel's Unix sockets, kernel folders go to /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert sandbox.Jail.base_dir() == "/tmp/autograder-kernels"
+    short = tmp_path / "t"
+    monkeypatch.setattr(tempfile, "tempdir", str(short))
+    if len(str(short)) + 19 <= sandbox.SOCKET_PATH_MAX - 44:
+        assert sandbox.Jail.base_dir() == f"{short}/autograder-kernels"
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "x" * 80)
+    assert sandbox.Jail.base_dir() == "/tmp/autograder-kernels"
+    longest = "/61000-abcdefgh/.autograder-abcdefgh/channel"
+    assert len(sandbox.Jail.base_dir() + longest) <= sandbox.SOCKET_PATH_MAX

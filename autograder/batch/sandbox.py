@@ -423,9 +423,10 @@ class Jail:
     def base_dir() -> str:
         """Where the kernels' private folders are made: in the temporary directory, or
         in /tmp where that path is too long for the kernel's Unix sockets (at most 107
-        bytes, and a kernel's are ``<base>/<uid>-<8 letters>/.autograder-<8>/channel``)."""
+        bytes; the longest is ``<base>/<uid>-<8 letters>/.autograder-<8>/channel``, 44
+        bytes more)."""
         base = os.path.join(tempfile.gettempdir(), "autograder-kernels")
-        if len(base.encode()) > SOCKET_PATH_MAX - 40:
+        if len(base.encode()) > SOCKET_PATH_MAX - 44:
             base = "/tmp/autograder-kernels"
         return base
 
