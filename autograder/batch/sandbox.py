@@ -503,9 +503,15 @@ class Jail:
         if not self.active:
             return None
         base = self.base_dir()
-        os.makedirs(base, mode=0o711, exist_ok=True)
-        os.chmod(base, 0o711)
-        self.workdir = tempfile.mkdtemp(prefix=f"{self.uid}-", dir=base)
+        for attempt in range(3):  # (another worker that ends removes the folder if empty)
+            os.makedirs(base, mode=0o711, exist_ok=True)
+            os.chmod(base, 0o711)
+            try:
+                self.workdir = tempfile.mkdtemp(prefix=f"{self.uid}-", dir=base)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         if os.path.isdir(submission_dir):
             for root, dirs, files in os.walk(submission_dir):
                 rel = os.path.relpath(root, submission_dir)
