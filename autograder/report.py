@@ -38,6 +38,8 @@ def print_summary(
     outcomes: list[Outcome], console: Console | None = None, title: str = "Grades"
 ) -> None:
     console = console or Console()
+    for note in sandbox_missing():
+        console.print(f"[yellow]warning: kernel sandbox: {note}[/yellow]")
     console.print(summary_table(outcomes, title))
     bad = [o for o in outcomes if o.status != "graded"]
     graded = len(outcomes) - len(bad)
@@ -59,6 +61,13 @@ def print_summary(
             f"checks, the source's tests and the settings): {names}{more}; "
             "`--force` grades them again"
         )
+
+
+def sandbox_missing() -> list[str]:
+    """The kernel protections this machine lacks under this run's settings, in words."""
+    from .batch import sandbox
+
+    return sandbox.available().missing(sandbox.Limits.from_env())
 
 
 def exit_status(outcomes: Iterable[Outcome]) -> int:
