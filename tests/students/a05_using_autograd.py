@@ -661,6 +661,21 @@ def softplus_second(x):
         answers={Q2: q2(predict="\n\ndef predict(x, w, b):\n    return x @ w + b\n")},
         lost={"q2-3-predict": "records_graph"},
     ),
+    "predict_unfreezes_caller": Student(
+        "predict turns off requires_grad of the caller's w and b to get a result without a graph",
+        answers={
+            Q2: q2(
+                predict="""
+
+def predict(x, w, b):
+    w.requires_grad_(False)
+    b.requires_grad_(False)
+    return x @ w + b
+"""
+            )
+        },
+        lost={"q2-3-predict": "changed_input"},
+    ),
     "loss_summed": Student(
         "the loss summed over the points instead of averaged: another trajectory, no cause to name",
         answers={
@@ -753,6 +768,21 @@ def two_grads(x):
 def sqrt_where_grad(x):
     x = x.detach().clone().requires_grad_(True)
     torch.where(x > 0, torch.sqrt(x), 0.0).sum().backward()
+    return x.grad
+"""
+            )
+        },
+        lost={"q3-3-sqrt-where": "nan_through_where"},
+    ),
+    "where_clamped": Student(
+        "sqrt of x.clamp(min=0) inside torch.where: sqrt's derivative at 0 is inf, 0 · inf = NaN",
+        answers={
+            Q3: q3(
+                where="""
+
+def sqrt_where_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    torch.where(x > 0, torch.sqrt(x.clamp(min=0)), 0.0).sum().backward()
     return x.grad
 """
             )
