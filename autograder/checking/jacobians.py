@@ -419,26 +419,30 @@ def require_vjp(
         )
     methods.enforce(question, methods.Rule(frozenset({methods.REVERSE}), asks=asks), hits, name)
     if v is not None and methods.seeded(hits, v) is False:
-        from_ones = f"{methods.SEED}:ones" in hits
+        pushed = (
+            f"this question asks for {asks}: v is the gradient the reverse pass starts from "
+            "(y.backward(v), torch.autograd.grad(y, x, v)). "
+        )
+        if f"{methods.SEED}:ones" in hits:
+            start, finding = (
+                "a gradient of ones",
+                Finding(
+                    "v_after_backward",
+                    pushed + "Running backward from ones and multiplying by v afterwards "
+                    "gives (Jᵀ1) ⊙ v, which equals vᵀJ only where J is diagonal.",
+                ),
+            )
+        else:
+            start, finding = (
+                "a gradient that is not v",
+                Finding(
+                    "v_not_pushed",
+                    pushed + "A pass started from another vector computes another product.",
+                ),
+            )
         raise CheckFailed(
             question,
             f"`{name}` does not push v back through the graph",
-            [
-                f"`{name}`: the reverse pass started from "
-                + ("a gradient of ones" if from_ones else "a gradient that is not v")
-                + ", and v took no part in it"
-            ],
-            [
-                Finding(
-                    "v_after_backward" if from_ones else "v_not_pushed",
-                    f"this question asks for {asks}: v is the gradient the reverse pass starts "
-                    "from (y.backward(v), torch.autograd.grad(y, x, v)). "
-                    + (
-                        "Running backward from ones and multiplying by v afterwards gives "
-                        "(Jᵀ1) ⊙ v, which equals vᵀJ only where J is diagonal."
-                        if from_ones
-                        else "A pass started from another vector computes another product."
-                    ),
-                )
-            ],
+            [f"`{name}`: the reverse pass started from {start}, and v took no part in it"],
+            [finding],
         )
