@@ -415,8 +415,57 @@ def check_jacobian_example(jacobian_example, *, hidden: bool = False) -> None:
                 [f"got {type(got).__name__}: return a tensor or a numpy array of shape (3, 2)"],
             )
         expected = _t(EXAMPLE_J) if not hidden else jacobian_matrix(example, x)
-        check_jacobian(q, what, got, expected)
+        with _naming_mistakes(got, jacobian_example_mistakes(x)):
+            check_jacobian(q, what, got, expected)
     passed(q, note)
+
+
+def jacobian_example_mistakes(x: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
+    """Wrong Jacobians of y = (3x₁², x₁² + 2x₂³, 10x₂) that students write."""
+    x1, x2 = float(x[0]), float(x[1])
+    return [
+        (
+            Finding(
+                "missing_partial",
+                "your row for y₂ = x₁² + 2x₂³ has a 0 where it depends on x₁: every output "
+                "that contains x₁ has a non-zero ∂/∂x₁ (here the x₁² term).",
+            ),
+            _t(((6 * x1, 0.0), (0.0, 6 * x2**2), (0.0, 10.0))),
+        ),
+        (
+            Finding(
+                "power_rule",
+                "your ∂y₂/∂x₂ is 6x₂³: it brings the exponent 3 down but keeps it; the power "
+                "rule lowers the exponent by one.",
+            ),
+            _t(((6 * x1, 0.0), (2 * x1, 6 * x2**3), (0.0, 10.0))),
+        ),
+    ]
+
+
+class _naming_mistakes:
+    """Around a Jacobian check: a failure whose answer equals one of `mistakes` names it
+    first (the check itself knows layouts, not the question's wrong formulas)."""
+
+    def __init__(self, got, mistakes: list[tuple[Finding, torch.Tensor]]):
+        self.got, self.mistakes = got, mistakes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if not isinstance(exc, CheckFailed):
+            return False
+        try:
+            got = torch.as_tensor(np.asarray(self.got, dtype=np.float64))
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        for finding, wrong in self.mistakes:
+            wrong = wrong.to(torch.float64)
+            if got.shape == wrong.shape and bool(torch.allclose(got, wrong, rtol=1e-5, atol=1e-6)):
+                exc.diagnoses.insert(0, finding)
+                break
+        return False
 
 
 # --- Q3 accumulation ---------------------------------------------------------------------
@@ -728,10 +777,40 @@ def check_jacobian_f(jacobian_f_answer, *, hidden: bool = False) -> None:
     q = "Q6.1 jacobian_f"
     x, note = _batch(q, hidden)
     got = call_student(q, jacobian_f_answer, x.clone(), rule=FORMULA)
-    check_jacobian(
-        q, "the analytic Jacobian of f, shape (N, 3, 2)", got, jacobian_f(x), batch=x.shape[0]
-    )
+    with _naming_mistakes(got, jacobian_f_mistakes(x)):
+        check_jacobian(
+            q, "the analytic Jacobian of f, shape (N, 3, 2)", got, jacobian_f(x), batch=x.shape[0]
+        )
     passed(q, note)
+
+
+def jacobian_f_mistakes(x: torch.Tensor) -> list[tuple[Finding, torch.Tensor]]:
+    """Wrong Jacobians of f(x) = (x₁x₂, sin(x₁ + x₂²), x₁² − 3x₂) that students write."""
+    right = jacobian_f(x)
+    c = torch.cos(x[..., 0] + x[..., 1] ** 2)
+    no_factor = right.clone()
+    no_factor[..., 1, 1] = c
+    minus_sin = right.clone()
+    minus_sin[..., 1, 0] = -torch.sin(x[..., 0] + x[..., 1] ** 2)
+    minus_sin[..., 1, 1] = -2 * x[..., 1] * torch.sin(x[..., 0] + x[..., 1] ** 2)
+    return [
+        (
+            Finding(
+                "missing_chain_factor",
+                "your ∂f₂/∂x₂ is cos(x₁ + x₂²) alone: the chain rule multiplies it by the "
+                "partial derivative of the inner x₁ + x₂² with respect to x₂.",
+            ),
+            no_factor,
+        ),
+        (
+            Finding(
+                "wrong_outer_derivative",
+                "your row for f₂ = sin(x₁ + x₂²) differentiates sin as −sin: the derivative "
+                "of sin(u) is cos(u), times u'.",
+            ),
+            minus_sin,
+        ),
+    ]
 
 
 def _check_batched_jacobian(

@@ -1214,4 +1214,60 @@ def batched_gradient(f, x):
             "q5-1-grad-g": "numerical_difference",
         },
     ),
+    "jacobian_f_no_chain_factor": Student(
+        "Q6.1 with ∂f₂/∂x₂ = cos(x₁ + x₂²): the inner derivative 2x₂ left out",
+        answers={
+            Q61: """
+def jacobian_f(x):
+    x1, x2 = x[:, 0], x[:, 1]
+    c = torch.cos(x1 + x2**2)
+    rows = [
+        torch.stack([x2, x1], dim=1),
+        torch.stack([c, c], dim=1),
+        torch.stack([2 * x1, torch.full_like(x1, -3.0)], dim=1),
+    ]
+    return torch.stack(rows, dim=1)
+"""
+        },
+        lost={"q6-1-analytic": "missing_chain_factor"},
+    ),
+    "jacobian_f_minus_sin": Student(
+        "Q6.1 with sin differentiated as −sin in the row of f₂",
+        answers={
+            Q61: """
+def jacobian_f(x):
+    x1, x2 = x[:, 0], x[:, 1]
+    s = torch.sin(x1 + x2**2)
+    rows = [
+        torch.stack([x2, x1], dim=1),
+        torch.stack([-s, -2 * x2 * s], dim=1),
+        torch.stack([2 * x1, torch.full_like(x1, -3.0)], dim=1),
+    ]
+    return torch.stack(rows, dim=1)
+"""
+        },
+        lost={"q6-1-analytic": "wrong_outer_derivative"},
+    ),
+    "jacobian_example_missing_partial": Student(
+        "Q2.3 with ∂y₂/∂x₁ = 0: y₂ = x₁² + 2x₂³ read as a function of x₂ only",
+        answers={
+            Q23: """
+def jacobian_example(x):
+    x1, x2 = float(x[0]), float(x[1])
+    return np.array([[6 * x1, 0.0], [0.0, 6 * x2**2], [0.0, 10.0]])
+"""
+        },
+        lost={"q2-3-jacobian-example": "missing_partial"},
+    ),
+    "jacobian_example_power_kept": Student(
+        "Q2.3 with ∂y₂/∂x₂ = 6x₂³: the exponent brought down but not lowered",
+        answers={
+            Q23: """
+def jacobian_example(x):
+    x1, x2 = float(x[0]), float(x[1])
+    return np.array([[6 * x1, 0.0], [2 * x1, 6 * x2**3], [0.0, 10.0]])
+"""
+        },
+        lost={"q2-3-jacobian-example": "power_rule"},
+    ),
 }
