@@ -28,8 +28,6 @@ c.OverwriteCells.add_missing_cells = True
 # IPython's deprecation notices): drop those lines before scoring.
 c.IgnorePattern.pattern = r"(Matplotlib is building the font cache|Fontconfig warning|DeprecationWarning: .*(jupyter|ipykernel|zmq))"
 
-# LMS downloads (zip_collect): files named <anything>_<student>_attempt_<timestamp>_<notebook>.ipynb
-c.FileNameCollectorPlugin.named_regexp = (
-    r".*_(?P<student_id>[A-Za-z0-9\-]+)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file_id>[\w\-]+\.ipynb)"
-)
-c.ZipCollectApp.strict = True
+# LMS downloads are collected by `autograder collect` (Canvas, Moodle and Blackboard
+# layouts, their times read as written; see the README), not by nbgrader's zip_collect,
+# whose timestamp reader takes Blackboard's "-23-59-30" for a time-zone offset.
