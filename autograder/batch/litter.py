@@ -28,7 +28,8 @@ import time
 PROBE_PREFIX = "ag-probe-"
 AUDIT_PREFIX = "autograder-audit-"
 KERNELS = "autograder-kernels"
-# Probe folders of earlier versions carried no pid: empty, and stale after this long.
+# Probe and audit folders of earlier versions carried no pid: stale after this long
+# unchanged.
 UNNAMED_AGE = 3600.0
 
 _WITH_PID = re.compile(r"^(?:ag-probe-|autograder-audit-)(\d+)-")
@@ -70,10 +71,11 @@ def _stale(path: str, name: str) -> bool:
     found = _WITH_PID.match(name)
     if found:
         return not _alive(int(found.group(1)))
-    if name.startswith(PROBE_PREFIX):  # an earlier version's: no pid, always empty
+    if name.startswith((PROBE_PREFIX, AUDIT_PREFIX)):  # an earlier version's: no pid
+        # (a probe folder stays empty; a live audit folder changes with every submission)
         with contextlib.suppress(OSError):
             old = time.time() - os.lstat(path).st_mtime > UNNAMED_AGE
-            return old and not os.listdir(path)
+            return old and (name.startswith(AUDIT_PREFIX) or not os.listdir(path))
         return False
     if name.startswith(("ag-", ".autograder-")):
         sockets = [
