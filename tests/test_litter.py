@@ -6,16 +6,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import stat
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from autograder.batch import litter
 from tests import batch_support as bs
-
-pytestmark = pytest.mark.slow
 
 
 @contextlib.contextmanager
@@ -44,6 +45,7 @@ def _left(tmp) -> list[str]:
     )
 
 
+@pytest.mark.slow
 def test_a_run_leaves_nothing_and_a_killed_runs_litter_is_cleared_by_the_next(make_course):
     course = make_course(bs.A)
     for name in ("a", "b", "c", "d"):
@@ -83,3 +85,43 @@ def _check(course, tmp: Path) -> None:
     assert run.wait(timeout=600) == 0, run.stderr.read().decode()[-2000:]
     assert _left(tmp) == [], f"left by the killed run: {left}"
     assert stat.S_IMODE(os.stat(tmp).st_mode) == mode
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_sweep_removes_only_what_no_live_process_owns(tmp_path):
+    dead, live = _dead_pid(), os.getpid()
+    made = {
+        f"ag-probe-{dead}-x": True,
+        f"ag-probe-{live}-x": False,
+        f"autograder-audit-{dead}-x": True,
+        f"autograder-audit-{live}-x": False,
+        "ag-old-run": True,  # a fork server socket nobody listens on
+        "ag-live-run": False,  # one that is listened on
+        "ag-no-socket": False,  # a run that has not started its fork server yet
+        "ag-probe-oldstyle": True,  # an earlier version's, empty, long unchanged
+        "ag-probe-recent": False,
+        "agenda": False,  # not ours
+    }
+    for name in made:
+        (tmp_path / name).mkdir()
+    gone = socket.socket(socket.AF_UNIX)
+    gone.bind(str(tmp_path / "ag-old-run" / "forkserver.sock"))
+    gone.close()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "ag-live-run" / "forkserver.sock"))
+    listening.listen(1)
+    hour_ago = time.time() - 2 * litter.UNNAMED_AGE
+    os.utime(tmp_path / "ag-probe-oldstyle", (hour_ago, hour_ago))
+    mode = stat.S_IMODE(os.stat(tmp_path).st_mode)
+    try:
+        removed = {Path(p).name for p in litter.sweep(str(tmp_path))}
+    finally:
+        listening.close()
+    assert removed == {name for name, stale in made.items() if stale}
+    assert sorted(os.listdir(tmp_path)) == sorted(n for n, stale in made.items() if not stale)
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == mode
