@@ -376,6 +376,72 @@ def test_the_record_names_the_mechanism_an_answer_used(answer, used):
     assert record.used == used
 
 
+def _own_numpy_difference(x):
+    xn = x.numpy()
+    return torch.from_numpy(((xn + 1e-5) ** 3 - (xn - 1e-5) ** 3) / 2e-5 - 1)
+
+
+def _own_float_difference(x):
+    return torch.tensor([((v + 1e-6) ** 3 - (v - 1e-6) ** 3) / 2e-6 - 1 for v in x.tolist()])
+
+
+def _stable_softplus(x):  # an input plus a varying small term: not a step
+    return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
+def _formula_in_numpy(x):
+    xn = x.numpy()
+    return torch.from_numpy(3 * xn**2 - 1 + np.zeros_like(xn))
+
+
+@pytest.mark.parametrize(
+    "answer, shifted",
+    [
+        (_own_numpy_difference, True),
+        (_own_float_difference, True),
+        (_stable_softplus, False),
+        (_formula_in_numpy, False),
+    ],
+)
+def test_a_shift_is_an_input_moved_by_a_step(answer, shifted):
+    """Is an input moved by a step-sized number recorded as a difference, also once its
+    values left torch (x.numpy(), x.tolist()), while adding a varying tensor, however small,
+    or computing a formula in numpy is not?"""
+    x = torch.tensor([-900.0, -1.5, 0.25, 2.0, 800.0], dtype=torch.float64)
+    assert (methods.NUMERICAL in _record(answer, x)) is shifted
+
+
+def test_a_reverse_pass_records_what_seeded_it():
+    """Is a vector-Jacobian product's v found as the pass's starting gradient or inside its
+    graph, and a pass from ones with v multiplied in afterwards told apart?"""
+    x = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    v = torch.tensor([0.5, 3.0, -1.0], dtype=torch.float64)
+
+    def seeded(x, v):
+        x = x.detach().clone().requires_grad_(True)
+        (3 * x**2).backward(v)
+        return x.grad
+
+    def in_graph(x, v):
+        x = x.detach().clone().requires_grad_(True)
+        (3 * x**2 * v).sum().backward()
+        return x.grad
+
+    def afterwards(x, v):
+        x = x.detach().clone().requires_grad_(True)
+        (3 * x**2).sum().backward()
+        return x.grad * v
+
+    def record(fn):
+        return list(_record(fn, x, v, options=frozenset({methods.SEEDS})))
+
+    assert methods.seeded(record(seeded), 1) is True
+    assert methods.seeded(record(in_graph), 1) is True
+    assert methods.seeded(record(afterwards), 1) is False
+    assert f"{methods.SEED}:ones" in record(afterwards)
+    assert methods.seeded(list(_record(seeded, x, v, options=frozenset())), 1) is None
+
+
 def test_changes_to_the_callers_tensor_and_model_are_recorded():
     """Are values changed in place, requires_grad switched on, a .grad left behind, and
     gradients left in a model's parameters all recorded?"""

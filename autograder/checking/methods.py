@@ -334,15 +334,16 @@ class _ShiftWatch(TorchFunctionMode):
             try:
                 with _ModeOff():  # operands' values before: an in-place op changes them
                     # x + h, h + x, x - h: the input is either operand of an addition,
-                    # the first of a subtraction (in `h - x` the result is not near x).
-                    operands = args[:2] if name in _ADD else args[:1]
-                    if name == "__rsub__":  # other - self: self is subtracted
-                        operands = ()
-                    # The other operand must look like a step: a number, or a constant
-                    # tensor whose non-zero entries all have one size (h, h·eᵢ).
-                    steps = [a for a in args[:2] if not any(a is o for o in operands)]
-                    if len(args) < 2 or not all(self._step_like(st) for st in steps):
-                        operands = ()
+                    # the first of a subtraction (in `h - x` the result is not near x),
+                    # and the other operand must look like a step: a number, or a
+                    # constant tensor whose non-zero entries all have one size (h, h·eᵢ).
+                    if len(args) < 2 or name == "__rsub__":  # other - self: self subtracted
+                        pairs: tuple = ()
+                    elif name in _ADD:
+                        pairs = ((0, 1), (1, 0))
+                    else:
+                        pairs = ((0, 1),)
+                    operands = [args[i] for i, j in pairs if self._step_like(args[j])]
                     watched = [
                         v
                         for a in operands
