@@ -224,6 +224,7 @@ _THROUGH_ENGINE = Rule(
     frozenset({REVERSE}),
     frozenset(),
     "the gradient computed by torch's engine through your Function's backward",
+    through_function=True,
 )
 
 
@@ -244,6 +245,7 @@ _TWICE = Rule(
     frozenset({REVERSE}),
     frozenset({NUMERICAL}),
     "the second derivative by differentiating your Function's gradient again (create_graph=True)",
+    through_function=True,
 )
 
 

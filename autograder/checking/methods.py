@@ -61,6 +61,9 @@ class Rule:
     forbid: frozenset[str] = frozenset()
     asks: str = ""
     seeded: bool = False  # a vector-Jacobian product: note what seeds each reverse pass
+    # a gradient through a torch.autograd.Function the answer defines: a reverse pass must
+    # run through one (its backward), not through torch's own derivatives of a formula
+    through_function: bool = False
 
 
 AUTOGRAD = Rule(frozenset({REVERSE, FORWARD}), frozenset({NUMERICAL}), "autograd")
@@ -80,6 +83,8 @@ def options_for(rule: Rule | None, args: tuple = ()) -> frozenset[str]:
     if rule is None:
         return frozenset()
     options = {SEEDS} if rule.seeded else set()
+    if rule.through_function:
+        options.add(FUNCTIONS)
     if NUMERICAL in rule.forbid and not any(
         isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args
     ):
@@ -99,6 +104,10 @@ _GIVEN: dict[int, list[tuple[int, torch.Tensor]]] = {}
 # ones and met none of the arguments' values; "seed:other" otherwise.
 SEED = "seed"
 SEEDS = "seeds"  # the watch option that turns this on
+# "function:<node>" for each node of a torch.autograd.Function a reverse pass ran through
+FUNCTION = "function"
+FUNCTIONS = "functions"  # the watch option that turns this on
+_FUNCTION_NODES: set[int] = set()  # id(hits) of the recordings that note them
 _MAX_GRAPH_NODES = 500
 
 # question -> (function, warnings caught, hits) of its last call of the student's code, so
@@ -131,6 +140,9 @@ def _seeding(engine: Callable) -> Callable:
     def run(t_outputs: Any, *args: Any, **kwargs: Any) -> Any:
         for hits in _ACTIVE:
             hits.append(REVERSE)
+            if id(hits) in _FUNCTION_NODES:
+                with contextlib.suppress(Exception):
+                    hits.extend(_function_nodes(t_outputs))
             given = _GIVEN.get(id(hits))
             if given:
                 try:
@@ -173,6 +185,32 @@ def _seed(t_outputs: Any, seeds: Any, given: list[tuple[int, torch.Tensor]]) -> 
     if ones:
         out.append(f"{SEED}:ones")
     return out or [f"{SEED}:other"]
+
+
+def _graph_nodes(t_outputs: Any) -> list[Any]:
+    """The nodes of the graph behind `t_outputs` (at most :data:`_MAX_GRAPH_NODES`)."""
+    roots = [t.grad_fn for t in t_outputs if isinstance(t, torch.Tensor) and t.grad_fn]
+    seen: dict[int, Any] = {}
+    while roots and len(seen) < _MAX_GRAPH_NODES:
+        node = roots.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen[id(node)] = node
+        roots.extend(fn for fn, _ in getattr(node, "next_functions", ()) if fn is not None)
+    return list(seen.values())
+
+
+def _function_nodes(t_outputs: Any) -> list[str]:
+    """A :data:`FUNCTION` hit for each torch.autograd.Function node behind `t_outputs`."""
+    from torch.autograd.function import BackwardCFunction
+
+    return sorted(
+        {
+            f"{FUNCTION}:{type(node).__name__}"
+            for node in _graph_nodes(t_outputs)
+            if isinstance(node, BackwardCFunction)
+        }
+    )
 
 
 def _saved_values(t_outputs: Any) -> list[torch.Tensor]:
@@ -653,6 +691,8 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
     copies of its inputs too."""
     snapshot = _snapshot(args)
     _ACTIVE.append(hits)
+    if FUNCTIONS in options:
+        _FUNCTION_NODES.add(id(hits))
     if SEEDS in options:
         _GIVEN[id(hits)] = [
             (i, p.flatten())
@@ -670,6 +710,7 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
     finally:
         _ACTIVE.remove(hits)
         _GIVEN.pop(id(hits), None)
+        _FUNCTION_NODES.discard(id(hits))
         with contextlib.suppress(Exception):
             hits.extend(_changes(snapshot))
 
@@ -751,6 +792,26 @@ def enforce(question: str, rule: Rule, hits: list[str], name: str) -> None:
                 )
             ],
         )
+    if rule.through_function and REVERSE in record.used:
+        if not any(h.startswith(FUNCTION + ":") for h in hits):
+            raise CheckFailed(
+                question,
+                f"this question asks for {rule.asks}; no reverse pass of your function ran "
+                "through a torch.autograd.Function",
+                [
+                    f"while `{name}` ran, autograd differentiated torch's own operations only: "
+                    "no node of a Function you defined was in the graph"
+                ],
+                [
+                    Finding(
+                        "function_unused",
+                        f"this question asks for {rule.asks}: the gradient must come from your "
+                        "Function's backward (y = YourFunction.apply(x), then backward), not "
+                        "from autograd differentiating a formula written with torch operations, "
+                        "even when its values are right.",
+                    )
+                ],
+            )
 
 
 _WHAT = {

@@ -585,6 +585,38 @@ def hvp_forward_over_reverse(f, x, v):
         },
         lost={"q1-3-softplus-second": "no_grad_fn"},
     ),
+    "grad_bypasses_function": Student(
+        "the Function written, but the gradients taken by autograd through a stable formula "
+        "of torch operations (torch.maximum, log1p, exp), never through its backward",
+        answers={
+            Q1: q1(
+                uses="""
+
+def _formula(x):
+    return torch.maximum(x, torch.zeros_like(x)) + torch.log1p(torch.exp(-x.abs()))
+
+
+def softplus(x):
+    return StableSoftplus.apply(x)
+
+
+def softplus_grad(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(_formula(x), x, v)
+    return g
+""",
+                second="""
+
+def softplus_second(x):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(_formula(x).sum(), x, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), x)
+    return h
+""",
+            )
+        },
+        lost={"q1-2-softplus-grad": "function_unused", "q1-3-softplus-second": "function_unused"},
+    ),
     "second_by_formula": Student(
         "d²/dx² softplus written as σ(x)(1 − σ(x)), no autograd",
         answers={
