@@ -635,7 +635,14 @@ class Jail:
         if self.view is not None:
             tops.append(f"/proc/{self.view.pid}/root/tmp")
         for top in tops:
-            for root, _dirs, files in os.walk(top):
+            try:
+                device = os.stat(top).st_dev
+            except OSError:
+                continue
+            for root, dirs, files in os.walk(top):
+                # Only what the kernel could write: not what is mounted inside (the view's
+                # read-only binds of the venv or the package may lie under /tmp).
+                dirs[:] = [d for d in dirs if _same_device(os.path.join(root, d), device)]
                 for name in files:
                     path = os.path.join(root, name)
                     with contextlib.suppress(OSError):
@@ -843,3 +850,10 @@ def describe(request: dict | None) -> str:
 
 
 __all__ = ["Limits", "Jail", "available", "apply_in_child", "asdict"]
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return False
