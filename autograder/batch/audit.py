@@ -221,7 +221,13 @@ def install(spec: dict, fd: int | None) -> None:
     # tempfile probes its directory by writing a file there, once, when first asked (as
     # ipykernel does for the first cell): ask now, before the hook is armed.
     tempfile.gettempdir()
-    hook = _make_hook(fd, tuple(sorted(allowed)), os.getpid())
+    # Places that stay outside even inside an allowed one (the course or the checkout
+    # under an allowed /tmp), but for what is allowed inside them (the package, the venv).
+    denied = tuple(
+        sorted({os.path.realpath(p) for p in spec.get("deny") or []} - {os.path.realpath(own)})
+    )
+    within = tuple(sorted(a for a in allowed if any(_inside(a, d) for d in denied)))
+    hook = _make_hook(fd, tuple(sorted(allowed)), os.getpid(), denied, within)
     sys.addaudithook(hook)
 
 
@@ -229,7 +235,13 @@ def _inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _make_hook(fd: int, allowed: tuple[str, ...], pid: int):
+def _make_hook(
+    fd: int,
+    allowed: tuple[str, ...],
+    pid: int,
+    denied: tuple[str, ...] = (),
+    within: tuple[str, ...] = (),
+):
     # Everything the hook uses is bound here: a notebook patching os, json or sys later
     # does not change what the hook sees or how it writes.
     paths = frozenset(PATH_EVENTS)
@@ -275,6 +287,12 @@ def _make_hook(fd: int, allowed: tuple[str, ...], pid: int):
         path = normpath(join(getcwd(), text))
         if is_cell(path) and path.rsplit("/", 2)[1] == own_cells:
             return None  # its own cells' code, read back for a traceback
+        for top in denied:
+            if path == top or path.startswith(top + "/"):
+                for ok in within:
+                    if path == ok or path.startswith(ok + "/"):
+                        return None
+                return text
         for top in allowed:
             if path == top or path.startswith(top + "/"):
                 return None

@@ -125,6 +125,9 @@ class Grader:
         spy = self.audit.start(box and box["workdir"]) if self.audit else None
         if spy is not None and box and box.get("view"):
             spy["allow"] = [*spy["allow"], "/tmp"]  # the kernel's own, private /tmp
+            # ... but the course and the checkout stay outside wherever they lie, under
+            # /tmp too (only what is allowed inside them, the package and the venv, is not)
+            spy["deny"] = [os.path.realpath(self.course_dir), *_checkout()]
         context = self._execution.SubmissionContext(sandbox=box, audit=spy)
         # Handed to this submission's Execute preprocessors (and from them to the kernel
         # provisioner) through the API's config: see SubmissionContext.
@@ -428,3 +431,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _checkout() -> list[str]:
+    """The checkout the package runs from (a folder with the project's pyproject.toml
+    beside the package), or nothing when it is installed elsewhere (site-packages)."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return [os.path.realpath(top)] if os.path.exists(os.path.join(top, "pyproject.toml")) else []
