@@ -215,14 +215,8 @@ def _function_nodes(t_outputs: Any) -> list[str]:
 
 def _saved_values(t_outputs: Any) -> list[torch.Tensor]:
     """The tensors saved in the graph behind `t_outputs` (flattened float64 values)."""
-    roots = [t.grad_fn for t in t_outputs if isinstance(t, torch.Tensor) and t.grad_fn]
-    seen: set[int] = set()
     out: list[torch.Tensor] = []
-    while roots and len(seen) < _MAX_GRAPH_NODES:
-        node = roots.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in _graph_nodes(t_outputs):
         for name in dir(node):
             if name.startswith("_saved_"):
                 try:
@@ -235,7 +229,6 @@ def _saved_values(t_outputs: Any) -> list[torch.Tensor]:
                         out.append(p.flatten())
                 elif isinstance(value, int | float) and not isinstance(value, bool):
                     out.append(torch.tensor([float(value)], dtype=torch.float64))
-        roots.extend(fn for fn, _ in getattr(node, "next_functions", ()) if fn is not None)
     return out
 
 
