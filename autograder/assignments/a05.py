@@ -217,9 +217,8 @@ def check_softplus(softplus, *, hidden: bool = False) -> None:
     passed(q, note)
 
 
-# Q1.2's inputs reach |x| = 1000, at which scale the watch for shifted inputs would take
-# the forward's own log1p(exp(−|x|)) ≤ 0.7 for a difference step: the engine is required,
-# and a finite difference, which never runs it, fails that.
+# Q1.2 requires the engine, run through the student's own Function: a finite difference,
+# which never runs it, fails that without watching every torch operation at |x| = 1000.
 _THROUGH_ENGINE = Rule(
     frozenset({REVERSE}),
     frozenset(),
