@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dask_scaling.py [--students 10] [--assignments A ...]
                                                 [--skip-scaling] [--skip-overhead]
+                                                [--phases N]
 
 The synthetic class of benchmarks/grade_class.py (`--students` students, each submitting
 every assignment named; 40 % correct, 40 % wrong, 20 % blank), with AUTOGRADER_SEED fixed
@@ -18,6 +19,12 @@ all runs must give the same cell scores.
    `autograder grade --cluster local:1` (a LocalCluster of one Dask worker running as many
    grading workers as local grading does), both as commands pinned to the same cores,
    run local, cluster, cluster, local; overhead = mean cluster time / mean local time - 1.
+3. Fixed cost (with `--phases N`): N runs, in this process, of `autograder.course.grade`
+   on a LocalCluster of one Dask worker, each printing how long each step of the run's
+   start took: here (connect, the course's files gathered, the plugin registered, the
+   first worker ready, the first outcome) and on the worker (plugin delivered, checks,
+   files written, gradebook prepared, fork server started and warm, grading workers
+   ready, all of it).
 
 The machine's speed drifts when it is shared: the figures mean something only side by
 side, within one run of this script.
@@ -129,6 +136,24 @@ def cluster_run(course: Path, assignments: list[str], pins: list[int], logs: Pat
                 proc.wait()
 
 
+def phases_run(course: Path, assignments: list[str]) -> tuple[dict, dict, float]:
+    """Grade `course` on a LocalCluster of one worker; (coordinator's phases, the worker's
+    phases, whole run's seconds)."""
+    executor = DaskExecutor("local:1", course_dir=course, assignments=assignments)
+    started = time.perf_counter()
+    with executor:
+        course_mod.grade(
+            course_dir=course, assignment=assignments, progress=False, executor=executor
+        )
+    wall = time.perf_counter() - started
+    worker = next(iter(executor.worker_phases.values()), {})
+    return dict(executor.phases), worker, wall
+
+
+def _seconds(phases: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+
+
 def command_run(
     course: Path, assignments: list[str], pins: list[int], extra: list[str], log: Path
 ) -> float:
@@ -158,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assignments", nargs="*", help="default: every released assignment")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument(
+        "--phases", type=int, default=0, metavar="N", help="time the start's steps in N runs"
+    )
     p.add_argument("--work-dir", type=Path, help="keep the course directories here")
     args = p.parse_args(argv)
 
@@ -228,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
             f"overhead of a LocalCluster on the same cores: local {local:.1f} s, cluster"
             f" {cluster:.1f} s: {100 * (cluster / local - 1):+.1f} %"
         )
+    for i in range(args.phases):
+        course = fresh(f"phases-{i}")
+        load = os.getloadavg()[0]
+        here_, worker, wall = phases_run(course, assignments)
+        same_scores(f"phases run {i}", course)
+        print(f"phases run {i} (load {load:.1f}): whole run {wall:.1f} s")
+        print(f"  coordinator, s (the last two from the start): {_seconds(here_)}")
+        print(f"  worker, s: {_seconds(worker)}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; identical cell scores in every run")
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)

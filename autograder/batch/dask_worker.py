@@ -21,6 +21,7 @@ import platform
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -134,6 +135,11 @@ class GradingSite:
         self._lock = threading.Lock()
         self._pump: threading.Thread | None = None
         self._closed = False
+        # How long each step of this worker's preparation took, in seconds (sent to the
+        # coordinator with the "ready" message).
+        self.phases: dict[str, float] = {}
+        self._began = time.monotonic()
+        self._first_task: float | None = None
         nthreads = getattr(worker, "nthreads", None) or getattr(
             getattr(worker, "state", None), "nthreads", None
         )
@@ -145,14 +151,23 @@ class GradingSite:
         if loop is not None:
             loop.add_callback(fn, *args, **kwargs)
 
-    def say(self, state: str, reason: str = "") -> None:
-        msg = {"run": self.plugin.name, "state": state, "reason": reason}
+    def say(self, state: str, reason: str = "", **extra) -> None:
+        msg = {"run": self.plugin.name, "state": state, "reason": reason, **extra}
         msg["worker"] = getattr(self.worker, "address", "?")
         (log.warning if state == "refused" else log.info)("autograder: %s %s", state, reason)
         self._on_loop(self.worker.log_event, TOPIC, msg)
 
     def _declare(self, amount: int) -> None:
         self._on_loop(self.worker.set_resources, **{self.plugin.resource: amount})
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Note in `phases` how long the block took."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - started
 
     def check(self) -> str | None:
         """Why this worker cannot grade as the coordinator would (None: it can). The
@@ -188,8 +203,13 @@ class GradingSite:
             self._declare(0)
             self.refuse(f"preparing to grade failed: {type(exc).__name__}: {exc}")
             return
+        self.phases["ready after"] = time.monotonic() - self._began
         self.ready.set()
-        self.say("ready", f"{self.executor.jobs} grading workers")
+        log.info(
+            "autograder: prepared in %s",
+            ", ".join(f"{k} {v:.2f} s" for k, v in self.phases.items()),
+        )
+        self.say("ready", f"{self.executor.jobs} grading workers", phases=dict(self.phases))
         self._run(settings)
 
     def _build(self) -> Settings:
@@ -202,23 +222,26 @@ class GradingSite:
         # folder that outlives each run's copy (a removed one would fail the next run).
         os.chdir(local)
         self.root = root = Path(tempfile.mkdtemp(prefix="autograder-course-", dir=local))
-        for rel, data in p.files.items():
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        # This copy's own gradebook, whatever the coordinator's is.
-        config = root / "nbgrader_config.py"
-        db_url = f"sqlite:///{root / 'gradebook.db'}"
-        with config.open("a") as fh:
-            fh.write(
-                "\n# Grading on a Dask worker: this copy's own gradebook.\n"
-                f"c.CourseDirectory.db_url = {db_url!r}\n"
-            )
-        gradebook.serialize_sqlite()
-        self.api = nbgrader_api(root)
-        with in_dir(root):
-            for assignment in p.assignments:
-                ensure_assignment(self.api, root, assignment)
+        with self.timed("write files"):
+            for rel, data in p.files.items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            # This copy's own gradebook, whatever the coordinator's is.
+            config = root / "nbgrader_config.py"
+            db_url = f"sqlite:///{root / 'gradebook.db'}"
+            with config.open("a") as fh:
+                fh.write(
+                    "\n# Grading on a Dask worker: this copy's own gradebook.\n"
+                    f"c.CourseDirectory.db_url = {db_url!r}\n"
+                )
+        with self.timed("gradebook"):
+            gradebook.serialize_sqlite()
+            self.api = nbgrader_api(root)
+            with in_dir(root):
+                for assignment in p.assignments:
+                    with self.timed(f"gradebook {assignment}"):
+                        ensure_assignment(self.api, root, assignment)
         settings = replace(p.settings, course_dir=str(root))
         jobs = self.jobs
         self.executor = LocalExecutor(
@@ -227,11 +250,17 @@ class GradingSite:
             job_timeout=p.job_timeout,
             learn_from=list(p.assignments),
         )
-        self.executor.start(settings, jobs)
-        if not self.executor.wait_ready():
-            raise RuntimeError(
-                "the grading workers did not start: " + "; ".join(self.executor.notes)
-            )
+        with self.timed("fork server start"):
+            self.executor.start(settings, jobs)
+        with self.timed("fork server warm"):
+            fs = self.executor.forkserver
+            if fs is not None and fs.proc is not None:
+                fs.wait_ready()
+        with self.timed("grading workers ready"):
+            if not self.executor.wait_ready():
+                raise RuntimeError(
+                    "the grading workers did not start: " + "; ".join(self.executor.notes)
+                )
         return settings
 
     def _run(self, settings: Settings) -> None:
@@ -257,6 +286,9 @@ class GradingSite:
 
     # -- one task
     def grade(self, assignment: str, student: str, files: dict[str, bytes]) -> dict:
+        if self._first_task is None:
+            self._first_task = time.monotonic()
+            log.info("autograder: first task %.2f s after setup", self._first_task - self._began)
         self.ready.wait()
         if self.problem or self.root is None or self._closed:
             raise RuntimeError(f"this worker cannot grade: {self.problem or 'closed'}")
@@ -352,6 +384,7 @@ class GradingPlugin(WorkerPlugin):
         self.wanted_env = wanted_env
         self.wanted_sandbox = wanted_sandbox
         self.sandbox_env = sandbox_env
+        self.created = time.time()
         self.site: GradingSite | None = None  # on the worker
 
     def __getstate__(self):
@@ -368,7 +401,10 @@ class GradingPlugin(WorkerPlugin):
 
         site = GradingSite(self, worker)
         self.site = site
-        problem = await asyncio.to_thread(site.check)
+        # (the coordinator's clock: the same machine's for a LocalCluster)
+        site.phases["delivered"] = max(0.0, time.time() - self.created)
+        with site.timed("check"):
+            problem = await asyncio.to_thread(site.check)
         if problem:
             site.refuse(problem)
             return

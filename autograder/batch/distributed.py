@@ -212,6 +212,12 @@ class DaskExecutor(Executor):
         self._lock = threading.Lock()
         self.dashboard: str | None = None
         self._topic: str | None = None
+        # Seconds each step of the run's start took here (connect, course files, plugin
+        # registration), when each worker said it was ready (from the start), and each
+        # worker's own preparation (worker -> phase -> seconds, see GradingSite.phases).
+        self.phases: dict[str, float] = {}
+        self.worker_phases: dict[str, dict[str, float]] = {}
+        self._started: float | None = None
 
     def _say(self, text: str) -> None:
         if self.console is not None:
@@ -260,6 +266,9 @@ class DaskExecutor(Executor):
         worker, state, reason = msg.get("worker", "?"), msg.get("state"), msg.get("reason", "")
         with self._lock:
             self.states[worker] = (state, reason)
+            if state == "ready" and self._started is not None:
+                self.phases.setdefault("first worker ready", time.monotonic() - self._started)
+                self.worker_phases[worker] = dict(msg.get("phases") or {})
         if state == "refused":
             note = f"Dask worker {worker} cannot grade, no submissions sent to it: {reason}"
             self.notes.append(note)
@@ -271,15 +280,20 @@ class DaskExecutor(Executor):
         from . import sandbox
         from .dask_worker import SANDBOX_ENV, TOPIC, GradingPlugin, environment, sandbox_primitives
 
+        self._started = began = time.monotonic()
         self._connect()
         self.client.subscribe_topic(TOPIC, self._on_event)
         self._topic = TOPIC
+        self.phases["connect"] = (mark := time.monotonic()) - began
+        files = course_files(self.course_dir, self.assignments)
+        self.phases["course files"] = (now := time.monotonic()) - mark
+        mark = now
         limits = sandbox.Limits.from_env()
         plugin = GradingPlugin(
             name=self.plugin_name,
             resource=self.resource,
             settings=settings,
-            files=course_files(self.course_dir, self.assignments),
+            files=files,
             assignments=self.assignments,
             job_timeout=self.job_timeout,
             wanted_env=environment(),
@@ -287,6 +301,7 @@ class DaskExecutor(Executor):
             sandbox_env={k: v for k, v in os.environ.items() if k.startswith(SANDBOX_ENV)},
         )
         self.client.register_plugin(plugin, name=self.plugin_name)
+        self.phases["plugin registered"] = time.monotonic() - mark
 
     def run(self, settings: Settings, students: Iterable[str]) -> Iterator[Outcome]:
         return self.run_jobs(settings, ((settings.assignment, s) for s in students))
@@ -326,6 +341,8 @@ class DaskExecutor(Executor):
                 done = set()
             for future in done:
                 assignment, student = futures[future]
+                if self._started is not None:
+                    self.phases.setdefault("first outcome", time.monotonic() - self._started)
                 yield self._finish(api, future, assignment, student)
             if done:
                 waiting_since = time.monotonic()
