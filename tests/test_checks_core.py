@@ -385,6 +385,31 @@ def _own_float_difference(x):
     return torch.tensor([((v + 1e-6) ** 3 - (v - 1e-6) ** 3) / 2e-6 - 1 for v in x.tolist()])
 
 
+def _own_asarray_difference(x):
+    xn = np.asarray(x)
+    return torch.from_numpy(((xn + 1e-5) ** 3 - (xn - 1e-5) ** 3) / 2e-5 - 1)
+
+
+def _own_array_difference(x):  # a copy, stepped in place one entry at a time
+    out = []
+    for i in range(len(x)):
+        up, down = np.array(x), np.array(x, dtype=np.float64)
+        up[i] += 1e-5
+        down[i] -= 1e-5
+        out.append(float(((up**3 - down**3) / 2e-5 - 1)[i]))
+    return torch.tensor(out)
+
+
+def _own_list_array_difference(x):
+    xn = np.array(x.detach().tolist())
+    return torch.from_numpy((np.sin(xn + 1e-6) - np.sin(xn)) / 1e-6)
+
+
+def _formula_in_asarray(x):
+    xn = np.asarray(x.detach())
+    return torch.from_numpy(np.array(3 * xn**2 - 1) + np.asarray(x) * 0)
+
+
 def _stable_softplus(x):  # an input plus a varying small term: not a step
     return torch.clamp(x, min=0) + torch.log1p(torch.exp(-x.abs()))
 
@@ -399,14 +424,18 @@ def _formula_in_numpy(x):
     [
         (_own_numpy_difference, True),
         (_own_float_difference, True),
+        (_own_asarray_difference, True),
+        (_own_array_difference, True),
+        (_own_list_array_difference, True),
+        (_formula_in_asarray, False),
         (_stable_softplus, False),
         (_formula_in_numpy, False),
     ],
 )
 def test_a_shift_is_an_input_moved_by_a_step(answer, shifted):
     """Is an input moved by a step-sized number recorded as a difference, also once its
-    values left torch (x.numpy(), x.tolist()), while adding a varying tensor, however small,
-    or computing a formula in numpy is not?"""
+    values left torch (x.numpy(), np.asarray(x), np.array(x), x.tolist()), while adding a
+    varying tensor, however small, or computing a formula in numpy is not?"""
     x = torch.tensor([-900.0, -1.5, 0.25, 2.0, 800.0], dtype=torch.float64)
     assert (methods.NUMERICAL in _record(answer, x)) is shifted
 
@@ -511,3 +540,20 @@ def test_a_vmap_in_dims_error_is_explained():
     with pytest.raises(ValueError) as info:
         torch.func.vmap(lambda a, b: a.sum() * b.sum(), in_dims=(0, 0))(xs, w)
     assert [f.code for f in explain_exception(info.value)] == ["vmap_in_dims"]
+
+
+def test_numpy_conversions_are_restored_however_the_call_ends():
+    """Are np.asarray and np.array numpy's own again after a watched call, also one that
+    raised, and do they behave as numpy's for plain arrays while the call runs?"""
+    originals = (np.asarray, np.array, np.asanyarray)
+    seen = []
+
+    def raises(x):
+        plain = np.ones(3)
+        seen.append(type(np.asarray(plain)) is np.ndarray and np.array(plain) is not plain)
+        raise ValueError("the student's error")
+
+    with pytest.raises(ValueError):
+        _record(raises, torch.ones(3, dtype=torch.float64))
+    assert seen == [True]
+    assert (np.asarray, np.array, np.asanyarray) == originals

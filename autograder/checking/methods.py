@@ -398,14 +398,15 @@ class _ShiftWatch(TorchFunctionMode):
         return out
 
     def _exported(self, out: Any) -> Any:
-        """Values leaving torch (x.numpy(), np.asarray(x), x.item(), float(x), x.tolist()),
+        """Values leaving torch (x.numpy(), np.asarray(x), np.array(x), x.item(), float(x),
+        x.tolist(), np.array(x.tolist())),
         watched the same way when they are the inputs' values: a difference written in
         numpy or with Python floats is still a difference."""
         try:
             with _ModeOff():
                 if isinstance(out, np.ndarray) and out.dtype.kind in "fc":
                     if out.size and self._all_inputs(
-                        torch.from_numpy(np.ascontiguousarray(out.real, dtype=np.float64))
+                        torch.from_numpy(_NP["ascontiguousarray"](out.real, dtype=np.float64))
                         .reshape(-1)
                         .clone(),
                         _NUMPY_DTYPES.get(out.dtype, torch.float64),
@@ -427,7 +428,7 @@ class _ShiftWatch(TorchFunctionMode):
         """Note NUMERICAL if `after` moves the exported input values `before` by a step."""
         try:
             with _ModeOff():
-                b, a = np.asarray(before), np.asarray(after)
+                b, a = _NP["asarray"](before), _NP["asarray"](after)
                 kind = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
                 b = torch.as_tensor(b.astype(kind)).reshape(-1)
                 a = torch.as_tensor(a.astype(kind)).reshape(-1)
@@ -443,7 +444,7 @@ class _ShiftWatch(TorchFunctionMode):
         if isinstance(value, np.ndarray) and value.ndim == 0:
             value = value.item()
         elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":  # h·eᵢ
-            return self._step_like(torch.from_numpy(np.array(value, dtype=value.dtype)))
+            return self._step_like(torch.from_numpy(_NP["array"](value, dtype=value.dtype)))
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, int | float | complex):
@@ -522,6 +523,64 @@ class _ShiftWatch(TorchFunctionMode):
 _EXPORTS = {"numpy", "__array__", "item", "__float__", "tolist"}
 _NUMPY_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
 
+# numpy's conversions, as numpy defines them: np.asarray(x) and np.array(x) turn the watched
+# array x.__array__() gives back into a plain ndarray, so while the shift watch runs they
+# are replaced (:func:`_numpy_conversions`); the watch's own code calls these originals.
+_NP_CONVERSIONS = (
+    "asarray", "array", "asanyarray", "ascontiguousarray", "asfortranarray", "copy",
+)  # fmt: skip
+_NP: dict[str, Callable] = {name: getattr(np, name) for name in _NP_CONVERSIONS}
+
+
+def _carries_inputs(obj: Any, budget: list[int]) -> bool:
+    """Whether `obj` may hold the inputs' values as the watch follows them out of torch: a
+    tensor, a watched array or number, or a list or tuple holding one (a plain ndarray or
+    a plain number does not: numpy's own calls pass through untouched)."""
+    if isinstance(obj, torch.Tensor | _WatchedArray | _WatchedFloat):
+        return True
+    if isinstance(obj, list | tuple):
+        for item in obj:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return False
+            if _carries_inputs(item, budget):
+                return True
+    return False
+
+
+def _converting(original: Callable, watch: _ShiftWatch) -> Callable:
+    """numpy's `original` conversion, giving the inputs' values back as a watched array
+    (as x.numpy() does) when it converts a tensor or values the watch follows."""
+
+    @functools.wraps(original)
+    def convert(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(obj, *args, **kwargs)
+        if watch.found or type(out) is not np.ndarray:
+            return out
+        try:
+            if _carries_inputs(obj, [1000]):
+                return watch._exported(out)
+        except Exception:  # recording must never change what the answer computes
+            pass
+        return out
+
+    return convert
+
+
+@contextlib.contextmanager
+def _numpy_conversions(watch: _ShiftWatch) -> Iterator[None]:
+    """numpy's conversions (np.asarray, np.array, ...) replaced for the duration by ones
+    that keep watching an input's values (:func:`_converting`), restored on the way out
+    however the call ends. A name bound before the call (from numpy import asarray) keeps
+    the original and is not followed."""
+    for name, original in _NP.items():
+        setattr(np, name, _converting(original, watch))
+    try:
+        yield
+    finally:
+        for name, original in _NP.items():
+            setattr(np, name, original)
+
 
 class _WatchedArray(np.ndarray):
     """An input's values exported to numpy: an addition or subtraction of a step is noted
@@ -540,11 +599,11 @@ class _WatchedArray(np.ndarray):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         watch = self._watch
-        plain = [np.asarray(i) if isinstance(i, _WatchedArray) else i for i in inputs]
+        plain = [_NP["asarray"](i) if isinstance(i, _WatchedArray) else i for i in inputs]
         outs = kwargs.get("out")
         if outs:
             kwargs["out"] = tuple(
-                np.asarray(o) if isinstance(o, _WatchedArray) else o for o in outs
+                _NP["asarray"](o) if isinstance(o, _WatchedArray) else o for o in outs
             )
         before = None
         if watch is not None and not watch.found and method == "__call__" and len(plain) == 2:
@@ -556,7 +615,7 @@ class _WatchedArray(np.ndarray):
                 candidates = []
             for i in candidates:
                 if watch._step_like_number(plain[1 - i]):
-                    before = np.array(plain[i], copy=True)
+                    before = _NP["array"](plain[i], copy=True)
                     break
         result = getattr(ufunc, method)(*plain, **kwargs)
         if before is not None:
@@ -698,7 +757,9 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
         with contextlib.ExitStack() as stack:
             stack.enter_context(_hooks())
             if SHIFTS in options:
-                stack.enter_context(_ShiftWatch(_values(args), hits))
+                shift_watch = _ShiftWatch(_values(args), hits)
+                stack.enter_context(_numpy_conversions(shift_watch))
+                stack.enter_context(shift_watch)
             yield instrument(args, hits)
     finally:
         _ACTIVE.remove(hits)

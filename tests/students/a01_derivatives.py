@@ -941,4 +941,37 @@ def central_difference(f, x, h):
         },
         lost={"q1-2-central": "half_run", "q1-4-errors": None},
     ),
+    # --- numpy's conversions of the input (np.asarray, np.array) ------------------------
+    "fd_through_asarray": Student(
+        "Q3.1 by a central difference on np.asarray(x), back with torch.from_numpy",
+        answers={
+            Q3: """
+import numpy as np
+
+
+def f_prime(x):
+    xn = np.asarray(x)
+    h = 1e-6
+    up, down = xn + h, xn - h
+    return torch.from_numpy((up**2 + np.sin(up**2) - down**2 - np.sin(down**2)) / (2 * h))
+"""
+            + _Q3_AUTOGRAD_OK.split("def f_prime(x):\n    return F_PRIME\n")[1],
+        },
+        lost={"q3-1-analytic": "numerical_difference"},
+    ),
+    "alt_formula_through_asarray": Student(
+        "Q3.1 by the formula, computed in numpy on np.asarray(x) and np.array(x) (loses nothing)",
+        answers={
+            Q3: """
+import numpy as np
+
+
+def f_prime(x):
+    xn = np.asarray(x)
+    square = np.array(x) ** 2
+    return torch.from_numpy(2 * xn * (1 + np.cos(square))).to(x.dtype)
+"""
+            + _Q3_AUTOGRAD_OK.split("def f_prime(x):\n    return F_PRIME\n")[1],
+        },
+    ),
 }

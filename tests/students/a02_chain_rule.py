@@ -973,4 +973,47 @@ def plot_derivatives(x):
 """,
         },
     ),
+    # --- numpy's conversions of the input (np.asarray, np.array) ------------------------
+    "fd_through_np_array": Student(
+        "dz/dx by a central difference on copies np.array(x), each stepped in place",
+        answers={
+            Q1: """
+import numpy as np
+
+
+def dz_dx(x):
+    h = 1e-6
+    up, down = np.array(x), np.array(x)
+    up += h
+    down -= h
+    slope = (np.sin(up**3 + 4) - np.sin(down**3 + 4)) / (2 * h)
+    return torch.from_numpy(slope)
+"""
+            + _DZ_DY_AND_DZ_DX,
+        },
+        lost={"q1-1-analytic": "numerical_difference"},
+    ),
+    "alt_formula_through_asarray": Student(
+        "dz/dx and f' by the formulas, computed in numpy on np.asarray(x) (loses nothing)",
+        answers={
+            Q1: """
+import numpy as np
+
+
+def dz_dx(x):
+    xn = np.asarray(x)
+    return torch.from_numpy(3 * xn**2 * np.cos(xn**3 + 4))
+"""
+            + _DZ_DY_AND_DZ_DX,
+            Q31: """
+import numpy as np
+
+
+def f_prime(x):
+    xn = np.asarray(x, dtype=np.float64)
+    out = (2 / xn) * np.sin(xn) + np.log(xn**2) * np.cos(xn) - 1 / xn**2
+    return torch.as_tensor(out, dtype=x.dtype)
+""",
+        },
+    ),
 }

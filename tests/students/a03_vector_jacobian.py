@@ -1270,4 +1270,59 @@ def jacobian_example(x):
         },
         lost={"q2-3-jacobian-example": "power_rule"},
     ),
+    # --- numpy's conversions of the input (np.asarray, np.array) ------------------------
+    "fd_through_np_array_of_list": Student(
+        "the Jacobian and ∇g by central differences on np.asarray(x) and np.array(x.tolist())",
+        answers={
+            Q23: """
+def jacobian_example(x):
+    xn = np.asarray(x, dtype=np.float64)
+    h = 1e-6
+    columns = []
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        up = example(torch.from_numpy(xn + e)).numpy()
+        down = example(torch.from_numpy(xn - e)).numpy()
+        columns.append((up - down) / (2 * h))
+    return np.stack(columns, axis=1)
+""",
+            Q5: """
+def grad_g(x):
+    xn = np.array(x.tolist())
+    h = 1e-6
+    columns = []
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        up = g(torch.from_numpy(xn + e)).numpy()
+        down = g(torch.from_numpy(xn - e)).numpy()
+        columns.append((up - down) / (2 * h))
+    return torch.from_numpy(np.stack(columns, axis=1)).to(x.dtype)
+"""
+            + _BATCHED,
+        },
+        lost={
+            "q2-3-jacobian-example": "numerical_difference",
+            "q5-1-grad-g": "numerical_difference",
+        },
+    ),
+    "alt_formula_through_asarray": Student(
+        "the Jacobian and ∇g by the formulas, in numpy on np.asarray(x) (loses nothing)",
+        answers={
+            Q23: """
+def jacobian_example(x):
+    x1, x2 = np.asarray(x.detach(), dtype=np.float64)
+    return np.array([[6 * x1, 0.0], [2 * x1, 6 * x2**2], [0.0, 10.0]])
+""",
+            Q5: """
+def grad_g(x):
+    xn = np.asarray(x)
+    x0, x1 = xn[:, 0], xn[:, 1]
+    c = np.cos(x0 * x1**2)
+    return torch.from_numpy(np.stack([x1 + x1**2 * c, x0 + 2 * x0 * x1 * c], axis=1))
+"""
+            + _BATCHED,
+        },
+    ),
 }
