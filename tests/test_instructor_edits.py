@@ -20,7 +20,7 @@ from rich.console import Console
 from autograder import course as course_mod
 from autograder import lint, notebooks
 from autograder.batch import store
-from autograder.batch.gradebook import refresh_feedback
+from autograder.batch.gradebook import hand_grade_digests, hand_grades, refresh_feedback
 from autograder.core.nbgrader_io import hand_grades_file, in_dir, nbgrader_api
 from autograder.report import print_summary
 from tests.conftest import ROOT, Course
@@ -311,6 +311,16 @@ def test_hand_grades_survive_regrading_and_reach_the_feedback(tmp_path):
     assert refresh_feedback(course.root, [forced]) == [f"ada/{A}"]
     assert "Nice use of detach." in course.feedback_html("ada", A)
     assert refresh_feedback(course.root, [forced]) == []  # nothing new by hand since
+    # the digests read in bulk are those read one submission at a time, and they move
+    # with what is given by hand
+    with in_dir(course.root), nbgrader_api(course.root).gradebook as gb:
+        bulk = hand_grade_digests(gb, [A])
+        assert bulk == {(A, "ada"): hand_grades(gb, A, "ada")}
+    give_by_hand(course, "ada", scores={"q4-3-explain": 0.5}, comments={})
+    with in_dir(course.root), nbgrader_api(course.root).gradebook as gb:
+        assert hand_grade_digests(gb, [A])[(A, "ada")] != bulk[(A, "ada")]
+        assert hand_grade_digests(gb, ["no-such-assignment"]) == {}
+    give_by_hand(course, "ada", scores={"q4-3-explain": 1.0}, comments={})
 
     path = course.submit("ada", A, raw=b"{ not json")
     assert course.grade(A, progress=False)["ada"].status == "ungradable"

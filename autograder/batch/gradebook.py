@@ -111,10 +111,35 @@ def serialize_sqlite() -> None:
 def hand_grades(gb, assignment: str, student: str) -> str:
     """A digest of what was given by hand to a submission (scores, extra credit,
     comments, flags): its feedback pages are out of date when it changes."""
+    return _digest(gb.find_submission(assignment, student))
+
+
+def hand_grade_digests(gb, assignments) -> dict[tuple[str, str], str]:
+    """(assignment, student) -> :func:`hand_grades` for every submission of `assignments`,
+    read in a handful of queries (one submission at a time costs a dozen queries each)."""
+    from nbgrader.api import Assignment, Comment, Grade, SubmittedAssignment, SubmittedNotebook
+    from sqlalchemy.orm import joinedload, selectinload
+
+    notebooks = selectinload(SubmittedAssignment.notebooks)
+    query = (
+        gb.db.query(SubmittedAssignment)
+        .join(SubmittedAssignment.assignment)
+        .filter(Assignment.name.in_(sorted(set(assignments))))
+        .options(
+            joinedload(SubmittedAssignment.assignment),
+            joinedload(SubmittedAssignment.student),
+            notebooks.joinedload(SubmittedNotebook.notebook),
+            notebooks.selectinload(SubmittedNotebook.grades).joinedload(Grade.cell),
+            notebooks.selectinload(SubmittedNotebook.comments).joinedload(Comment.cell),
+        )
+    )
+    return {(sub.assignment.name, sub.student.id): _digest(sub) for sub in query}
+
+
+def _digest(sub) -> str:
     import hashlib
     import json
 
-    sub = gb.find_submission(assignment, student)
     given = []
     for nb in sub.notebooks:
         given.append([nb.name, bool(nb.flagged)])
@@ -133,10 +158,7 @@ def refresh_feedback(course_dir: Path, outcomes) -> list[str]:
     its pages written again, with the same tamper banner, when what was given by hand
     changed since. Returns the "student/assignment" whose pages were written again.
     """
-    from nbgrader.api import MissingEntry
-
     from ..core.nbgrader_io import STATE_DIR, in_dir, nbgrader_api
-    from . import tamper
 
     course_dir = Path(course_dir)
     graded = [o for o in outcomes if o.status == "graded"]
@@ -144,18 +166,23 @@ def refresh_feedback(course_dir: Path, outcomes) -> list[str]:
         return []
     serialize_sqlite()
     api = nbgrader_api(course_dir)
-    api.config.GenerateFeedback.exporter_class = tamper.FeedbackExporter
+    with in_dir(course_dir), api.gradebook as gb:
+        digests = hand_grade_digests(gb, {o.assignment for o in graded})
     written = []
+    exporter_set = False
     with in_dir(course_dir):
         for o in graded:
-            record = course_dir / STATE_DIR / "feedback" / o.assignment / o.student
-            try:
-                with api.gradebook as gb:
-                    digest = hand_grades(gb, o.assignment, o.student)
-            except MissingEntry:
+            digest = digests.get((o.assignment, o.student))
+            if digest is None:  # not in the gradebook (removed since)
                 continue
+            record = course_dir / STATE_DIR / "feedback" / o.assignment / o.student
             before = record.read_text() if record.exists() else None
             if o.reused and before != digest:
+                from . import tamper  # (imports nbconvert's HTML exporter: only when needed)
+
+                if not exporter_set:
+                    api.config.GenerateFeedback.exporter_class = tamper.FeedbackExporter
+                    exporter_set = True
                 at = o.reason.find("tampered: ")
                 flags = o.reason[at:] if at >= 0 else ""
                 tamper.flag_feedback(api.config, flags)
@@ -163,6 +190,7 @@ def refresh_feedback(course_dir: Path, outcomes) -> list[str]:
                 if not result.get("success"):
                     continue
                 written.append(f"{o.student}/{o.assignment}")
-            record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(digest)
+            if before != digest:
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.write_text(digest)
     return written

@@ -22,6 +22,7 @@ exporter (:class:`FeedbackExporter`) renders it from the flags it is configured 
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -428,6 +429,13 @@ def math_to_tokens(source: str) -> tuple[str, list[str]]:
     return source, html_parts
 
 
+@functools.lru_cache(maxsize=4096)
+def _math_tokens(source: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`math_to_tokens`, remembered: a class's pages share the instructor's text."""
+    tokenized, parts = math_to_tokens(source)
+    return tokenized, tuple(parts)
+
+
 def question_titles(nb) -> dict[str, str]:
     """grade_id -> what a test cell checks, for the contents list: the question its
     check names ("Q1.1 forward_difference"), else the check it calls."""
@@ -466,7 +474,7 @@ class FeedbackExporter(CachedHTMLExporter):
 
     @jinja2.pass_context
     def markdown2html(self, context, source):
-        tokenized, parts = math_to_tokens(source)
+        tokenized, parts = _math_tokens(source)
         out = super().markdown2html(context, tokenized)
         for i, part in enumerate(parts):
             out = out.replace(_TOKEN.format(i), part)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -173,16 +174,24 @@ def defined_sources(nb: NotebookNode, upto: int | None = None) -> dict[str, str]
     for cell in nb.cells[:upto]:
         if cell.cell_type != "code":
             continue
-        try:
-            tree = ast.parse(python_only(cell.source))
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            names = []
-            if isinstance(node, ast.FunctionDef | ast.ClassDef):
-                names = [node.name]
-            elif isinstance(node, ast.Assign):
-                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            for name in names:
-                out[name] = out.get(name, "") + "\n" + cell.source
+        for name in _top_level_names(cell.source):
+            out[name] = out.get(name, "") + "\n" + cell.source
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _top_level_names(source: str) -> tuple[str, ...]:
+    """The names a cell's source defines at top level (functions, classes, assignments).
+    Cached by source: every test cell of a notebook asks again about the cells before it,
+    and a class's notebooks share most of their cells."""
+    try:
+        tree = ast.parse(python_only(source))
+    except SyntaxError:
+        return ()
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names.extend(t.id for t in node.targets if isinstance(t, ast.Name))
+    return tuple(names)
