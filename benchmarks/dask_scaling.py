@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/dask_scaling.py [--students 10] [--assignments A ...]
                                                 [--skip-scaling] [--skip-overhead]
-                                                [--phases N]
+                                                [--phases N] [--prepared]
 
 The synthetic class of benchmarks/grade_class.py (`--students` students, each submitting
 every assignment named; 40 % correct, 40 % wrong, 20 % blank), with AUTOGRADER_SEED fixed
 so that every run draws the same hidden inputs. Every run grades a fresh copy of it, and
-all runs must give the same cell scores.
+all runs must give the same cell scores. With `--prepared`, the class's gradebook is
+prepared once before any copy is made (as benchmarks/grade_class.py does: what a course
+does once, not on every grading run), so that no run times it.
 
 1. Scaling: a `dask scheduler` and one `dask worker` pinned to one core (`taskset`), then
    two workers pinned to one core each; each worker grades two submissions at once (one
@@ -136,18 +138,19 @@ def cluster_run(course: Path, assignments: list[str], pins: list[int], logs: Pat
                 proc.wait()
 
 
-def phases_run(course: Path, assignments: list[str]) -> tuple[dict, dict, float]:
+def phases_run(course: Path, assignments: list[str]) -> tuple[dict, dict, float, str]:
     """Grade `course` on a LocalCluster of one worker; (coordinator's phases, the worker's
-    phases, whole run's seconds)."""
+    phases, whole run's seconds, how many were graded)."""
     executor = DaskExecutor("local:1", course_dir=course, assignments=assignments)
     started = time.perf_counter()
     with executor:
-        course_mod.grade(
+        outcomes = course_mod.grade(
             course_dir=course, assignment=assignments, progress=False, executor=executor
         )
     wall = time.perf_counter() - started
     worker = next(iter(executor.worker_phases.values()), {})
-    return dict(executor.phases), worker, wall
+    graded = f"{sum(o.status == 'graded' for o in outcomes)} of {len(outcomes)} graded"
+    return dict(executor.phases), worker, wall, graded
 
 
 def _seconds(phases: dict) -> str:
@@ -186,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--phases", type=int, default=0, metavar="N", help="time the start's steps in N runs"
     )
+    p.add_argument(
+        "--prepared", action="store_true", help="prepare the class's gradebook before timing"
+    )
     p.add_argument("--work-dir", type=Path, help="keep the course directories here")
     args = p.parse_args(argv)
 
@@ -198,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="dask-bench-"))
     template = work / "class"
     kinds = grade_class.build(template, assignments, args.students)
+    if args.prepared:
+        grade_class.prepare(template, assignments, dict(os.environ))
     total = args.students * len(assignments)
     print(
-        f"class: {args.students} students x {len(assignments)} assignments = {total} notebooks {kinds}"
+        f"class: {args.students} students x {len(assignments)} assignments = {total} notebooks"
+        f" {kinds}{', gradebook prepared' if args.prepared else ''}"
     )
     print(f"cores: {here}; load average at start: {os.getloadavg()[0]:.1f}")
     results: dict[str, dict] = {}
@@ -259,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.phases):
         course = fresh(f"phases-{i}")
         load = os.getloadavg()[0]
-        here_, worker, wall = phases_run(course, assignments)
+        here_, worker, wall, graded = phases_run(course, assignments)
         same_scores(f"phases run {i}", course)
-        print(f"phases run {i} (load {load:.1f}): whole run {wall:.1f} s")
+        print(f"phases run {i} (load {load:.1f}): whole run {wall:.1f} s, {graded}")
         print(f"  coordinator, s (the last two from the start): {_seconds(here_)}")
         print(f"  worker, s: {_seconds(worker)}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; identical cell scores in every run")

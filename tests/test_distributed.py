@@ -290,6 +290,60 @@ def _expected(assignment: str, student, course: Course) -> dict[str, float]:
 
 
 @pytest.mark.slow
+def test_workers_grade_with_the_coordinators_preparation_not_their_own(cluster, tmp_path):
+    # The workers' generate_assignment (what preparing a gradebook runs) fails and
+    # counts its calls: they must grade anyway, with what the coordinator prepared.
+    from distributed import Client
+
+    def sabotage():
+        from autograder.core import nbgrader_io
+
+        nbgrader_io.real_generate_assignment = nbgrader_io.generate_assignment
+        nbgrader_io.generate_calls = 0
+
+        def refused(*args, **kwargs):
+            nbgrader_io.generate_calls += 1
+            raise RuntimeError("generate_assignment ran on a Dask worker")
+
+        nbgrader_io.generate_assignment = refused
+
+    def restore():
+        from autograder.core import nbgrader_io
+
+        nbgrader_io.generate_assignment = nbgrader_io.real_generate_assignment
+        return nbgrader_io.generate_calls
+
+    A = "01_derivatives"
+    course = Course.create(tmp_path, [A])
+    course.submit("solved", A, course.solved(A))
+    course.submit("blank", A, course.release_nb(A))
+    good = [cluster.addresses["good-1"], cluster.addresses["good-2"]]
+    executor = dist.DaskExecutor(
+        cluster.address, course_dir=course.root, assignments=[A], job_timeout=1800
+    )
+    with Client(cluster.address, timeout=30) as client:
+        client.run(sabotage, workers=good)
+        try:
+            with executor:
+                outcomes = course_mod.grade(
+                    course_dir=course.root, assignment=[A], progress=False, executor=executor
+                )
+        finally:
+            calls = client.run(restore, workers=good)
+    assert calls == dict.fromkeys(good, 0)
+    by_student = {o.student: o for o in outcomes}
+    assert {o.status for o in outcomes} == {"graded"}, [o.reason for o in outcomes]
+    points = course.auto_cells(A)
+    assert {g: by_student["solved"].cells[g][0] for g in points} == points
+    assert {g: by_student["blank"].cells[g][0] for g in points} == dict.fromkeys(points, 0.0)
+    # Ready once the coordinator's preparation arrived; none made there.
+    assert executor.worker_phases and all(
+        "waiting for the prepared course" in phases and not any("gradebook" in k for k in phases)
+        for phases in executor.worker_phases.values()
+    )
+
+
+@pytest.mark.slow
 def test_corpus_on_the_cluster_with_a_worker_killed_mid_run(cluster, tmp_path):
     from distributed import Client
 
@@ -419,3 +473,66 @@ def test_a_worker_with_other_versions_refuses():
     other = dict(here, torch="2.0.0")
     problem = dask_worker.refusal(other, {})
     assert problem == f"torch {here['torch']} here, 2.0.0 on the coordinator"
+
+
+def test_the_workers_gradebook_is_the_coordinators_for_the_assignments(tmp_path):
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from autograder.batch import dask_worker, prepared
+
+    assignments = ["01_derivatives", "02_chain_rule"]
+    course = Course.create(tmp_path, [*assignments, "03_vector_jacobian"])
+    api = nbgrader_api(course.root)
+    with in_dir(course.root), api.gradebook as gb:
+        gb.add_student("someone")
+    files = prepared.prepared_files(api, course.root, assignments)
+
+    copy = tmp_path / "copy"
+    dask_worker.write_files(copy, files)
+    generated = course.root / ".autograder" / "generated"
+    for a in assignments:
+        assert (copy / ".autograder" / "generated" / f"{a}.source-digest").read_bytes() == (
+            generated / f"{a}.source-digest"
+        ).read_bytes()
+        nb = f".autograder/generated/{a}/{a}.ipynb"
+        assert (copy / nb).read_bytes() == (course.root / nb).read_bytes()
+
+    def rows(gb, names):
+        """What nbgrader says of each assignment, its notebooks and their cells."""
+        found = {}
+        for name in names:
+            assignment = gb.find_assignment(name)
+            found[name] = (
+                assignment.duedate,
+                {
+                    (nb.name, nb.kernelspec): sorted(
+                        (type(c).__name__, c.name)
+                        + tuple(
+                            getattr(c, k, None)
+                            for k in ("max_score", "cell_type", "locked", "source", "checksum")
+                        )
+                        for c in [
+                            *nb.grade_cells,
+                            *nb.solution_cells,
+                            *nb.task_cells,
+                            *nb.source_cells,
+                        ]
+                    )
+                    for nb in assignment.notebooks
+                },
+            )
+        return found
+
+    with in_dir(course.root), api.gradebook as gb:
+        course_id = gb.course_id
+        wanted = rows(gb, assignments)
+        tables = prepared.assignment_rows(gb, assignments)
+    # Opened as nbgrader opens it (no `alembic` needed: the version is in the file).
+    with Gradebook(f"sqlite:///{copy / 'gradebook.db'}", course_id) as gb:
+        assert rows(gb, assignments) == wanted
+        assert prepared.assignment_rows(gb, assignments) == tables  # ids and all
+        assert all(cells for _, notebooks in wanted.values() for cells in notebooks.values())
+        assert [a.name for a in gb.assignments] == assignments
+        assert not gb.students
+        with pytest.raises(MissingEntry):
+            gb.find_student("someone")

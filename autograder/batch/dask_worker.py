@@ -3,7 +3,8 @@
 :class:`GradingPlugin` is the Dask worker plugin that carries the course's files and the
 coordinator's expectations to each worker; on the worker it makes a :class:`GradingSite`,
 which checks the worker can grade (:func:`refusal`), builds a private copy of the course
-and runs a :class:`~.executor.LocalExecutor` fed through its ``serve`` method.
+and runs a :class:`~.executor.LocalExecutor` fed through its ``serve`` method, once the
+course's preparation made by the coordinator has come (:class:`PreparedCourse`).
 :func:`grade_task` is the task the coordinator sends for each submission.
 
 Kept apart from :mod:`.distributed` (the coordinator's side), so that a local run never
@@ -30,6 +31,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..core.outcome import Outcome
 from ..core.request import Settings
 from .executor import JobInbox, LocalExecutor
+from .prepared import GRADEBOOK
 
 log = logging.getLogger("autograder.batch")
 
@@ -107,14 +109,53 @@ def read_tree(root: Path) -> dict[str, bytes]:
     }
 
 
-def write_tree(root: Path, files: dict[str, bytes]) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Write `files` (relative path -> bytes) under `root`."""
     for rel, data in files.items():
-        path = root / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise ValueError(f"refusing to write {rel!r} outside {root}")
+        path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """`root` made anew holding only `files`."""
+    shutil.rmtree(root, ignore_errors=True)
+    write_files(root, files)
+
+
+class _Prepared:
+    """The course's preparation for each run (plugin name -> files), as it reaches this
+    worker process: the plugin that carries it and the one whose site waits for it may
+    be set up in either order."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._files: dict[str, dict[str, bytes]] = {}
+
+    def put(self, run: str, files: dict[str, bytes]) -> None:
+        with self._cond:
+            self._files[run] = files
+            self._cond.notify_all()
+
+    def drop(self, run: str) -> None:
+        with self._cond:
+            self._files.pop(run, None)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, run: str, stop: threading.Event) -> dict[str, bytes] | None:
+        """The run's files once they are here; None if `stop` is set first."""
+        with self._cond:
+            while run not in self._files and not stop.is_set():
+                self._cond.wait(timeout=1.0)
+            return None if stop.is_set() else self._files[run]
+
+
+PREPARED = _Prepared()
 
 
 # --- the worker's grading ------------------------------------------------------------------
@@ -135,6 +176,7 @@ class GradingSite:
         self._lock = threading.Lock()
         self._pump: threading.Thread | None = None
         self._closed = False
+        self._stop = threading.Event()
         # How long each step of this worker's preparation took, in seconds (sent to the
         # coordinator with the "ready" message).
         self.phases: dict[str, float] = {}
@@ -203,6 +245,9 @@ class GradingSite:
             self._declare(0)
             self.refuse(f"preparing to grade failed: {type(exc).__name__}: {exc}")
             return
+        if settings is None:  # closed before the course's preparation arrived
+            self.ready.set()
+            return
         self.phases["ready after"] = time.monotonic() - self._began
         self.ready.set()
         log.info(
@@ -212,8 +257,15 @@ class GradingSite:
         self.say("ready", f"{self.executor.jobs} grading workers", phases=dict(self.phases))
         self._run(settings)
 
-    def _build(self) -> Settings:
-        from ..core.nbgrader_io import ensure_assignment, in_dir, nbgrader_api
+    def _build(self) -> Settings | None:
+        """The course copy and the warm grading workers; None if the run ended first.
+
+        The fork server starts first (importing torch and the grading libraries takes it
+        seconds); the rest is done meanwhile: nbgrader's import, and the course's
+        preparation the coordinator sends once it has made it (:mod:`.prepared`, carried
+        by :class:`PreparedCourse`: nbgrader's generate_assignment never runs here).
+        """
+        from ..core.nbgrader_io import nbgrader_api
         from . import gradebook
 
         p = self.plugin
@@ -223,25 +275,15 @@ class GradingSite:
         os.chdir(local)
         self.root = root = Path(tempfile.mkdtemp(prefix="autograder-course-", dir=local))
         with self.timed("write files"):
-            for rel, data in p.files.items():
-                path = root / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+            write_files(root, p.files)
             # This copy's own gradebook, whatever the coordinator's is.
             config = root / "nbgrader_config.py"
-            db_url = f"sqlite:///{root / 'gradebook.db'}"
+            db_url = f"sqlite:///{root / GRADEBOOK}"
             with config.open("a") as fh:
                 fh.write(
                     "\n# Grading on a Dask worker: this copy's own gradebook.\n"
                     f"c.CourseDirectory.db_url = {db_url!r}\n"
                 )
-        with self.timed("gradebook"):
-            gradebook.serialize_sqlite()
-            self.api = nbgrader_api(root)
-            with in_dir(root):
-                for assignment in p.assignments:
-                    with self.timed(f"gradebook {assignment}"):
-                        ensure_assignment(self.api, root, assignment)
         settings = replace(p.settings, course_dir=str(root))
         jobs = self.jobs
         self.executor = LocalExecutor(
@@ -252,15 +294,23 @@ class GradingSite:
         )
         with self.timed("fork server start"):
             self.executor.start(settings, jobs)
-        with self.timed("fork server warm"):
-            fs = self.executor.forkserver
-            if fs is not None and fs.proc is not None:
-                fs.wait_ready()
+        with self.timed("nbgrader"):
+            gradebook.serialize_sqlite()
+            self.api = nbgrader_api(root)
+        with self.timed("waiting for the prepared course"):
+            prepared = PREPARED.wait(p.name, self._stop)
+        if prepared is None:
+            return None
+        with self.timed("write prepared course"):
+            write_files(root, prepared)
         with self.timed("grading workers ready"):
             if not self.executor.wait_ready():
                 raise RuntimeError(
                     "the grading workers did not start: " + "; ".join(self.executor.notes)
                 )
+        fs = self.executor.forkserver
+        if fs is not None and fs.warmup_seconds is not None:
+            self.phases["fork server's own warm-up"] = fs.warmup_seconds
         return settings
 
     def _run(self, settings: Settings) -> None:
@@ -317,6 +367,8 @@ class GradingSite:
 
     def close(self) -> None:
         self._closed = True
+        self._stop.set()
+        PREPARED.wake()
         with contextlib.suppress(Exception):
             self._declare(0)
         self.inbox.close()
@@ -415,3 +467,19 @@ class GradingPlugin(WorkerPlugin):
         if self.site is not None:
             self.site.close()
             self.site = None
+
+
+class PreparedCourse(WorkerPlugin):
+    """Carries the coordinator's preparation of the course (:mod:`.prepared`: the
+    gradebook knowing the assignments, the generated files) to each worker of the run
+    whose :class:`GradingPlugin` is named `run`."""
+
+    def __init__(self, *, run: str, files: dict[str, bytes]):
+        self.run = run
+        self.files = files
+
+    def setup(self, worker):
+        PREPARED.put(self.run, self.files)
+
+    def teardown(self, worker):
+        PREPARED.drop(self.run)

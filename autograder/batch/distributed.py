@@ -7,11 +7,17 @@ each outcome as it comes back. Nothing is shared but Dask's connections:
 
 * A :class:`~.dask_worker.GradingPlugin` (a Dask worker plugin) carries the course's
   ``nbgrader_config.py`` and every graded assignment's ``source/`` files to each worker,
-  once per worker, and, on the worker, builds a private copy of the course (its own SQLite
-  gradebook knowing the assignments) in the worker's local directory and starts a
-  :class:`~.executor.LocalExecutor` there: the warm fork server and the grading workers
-  start once per Dask worker, and grade with the same machinery as a local run (kernel
-  sandbox, trusted judging, CPU-time cell limits).
+  once per worker, and, on the worker, builds a private copy of the course in the
+  worker's local directory and starts a :class:`~.executor.LocalExecutor` there at once:
+  the warm fork server and the grading workers start once per Dask worker, and grade
+  with the same machinery as a local run (kernel sandbox, trusted judging, CPU-time cell
+  limits).
+* The course's preparation for grading (the gradebook knowing the assignments' cells,
+  the generated student versions) is made once, by the coordinator, for its own
+  gradebook; a :class:`~.dask_worker.PreparedCourse` plugin carries a copy of it
+  (:mod:`.prepared`: a SQLite gradebook of the assignments' rows, the generated files) to
+  each worker while its fork server warms up. No worker runs nbgrader's
+  generate_assignment.
 * Before that, the worker checks that it can grade as the coordinator would: the same
   versions of Python, the grading libraries and this package's code, and every kernel
   sandbox primitive the coordinator's machine has. A worker that cannot says why (printed
@@ -202,6 +208,8 @@ class DaskExecutor(Executor):
         self.connect_timeout = connect_timeout
         self.token = uuid.uuid4().hex[:12]
         self.plugin_name = f"autograder-{self.token}"
+        self.prepared_name = f"{self.plugin_name}-prepared"
+        self._prepared_sent = False
         self.resource = f"autograder-{self.token}"
         self.client = None
         self._cluster = None
@@ -317,6 +325,7 @@ class DaskExecutor(Executor):
             return
         self.start(settings, len(jobs))
         api = nbgrader_api(self.course_dir)
+        self._send_preparation(api)
         futures = {}
         for assignment, student in jobs:
             files = read_tree(self.course_dir / "submitted" / student / assignment)
@@ -354,6 +363,23 @@ class DaskExecutor(Executor):
                         assignment, student = futures[future]
                         yield Outcome(student, assignment, "ungradable", reason, code="no_worker")
                     pending = set()
+
+    def _send_preparation(self, api) -> None:
+        """Send the workers the course's preparation (:mod:`.prepared`), once: what they
+        wait for, their fork servers warming up meanwhile, before they can grade."""
+        from .dask_worker import PreparedCourse
+        from .prepared import prepared_files
+
+        if self._prepared_sent:
+            return
+        mark = time.monotonic()
+        files = prepared_files(api, self.course_dir, self.assignments)
+        self.phases["prepared course"] = (now := time.monotonic()) - mark
+        self.client.register_plugin(
+            PreparedCourse(run=self.plugin_name, files=files), name=self.prepared_name
+        )
+        self.phases["prepared course registered"] = time.monotonic() - now
+        self._prepared_sent = True
 
     def job_of(self, key: str) -> tuple[str, str]:
         """The (assignment, student) a task of this run grades."""
@@ -395,8 +421,9 @@ class DaskExecutor(Executor):
             if self._topic:
                 with contextlib.suppress(Exception):
                     self.client.unsubscribe_topic(self._topic)
-            with contextlib.suppress(Exception):
-                self.client.unregister_worker_plugin(self.plugin_name)
+            for name in (self.plugin_name, self.prepared_name):
+                with contextlib.suppress(Exception):
+                    self.client.unregister_worker_plugin(name)
             with contextlib.suppress(Exception):
                 self.client.close()
             self.client = None
