@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Comment, Grade, MissingEntry
-from nbgrader.preprocessors import SaveAutoGrades, SaveCells
+from nbgrader.preprocessors import GetGrades, OverwriteCells, SaveAutoGrades, SaveCells
 from nbgrader.preprocessors.base import NbGraderPreprocessor
 from traitlets import Unicode
 
@@ -159,6 +159,119 @@ class RestoreMissingCells(NbGraderPreprocessor):
         return cell, resources
 
 
+def answer_lookups_at_once(gb, notebook: str, assignment: str, student: str | None = None) -> None:
+    """Make `gb` answer the per-cell lookups of one notebook from rows read all at once.
+
+    nbgrader's preprocessors ask the gradebook about each cell in turn (``find_grade``,
+    ``find_comment``, ``find_graded_cell``, ``find_source_cell``: one query of five or
+    six joined tables each, some 50 a notebook). Here the notebook's cells (and, given
+    `student`, the submission's grades and comments) are read in a few queries, and
+    `gb`'s lookups for that notebook answer from them: the same rows of the same
+    session. Anything else (another notebook, a name not among them) still goes to
+    nbgrader's query, so a missing entry raises as before.
+    """
+    from nbgrader.api import (
+        Assignment,
+        GradeCell,
+        Notebook,
+        SourceCell,
+        SubmittedAssignment,
+        SubmittedNotebook,
+        TaskCell,
+    )
+    from sqlalchemy.orm import joinedload
+
+    db = gb.db
+
+    def cells_of(model):
+        return {
+            c.name: c
+            for c in db.query(model)
+            .join(Notebook, Notebook.id == model.notebook_id)
+            .join(Assignment, Assignment.id == Notebook.assignment_id)
+            .filter(Notebook.name == notebook, Assignment.name == assignment)
+        }
+
+    graded = {**cells_of(TaskCell), **cells_of(GradeCell)}
+    sources = cells_of(SourceCell)
+    _answer(gb, "find_graded_cell", graded, (notebook, assignment))
+    _answer(gb, "find_source_cell", sources, (notebook, assignment))
+    if student is None:
+        return
+
+    def rows_of(model):
+        out = {}
+        query = (
+            db.query(model)
+            .options(joinedload(model.cell))
+            .join(SubmittedNotebook, SubmittedNotebook.id == model.notebook_id)
+            .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+            .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
+            .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
+            .filter(
+                Notebook.name == notebook,
+                Assignment.name == assignment,
+                SubmittedAssignment.student_id == student,
+            )
+        )
+        for row in query:
+            out[row.cell.name] = row
+        return out
+
+    _answer(gb, "find_grade", rows_of(Grade), (notebook, assignment, student))
+    _answer(gb, "find_comment", rows_of(Comment), (notebook, assignment, student))
+
+
+def _answer(gb, lookup: str, rows: dict, scope: tuple) -> None:
+    query = getattr(type(gb), lookup).__get__(gb)
+
+    def find(name, *where):
+        if where == scope and name in rows:
+            return rows[name]
+        return query(name, *where)
+
+    setattr(gb, lookup, find)
+
+
+class OverwriteCellsAtOnce(OverwriteCells):
+    """nbgrader's OverwriteCells, reading the notebook's cells from the gradebook at once
+    (:func:`answer_lookups_at_once`) instead of with a query per cell."""
+
+    def preprocess(self, nb, resources):
+        self._looked_up = None
+        return super().preprocess(nb, resources)
+
+    def add_missing_grade_cells(self, nb, resources):
+        self._at_once()
+        return super().add_missing_grade_cells(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        self._at_once()
+        return super().preprocess_cell(cell, resources, index)
+
+    def _at_once(self) -> None:
+        if self._looked_up is not self.gradebook:
+            answer_lookups_at_once(self.gradebook, self.notebook_id, self.assignment_id)
+            self._looked_up = self.gradebook
+
+
+class GetGradesAtOnce(GetGrades):
+    """nbgrader's GetGrades (the feedback's scores and comments), reading the submission's
+    grades and comments at once (:func:`answer_lookups_at_once`)."""
+
+    def preprocess(self, nb, resources):
+        self._looked_up = None
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        if self._looked_up is not self.gradebook:
+            answer_lookups_at_once(
+                self.gradebook, self.notebook_id, self.assignment_id, self.student_id
+            )
+            self._looked_up = self.gradebook
+        return super().preprocess_cell(cell, resources, index)
+
+
 def _digest(cell) -> str:
     src = cell.source if isinstance(cell.source, str) else "".join(cell.source)
     return hashlib.sha256(src.strip().encode()).hexdigest()
@@ -215,6 +328,9 @@ class KeepHandGrades(SaveAutoGrades):
         self.db_url = info["db_url"]
         self.gradebook = Gradebook(self.db_url)
         with self.gradebook:
+            answer_lookups_at_once(
+                self.gradebook, self.notebook_id, self.assignment_id, self.student_id
+            )
             db = self.gradebook.db
             db.commit = db.flush  # what SaveAutoGrades' per-cell commits do here
             try:

@@ -19,13 +19,15 @@ from .outcome import Outcome
 STATE_DIR = ".autograder"
 
 # nbgrader's autograde pipeline with the course's cells (autograder.core.cells): missing
-# cells restored before nbgrader's OverwriteCells, hand grades kept by SaveAutoGrades.
+# cells restored before nbgrader's OverwriteCells, hand grades kept by SaveAutoGrades;
+# OverwriteCells, SaveAutoGrades and the feedback's GetGrades read the gradebook once per
+# notebook rather than once per cell.
 SANITIZE = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "autograder.core.cells.RestoreMissingCells",
-    "nbgrader.preprocessors.OverwriteCells",
+    "autograder.core.cells.OverwriteCellsAtOnce",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 AUTOGRADE = [
@@ -53,6 +55,13 @@ def load_config(course_dir: Path):
         cfg.Autograde.sanitize_preprocessors = list(SANITIZE)
     if "autograde_preprocessors" not in cfg.get("Autograde", {}):
         cfg.Autograde.autograde_preprocessors = list(AUTOGRADE)
+    if "preprocessors" not in cfg.get("GenerateFeedback", {}):
+        # (classes, not names: nbgrader's converters read each one's traits)
+        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+        from .cells import GetGradesAtOnce
+
+        cfg.GenerateFeedback.preprocessors = [GetGradesAtOnce, CSSHTMLHeaderPreprocessor]
     state = str(Path(course_dir) / STATE_DIR)
     cfg.RestoreMissingCells.state_dir = state
     cfg.KeepHandGrades.state_dir = state
