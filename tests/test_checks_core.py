@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import matplotlib
 import numpy as np
@@ -557,3 +558,172 @@ def test_numpy_conversions_are_restored_however_the_call_ends():
         _record(raises, torch.ones(3, dtype=torch.float64))
     assert seen == [True]
     assert (np.asarray, np.array, np.asanyarray) == originals
+
+
+# --- where the returned value came from (methods.DERIVED) --------------------------------
+
+
+def _leaf(x):
+    return x.detach().clone().requires_grad_(True)
+
+
+def _grad_of_leaf(f, x):
+    x = _leaf(x)
+    f(x).sum().backward()
+    return x.grad
+
+
+def _grad_cloned_float32(f, x):
+    return _grad_of_leaf(f, x).detach().clone().float()
+
+
+def _grad_through_item(f, x):
+    out = []
+    for v in x.tolist():
+        t = torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        f(t).backward()
+        out.append(t.grad.item())
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def _grad_through_numpy(f, x):
+    return torch.from_numpy(np.asarray(_grad_of_leaf(f, x)) * 1.0)
+
+
+def _stacked_autograd_grads(f, x):
+    rows = []
+    for i in range(len(x)):
+        t = _leaf(x[i])
+        rows.append(torch.autograd.grad(f(t), t)[0])
+    return torch.stack(rows)
+
+
+def _rows_written_in_place(f, x):
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        t = _leaf(x[i])
+        f(t).backward()
+        out[i] = t.grad
+    return out
+
+
+def _into_existing_grad(f, x):
+    x = _leaf(x)
+    x.grad = torch.zeros_like(x)
+    f(x).sum().backward()  # accumulates into that tensor, in place
+    return x.grad
+
+
+def _grad_changed_in_place(f, x):
+    g = _grad_of_leaf(f, x)
+    g.mul_(2)
+    g /= 2
+    return g
+
+
+def _by_func_grad(f, x):
+    return torch.func.vmap(torch.func.grad(f))(x)
+
+
+def _by_jacrev(f, x):
+    return torch.func.jacrev(f)(x).diagonal()
+
+
+def _by_functional_jacobian(f, x):
+    return torch.autograd.functional.jacobian(lambda t: f(t).sum(), x)
+
+
+def _by_dual_numbers(f, x):
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        return fwAD.unpack_dual(f(fwAD.make_dual(x, torch.ones_like(x)))).tangent
+
+
+def _by_data(f, x):
+    g = _grad_of_leaf(f, x)
+    out = torch.zeros_like(x)
+    out.data += g.data
+    return out
+
+
+def _formula_after_backward(f, x):
+    _grad_of_leaf(f, x)
+    return 3 * x**2 - 1
+
+
+def _formula_after_dummy_backward(f, x):
+    torch.ones(1, requires_grad=True).sum().backward()
+    return 3 * x**2 - 1
+
+
+def _formula_on_the_leaf(f, x):
+    x = _leaf(x)
+    f(x).sum().backward()
+    return (3 * x**2 - 1).detach()
+
+
+def _formula_after_dual_numbers(f, x):
+    _by_dual_numbers(f, x)
+    return 3 * x**2 - 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _by_backward,
+        _grad_of_leaf,
+        _grad_cloned_float32,
+        _grad_through_item,
+        _grad_through_numpy,
+        _stacked_autograd_grads,
+        _rows_written_in_place,
+        _into_existing_grad,
+        _grad_changed_in_place,
+        _by_forward_mode,
+        _by_func_grad,
+        _by_jacrev,
+        _by_functional_jacobian,
+        _by_dual_numbers,
+        _by_data,
+    ],
+)
+def test_a_gradient_taken_from_autograd_keeps_its_points(answer):
+    """Does a gradient autograd computed count as from autograd, however it is handed back:
+    copied, cast, through .item() or numpy and back, stacked, written into a tensor, into an
+    existing .grad, changed in place, or made by torch.func and forward mode?"""
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    got, _ = call("Q9 demo", answer, _cube, x, rule=methods.AUTOGRAD)
+    assert torch.allclose(got.double(), 3 * x**2 - 1, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _formula_after_backward,
+        _formula_after_dummy_backward,
+        _formula_on_the_leaf,
+        _formula_after_dual_numbers,
+    ],
+)
+def test_autograd_run_beside_a_formula_is_named(answer):
+    """Does an answer that runs autograd but returns the formula fail with
+    result_not_from_autograd?"""
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    with pytest.raises(CheckFailed) as info:
+        call("Q9 demo", answer, _cube, x, rule=methods.AUTOGRAD)
+    assert info.value.codes == ["result_not_from_autograd"], info.value.render(color=False)
+
+
+def test_the_result_is_followed_only_where_a_mechanism_is_required():
+    """Is the derivation followed for a rule that requires a mechanism (or asks to follow),
+    and not for one that only forbids, and is the profile function gone after the call?"""
+    x = torch.ones(3, dtype=torch.float64)
+    assert methods.DERIVED in methods.options_for(methods.AUTOGRAD, (x,))
+    assert methods.DERIVED in methods.options_for(methods.Rule(follow=True), (x,))
+    assert methods.DERIVED not in methods.options_for(methods.BY_FORMULA, (x,))
+    assert methods.UNDERIVED in _record(
+        _formula_after_backward, _cube, x, options=frozenset({methods.DERIVED})
+    )
+    assert methods.UNDERIVED not in _record(_formula_after_backward, _cube, x, options=frozenset())
+    assert sys.getprofile() is None

@@ -54,13 +54,19 @@ F64 = torch.float64
 REV, FWD, NUM = methods.REVERSE, methods.FORWARD, methods.NUMERICAL
 
 
-def _rule(require=(), forbid=(), asks: str = "", seeded: bool = False) -> methods.Rule:
-    return methods.Rule(frozenset(require), frozenset(forbid), asks, seeded)
+def _rule(
+    require=(), forbid=(), asks: str = "", seeded: bool = False, follow: bool = False
+) -> methods.Rule:
+    return methods.Rule(frozenset(require), frozenset(forbid), asks, seeded, follow=follow)
 
 
 # The methods the questions name (see the module docstring).
 VJP_ASKS = "backward(v), a vector-Jacobian product"
-VJP = _rule(forbid={NUM}, asks=VJP_ASKS, seeded=True)  # + jac.require_vjp once values are right
+# + jac.require_vjp once values are right (with the returned values followed back to the
+# engine during the call)
+VJP = _rule(forbid={NUM}, asks=VJP_ASKS, seeded=True, follow=True)
+# during the call of a check whose requirement (`then`) is judged after the values
+_FOLLOWED = methods.Rule(follow=True)
 FORMULA = _rule(forbid={REV, FWD, NUM}, asks="a formula written out, without autograd")
 PREDICTION = _rule(forbid={REV, FWD}, asks="a formula, no autograd")
 ACCUMULATION = _rule({REV}, {NUM}, "backward, called once per row of vs on one graph y = f(x)")
@@ -212,6 +218,8 @@ def _run(
     is that of one call; the entry points are those of every call made (a set, not a count).
     """
     with autograd_apis(fn) as apis:
+        if rule is None and then is not None and then.require:
+            rule = _FOLLOWED  # where the returned values came from, for `then`'s requirement
         got = jac.call_student(q, fn, *args, name=name, jacobian_shape=jacobian_shape, rule=rule)
     hits = methods.LAST_CALL[q][2]
     if then is not None:

@@ -14,6 +14,9 @@ function runs, this module records what it did:
   are not among the values it was given (numerical differencing);
 - the caller's tensors: whether the call changed their values, ``requires_grad`` or
   ``.grad``.
+- where the returned value came from, for a rule that requires a mechanism: whether its
+  tensors derive from what the engine produced or were computed from the inputs alone
+  (a dummy backward beside the formula); see :data:`DERIVED`.
 
 A question declares a :class:`Rule` (what it requires and what it forbids) and
 :func:`enforce` turns the record into a failed check with its own diagnosis. The record
@@ -26,7 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import sys
+import sysconfig
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +71,10 @@ class Rule:
     # a gradient through a torch.autograd.Function the answer defines: a reverse pass must
     # run through one (its backward), not through torch's own derivatives of a formula
     through_function: bool = False
+    # follow the returned values back to the engine's output (:data:`DERIVED`) although
+    # nothing is required during the call: for a check that judges what it requires from
+    # the record after the values (a record without it shows no :data:`UNDERIVED`)
+    follow: bool = False
 
 
 AUTOGRAD = Rule(frozenset({REVERSE, FORWARD}), frozenset({NUMERICAL}), "autograd")
@@ -79,12 +90,15 @@ def options_for(rule: Rule | None, args: tuple = ()) -> frozenset[str]:
     forbidden and no function is handed over (a difference of a given function shows in
     where that function is evaluated; the watch costs a test per torch op); what seeds
     each reverse pass only where the rule asks for a vector-Jacobian product (reading the
-    graph costs about a millisecond per pass)."""
+    graph costs about a millisecond per pass); where the returned values came from only
+    where the rule requires a mechanism (:data:`DERIVED`)."""
     if rule is None:
         return frozenset()
     options = {SEEDS} if rule.seeded else set()
     if rule.through_function:
         options.add(FUNCTIONS)
+    if rule.require or rule.follow:
+        options.add(DERIVED)
     if NUMERICAL in rule.forbid and not any(
         isinstance(a, types.FunctionType | types.BuiltinFunctionType) for a in args
     ):
@@ -150,7 +164,10 @@ def _seeding(engine: Callable) -> Callable:
                     hits.extend(_seed(t_outputs, seeds, given))
                 except Exception:  # recording must never change what the answer computes
                     pass
-        return engine(t_outputs, *args, **kwargs)
+        out = engine(t_outputs, *args, **kwargs)
+        for tracker in _TRACKERS:
+            tracker.engine_ran(out)
+        return out
 
     return run
 
@@ -740,7 +757,8 @@ def _changes(snapshot: list) -> list[str]:
 def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset()):
     """Record into `hits` what a call with `args` does; yields the args to call with.
     With the option :data:`SHIFTS`, the answer's own arithmetic is watched for shifted
-    copies of its inputs too."""
+    copies of its inputs too; with :data:`DERIVED`, whether the value it returned came
+    from what the engine produced (:data:`UNDERIVED` when provably not)."""
     snapshot = _snapshot(args)
     _ACTIVE.append(hits)
     if FUNCTIONS in options:
@@ -753,20 +771,333 @@ def recording(args: tuple, hits: list[str], options: frozenset[str] = frozenset(
             for p in [_plain(a)]
             if p is not None
         ]
+    tracker = _Derivation(args) if DERIVED in options else None
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_hooks())
+            if tracker is not None:
+                stack.enter_context(tracker.following())
             if SHIFTS in options:
                 shift_watch = _ShiftWatch(_values(args), hits)
                 stack.enter_context(_numpy_conversions(shift_watch))
                 stack.enter_context(shift_watch)
+            if tracker is not None:
+                stack.enter_context(tracker.catcher)
             yield instrument(args, hits)
     finally:
         _ACTIVE.remove(hits)
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                if tracker.verdict() is False:
+                    hits.append(UNDERIVED)
         _GIVEN.pop(id(hits), None)
         _FUNCTION_NODES.discard(id(hits))
         with contextlib.suppress(Exception):
             hits.extend(_changes(snapshot))
+
+
+# --- where the returned value came from ---------------------------------------------------
+#
+# A rule that requires a mechanism is met once the engine ran; an answer that runs a dummy
+# backward and returns the closed-form formula meets it too. So while such a call runs, the
+# tensors it makes are followed (:class:`_Derivation`): *derived* are what the engine
+# produced and everything computed from it; *plain* are the arguments (and the parameters of
+# a model given) and what torch operations make from plain tensors alone. A returned value
+# is judged not from autograd (:data:`UNDERIVED`) only when every tensor it holds is
+# provably plain. Leniency wherever the derivation is not followed:
+#
+# - a tensor no followed operation made (torch.func transforms and vmap hand back tensors
+#   made in C, torch.from_numpy, nn.Parameter, a gradient the engine wrote into .grad,
+#   tensors from outside the call) counts as derived;
+# - once a derived tensor's values leave torch (.item(), .tolist(), .numpy(), np.asarray,
+#   float()), nothing is judged: values rebuilt from numbers are not followed;
+# - a plain tensor changed in place by an operation the watch did not see, once the engine
+#   has run (an accumulation into an existing .grad, a fused optimizer step), counts as
+#   derived;
+# - a result holding anything but tensors and integers (a float, an array, a figure) and a
+#   function whose return cannot be caught (a builtin, a running profiler) are not judged.
+DERIVED = "derived"  # the watch option that turns this on
+UNDERIVED = "result:underived"  # the hit: the returned tensors are all plain
+_PLAIN, _DERIVED_, _FOREIGN = 0, 1, 2
+_TRACKERS: list[_Derivation] = []
+_MAX_FOLLOWED = 200_000  # operations; past that, nothing is judged
+# values leaving torch: after a derived tensor's, the call is not judged
+_LEAVING = {
+    "numpy", "__array__", "item", "tolist", "__float__", "__int__", "__index__",
+    "__complex__", "__reduce_ex__", "__getstate__",
+}  # fmt: skip
+# operations whose outputs are the engine's: torch.autograd.grad, forward-mode dual numbers
+_ENGINE_OPS = {"grad", "backward", "_make_dual", "_unpack_dual", "make_dual", "unpack_dual"}
+_IN_PLACE_DUNDERS = {
+    "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__",
+    "__imod__", "__ipow__", "__imatmul__", "__iand__", "__ior__", "__ixor__",
+    "__ilshift__", "__irshift__",
+}  # fmt: skip
+
+
+def _tensors_in(obj: Any, out: list, budget: list[int], depth: int = 0) -> list:
+    """The tensors in `obj` and its tuples, lists and dicts (at most a budget of them)."""
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif depth < 4 and isinstance(obj, list | tuple | dict):
+        for item in obj.values() if isinstance(obj, dict) else obj:
+            budget[0] -= 1
+            if budget[0] < 0:
+                break
+            _tensors_in(item, out, budget, depth + 1)
+    return out
+
+
+def _flat(args: Any, kwargs: dict | None) -> list:
+    """The tensors among an operation's arguments, one level into lists and tuples
+    (torch.stack, torch.cat, _foreach ops) and into keyword arguments."""
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, list | tuple):
+            out += [b for b in a[:10_000] if isinstance(b, torch.Tensor)]
+    if kwargs:
+        out += _flat(tuple(kwargs.values()), None)
+    return out
+
+
+def _storage(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
+        return 0
+
+
+class _Derivation(TorchFunctionMode):
+    """Follows, op by op, which tensors of a call derive from what the engine produced (see
+    the comment above :data:`DERIVED`)."""
+
+    def __init__(self, args: tuple):
+        super().__init__()
+        # id -> (weak reference, version when marked); the reference tells a reused id
+        self.plain: dict[int, tuple[Any, int]] = {}
+        self.derived: dict[int, Any] = {}
+        self.storages: set[int] = set()  # storages written from derived values
+        self.engine = False  # the engine has run (its writes into .grad are not seen)
+        self.left = False  # a derived tensor's values left torch
+        self.off = False  # following gave up (an error, too many operations)
+        self.followed = 0
+        self.catcher = _ResultCatcher()
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                self._mark_plain(a)
+            elif isinstance(a, torch.nn.Module):
+                for t in [*a.parameters(), *a.buffers()]:
+                    self._mark_plain(t)
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        _TRACKERS.append(self)
+        try:
+            with self:
+                yield
+        finally:
+            _TRACKERS.remove(self)
+
+    def _mark_plain(self, t: torch.Tensor) -> None:
+        try:
+            self.plain[id(t)] = (weakref.ref(t), t._version)
+        except Exception:  # not weakly referable: left unknown (counts as derived)
+            pass
+
+    def _mark_derived(self, t: torch.Tensor) -> None:
+        try:
+            self.derived[id(t)] = weakref.ref(t)
+        except Exception:
+            pass
+        self.plain.pop(id(t), None)
+
+    def status(self, t: torch.Tensor) -> int:
+        key = id(t)
+        ref = self.derived.get(key)
+        if ref is not None and ref() is t:
+            return _DERIVED_
+        entry = self.plain.get(key)
+        if entry is None or entry[0]() is not t:
+            return _FOREIGN
+        if self.engine and t._version != entry[1]:  # changed where the watch did not see
+            return _DERIVED_
+        if self.storages and _storage(t) in self.storages:
+            return _DERIVED_
+        return _PLAIN
+
+    def engine_ran(self, out: Any) -> None:
+        """The engine ran: what it returned (autograd.grad's gradients) is derived."""
+        self.engine = True
+        try:
+            with _ModeOff():
+                for t in _tensors_in(out, [], [1000]):
+                    self._mark_derived(t)
+        except Exception:
+            self.off = True
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.off:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        guard = torch._C.DisableTorchFunction()  # the watch's own reads: no mode sees them
+        try:
+            with guard:
+                derived_in = self._before(name, args, kwargs)
+        except Exception:
+            self.off = True
+            derived_in = None
+        out = func(*args, **kwargs)
+        if derived_in is not None and not self.off:
+            try:
+                with torch._C.DisableTorchFunction():
+                    self._after(name, args, kwargs, out, derived_in)
+            except Exception:
+                self.off = True
+        return out
+
+    def _before(self, name: str, args, kwargs) -> bool | None:
+        """Whether the operation reads a derived (or unknown) tensor; None: not followed."""
+        self.followed += 1
+        if self.followed > _MAX_FOLLOWED:
+            self.off = True
+            return None
+        if name in _ENGINE_OPS:  # autograd.grad, backward, forward mode's dual numbers
+            self.engine = True
+            return True
+        derived_in = False
+        for t in _flat(args, kwargs):
+            if self.status(t) != _PLAIN:
+                derived_in = True
+                break
+        if name in _LEAVING:
+            self.left |= derived_in
+            return None
+        return derived_in
+
+    def _after(self, name: str, args, kwargs, out, derived_in: bool) -> None:
+        if isinstance(out, torch.Tensor):
+            outs: Any = (out,)
+        elif isinstance(out, tuple | list):
+            outs = _flat(out, None)
+        else:
+            outs = ()
+        if name == "__get__":  # an attribute (.grad, .data): not made from its tensor
+            if derived_in:
+                for t in outs:
+                    self._mark_derived(t)
+            return
+        for t in outs:
+            if derived_in:
+                self._mark_derived(t)
+            elif self.status(t) == _FOREIGN:
+                self._mark_plain(t)
+        if name[-1:] == "_" and name[:2] != "__" or name in _IN_PLACE_DUNDERS:
+            targets = _flat(args[:1], None)
+        else:
+            targets = []
+        if kwargs and kwargs.get("out") is not None:
+            targets += _flat((kwargs["out"],), None)
+        for t in targets:
+            if derived_in:
+                self._mark_derived(t)
+                base = t._base
+                if base is not None:
+                    self._mark_derived(base)
+                ptr = _storage(t)
+                if ptr:
+                    self.storages.add(ptr)
+            elif self.status(t) == _PLAIN:
+                self._mark_plain(t)  # changed by a followed plain operation: its version now
+
+    def verdict(self) -> bool | None:
+        """Whether the returned value derives from the engine's output: False when every
+        tensor it holds is plain, None when that cannot be told."""
+        result = self.catcher.value
+        if self.off or self.left or not self.engine or result is _NOTHING:
+            return None
+        leaves: list = []
+        if not _leaves_of(result, leaves, [1000]):
+            return None
+        tensors = [t for t in leaves if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return None
+        with _ModeOff():
+            return any(self.status(t) != _PLAIN for t in tensors)
+
+
+def _leaves_of(obj: Any, out: list, budget: list[int], depth: int = 0) -> bool:
+    """Collect the tensors of a result (tuples, lists, dicts of them, with integers, bools,
+    strings and None beside); False when it holds anything else (not judged)."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 4:
+        return False
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+        return True
+    if obj is None or isinstance(obj, bool | int | str):
+        return True
+    if isinstance(obj, list | tuple):
+        return all(_leaves_of(v, out, budget, depth + 1) for v in obj)
+    if isinstance(obj, dict):
+        return all(_leaves_of(v, out, budget, depth + 1) for v in obj.values())
+    return False
+
+
+_NOTHING = object()
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LIBRARIES = tuple(
+    {
+        os.path.abspath(p) + os.sep
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        for p in [sysconfig.get_paths().get(k)]
+        if p
+    }
+)
+
+
+def _answer_code(filename: str) -> bool:
+    """Whether code in `filename` is the answer's: not the autograder's, the standard
+    library's or an installed package's."""
+    if filename.startswith("<frozen") or filename == "<string>":  # namedtuple, dataclass
+        return False
+    path = os.path.abspath(filename) if os.sep in filename else filename
+    return not path.startswith(_PACKAGE + os.sep) and not path.startswith(_LIBRARIES)
+
+
+class _ResultCatcher:
+    """Catches what the answer's function returns: the return of the first frame of answer
+    code that starts while it is entered (a profile function, removed once it returned)."""
+
+    def __init__(self) -> None:
+        self.value: Any = _NOTHING
+        self.frame: Any = None
+        self.active = False
+
+    def _profile(self, frame, event, arg) -> None:
+        if self.frame is None:
+            if event == "call" and _answer_code(frame.f_code.co_filename):
+                self.frame = frame
+        elif event == "return" and frame is self.frame:
+            self.value = arg  # None as well when it raised: then nothing is judged
+            self.frame = False
+            sys.setprofile(None)
+            self.active = False
+
+    def __enter__(self):
+        if sys.getprofile() is None:  # a profiler running keeps its own
+            self.active = True
+            sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            sys.setprofile(None)
+            self.active = False
+        self.frame = None
+        return False
 
 
 # --- judging the record -----------------------------------------------------------------
@@ -843,6 +1174,25 @@ def enforce(question: str, rule: Rule, hits: list[str], name: str) -> None:
                     "method_missing",
                     f"this question asks for {rule.asks}: a formula, a finite difference or "
                     "values from elsewhere do not count, even when they are right.",
+                )
+            ],
+        )
+    if UNDERIVED in hits and record.used & rule.require:
+        raise CheckFailed(
+            question,
+            f"this question asks for {rule.asks}; your function ran it but returned values it "
+            "computed another way",
+            [
+                f"`{name}` ran {' and '.join(_NAMES[m] for m in sorted(record.used & rule.require))}, "
+                "but none of the tensors it returned was computed from the gradients it produced"
+            ],
+            [
+                Finding(
+                    "result_not_from_autograd",
+                    f"this question asks for {rule.asks}: your function ran backward (or another "
+                    "autograd call) but returned values it computed another way (a formula, or "
+                    "tensors built only from the inputs). Return the gradient autograd computed: "
+                    "x.grad after backward, or what torch.autograd.grad returns.",
                 )
             ],
         )

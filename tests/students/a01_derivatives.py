@@ -974,4 +974,116 @@ def f_prime(x):
             + _Q3_AUTOGRAD_OK.split("def f_prime(x):\n    return F_PRIME\n")[1],
         },
     ),
+    # --- autograd ran, but the returned values came from elsewhere -------------------------
+    "backward_then_formula": Student(
+        "Q3.2 runs backward, then returns the Q3.1 formula instead of x.grad",
+        answers={
+            Q3: """
+def f_prime(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    y = leaf**2 + torch.sin(leaf**2)
+    y.backward(gradient=torch.ones_like(y))
+    return f_prime(x)
+""",
+        },
+        lost={"q3-2-autograd": "result_not_from_autograd"},
+    ),
+    "dummy_backward_ratio": Student(
+        "Q4.1 runs an unrelated backward, then returns f(a)/a",
+        answers={
+            Q4: """
+def control_flow_grad(a):
+    dummy = torch.ones(1, requires_grad=True)
+    (2 * dummy).sum().backward()
+    return control_flow_f(a) / a
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.allclose(grad, fa / a))
+""",
+        },
+        lost={"q4-1-grad": "result_not_from_autograd"},
+    ),
+    "sin_backward_then_shifted": Student(
+        "Q5 runs backward on sin(x), then returns sin(x + π/2) as the derivative",
+        answers={
+            Q5: _q5("(y.sum().backward(), torch.sin(x.detach() + math.pi / 2))[1]", "import math")
+        },
+        lost={"q5-1-values": "result_not_from_autograd"},
+    ),
+    "alt_grad_derivations": Student(
+        "gradients taken out of autograd's results by other paths: .item() rebuilt with "
+        "torch.tensor, functional.jacobian, a stack of per-element autograd.grad, a numpy "
+        "round trip, a helper with in-place ops on the gradient (loses nothing)",
+        answers={
+            AUTO: """
+def autograd_derivative(f, x0):
+    x = torch.tensor(x0, requires_grad=True)
+    (g,) = torch.autograd.grad(f(x), x)
+    return torch.tensor(g.item())
+
+
+def difference_errors(f, x0, hs):
+    exact = autograd_derivative(f, x0)
+    x = torch.full_like(hs, x0)
+    return (
+        (forward_difference(f, x, hs) - exact).abs(),
+        (central_difference(f, x, hs) - exact).abs(),
+    )
+""",
+            Q2: """
+def gradient(fn, x):
+    return torch.autograd.functional.jacobian(fn, x.detach())
+""",
+            Q3: """
+def f_prime(x):
+    return 2 * x + 2 * x * torch.cos(x**2)
+
+
+def f_prime_autograd(x):
+    x = x.detach().clone().requires_grad_(True)
+    y = x**2 + torch.sin(x**2)
+    rows = [torch.autograd.grad(y[i], x, retain_graph=True)[0][i] for i in range(len(y))]
+    return torch.stack(rows)
+""",
+            Q4: """
+def control_flow_grad(a):
+    a = a.detach().clone().requires_grad_(True)
+    control_flow_f(a).sum().backward()
+    return torch.from_numpy(a.grad.numpy().copy())
+
+
+def matches_ratio(grad, a, fa):
+    return bool(torch.allclose(grad, fa / a))
+""",
+            Q5: """
+def _derivative(t):
+    t = t.detach().clone().requires_grad_(True)
+    torch.sin(t).sum().backward()
+    g = t.grad
+    g.mul_(2)
+    g /= 2
+    return g
+
+
+def sin_and_derivative(x):
+    dydx = torch.zeros_like(x)
+    dydx[:] = _derivative(x)
+    return torch.sin(x), dydx
+
+
+def plot_sin_and_derivative(x):
+    y, dydx = sin_and_derivative(x)
+    fig, ax = plt.subplots()
+    ax.plot(x, y, label="sin")
+    ax.plot(x, dydx, label="derivative")
+    ax.legend()
+    return fig
+""",
+        },
+    ),
 }

@@ -1016,4 +1016,45 @@ def f_prime(x):
 """,
         },
     ),
+    # --- autograd ran, but the returned values came from elsewhere -------------------------
+    "retained_then_formula": Student(
+        "Q1.2 runs backward with y retained, then returns cos(y) and the formula for dz/dx",
+        answers={
+            Q1: _DZ_DX
+            + """
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    inner = leaf**3 + 4
+    inner.retain_grad()
+    torch.sin(inner).backward(gradient=torch.ones_like(inner))
+    return torch.cos(x**3 + 4), dz_dx(x)
+""",
+        },
+        lost={"q1-2-retained": "result_not_from_autograd"},
+    ),
+    "alt_grad_copies": Student(
+        "gradients returned as copies: .clone(), .detach(), a float32 cast, rebuilt from "
+        ".tolist() (loses nothing)",
+        answers={
+            Q1: _DZ_DX
+            + """
+
+def dz_dy_and_dz_dx(x):
+    leaf = x.detach().clone().requires_grad_(True)
+    inner = leaf**3 + 4
+    inner.retain_grad()
+    outer = torch.sin(inner)
+    outer.backward(gradient=torch.ones_like(outer))
+    return inner.grad.clone(), leaf.grad.detach()
+""",
+            Q33: """
+def f_prime_autograd(x):
+    xg = x.detach().clone().requires_grad_(True)
+    f(xg).sum().backward()
+    return torch.tensor(xg.grad.tolist(), dtype=x.dtype)
+"""
+            + _PLOT,
+        },
+    ),
 }

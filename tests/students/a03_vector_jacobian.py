@@ -1325,4 +1325,39 @@ def grad_g(x):
             + _BATCHED,
         },
     ),
+    # --- autograd ran, but the returned values came from elsewhere -------------------------
+    "backward_then_product": Student(
+        "Q1 runs y.backward(v), then returns the hand-written 6x·v",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    leaf = x.detach().clone().requires_grad_(True)
+    (3 * leaf**2).backward(v)
+    return 6 * x * v
+""",
+        },
+        lost={"q1-vjp-y3x2": "result_not_from_autograd"},
+    ),
+    "alt_vjp_round_trips": Student(
+        "vᵀJ taken out of autograd's result through numpy, and from autograd.grad's tuple "
+        "(loses nothing)",
+        answers={
+            Q1: """
+def vjp_y3x2(x, v):
+    x = x.detach().clone().requires_grad_(True)
+    (3 * x**2).backward(v)
+    return torch.from_numpy(np.array(x.grad))
+""",
+            Q2: _VJP_FROM_JACOBIAN
+            + """
+
+def vjp(f, x, v):
+    x = x.detach().clone().requires_grad_(True)
+    grads = torch.autograd.grad(f(x), (x,), grad_outputs=v)
+    out = torch.empty_like(x)
+    out.copy_(grads[0])
+    return out
+""",
+        },
+    ),
 }

@@ -924,4 +924,43 @@ def hvp_double_backward(f, x, v):
         },
         lost={"q4-1-hvp-double-backward": "numerical_difference"},
     ),
+    # --- autograd ran, but the returned values came from elsewhere -------------------------
+    "fixed_grad_by_formula": Student(
+        "Q3.1 runs backward, then returns the derivative 2σ(x) + 2xσ(x)(1 − σ(x)) by hand",
+        answers={
+            Q3: q3(
+                fixed=_FIXED.replace(
+                    "    return x.grad\n",
+                    "    s = torch.sigmoid(x.detach())\n"
+                    "    return 2 * s + 2 * x.detach() * s * (1 - s)\n",
+                )
+            ),
+        },
+        lost={"q3-1-fixed-grad": "result_not_from_autograd"},
+    ),
+    "alt_grad_copies": Student(
+        "gradients handed back as copies: a float32 cast, autograd.grad's tuple entry, "
+        ".detach().clone() of .grad (loses nothing)",
+        answers={
+            Q3: q3(
+                fixed="""
+
+def fixed_grad(x):
+    x = x.detach().clone().float().requires_grad_(True)
+    s = 2 * torch.sigmoid(x)
+    (s * x).sum().backward()
+    return x.grad.float()
+""",
+                two="""
+
+def two_grads(x):
+    x = x.detach().clone().requires_grad_(True)
+    h = x * torch.sin(x)
+    dl1 = torch.autograd.grad(h.sum(), x, retain_graph=True)[0]
+    (h**2).sum().backward()
+    return dl1, x.grad.detach().clone()
+""",
+            ),
+        },
+    ),
 }
