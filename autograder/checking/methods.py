@@ -567,7 +567,8 @@ def _carries_inputs(obj: Any, budget: list[int]) -> bool:
 
 def _converting(original: Callable, watch: _ShiftWatch) -> Callable:
     """numpy's `original` conversion, giving the inputs' values back as a watched array
-    (as x.numpy() does) when it converts a tensor or values the watch follows."""
+    (as x.numpy() does) when the answer's code converts a tensor or values the watch
+    follows."""
 
     @functools.wraps(original)
     def convert(obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -575,7 +576,9 @@ def _converting(original: Callable, watch: _ShiftWatch) -> Callable:
         if watch.found or type(out) is not np.ndarray:
             return out
         try:
-            if _carries_inputs(obj, [1000]):
+            # the answer's own conversions only: a library's (matplotlib plotting x) keep
+            # numpy's plain arrays
+            if _answer_code(sys._getframe(1).f_code.co_filename) and _carries_inputs(obj, [1000]):
                 return watch._exported(out)
         except Exception:  # recording must never change what the answer computes
             pass
