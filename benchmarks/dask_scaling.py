@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     template = work / "class"
     kinds = grade_class.build(template, assignments, args.students)
     if args.prepared:
-        grade_class.prepare(template, assignments, dict(os.environ))
+        bindir = str(Path(sys.executable).parent)  # alembic, nbgrader
+        env = dict(os.environ, PATH=os.pathsep.join([bindir, os.environ.get("PATH", "")]))
+        grade_class.prepare(template, assignments, env)
     total = args.students * len(assignments)
     print(
         f"class: {args.students} students x {len(assignments)} assignments = {total} notebooks"
