@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         here_, worker, wall, graded = phases_run(course, assignments)
         same_scores(f"phases run {i}", course)
         print(f"phases run {i} (load {load:.1f}): whole run {wall:.1f} s, {graded}")
-        print(f"  coordinator, s (the last two from the start): {_seconds(here_)}")
+        # (jobs arrived, first worker ready, first outcome: seconds from the start)
+        print(f"  coordinator, s: {_seconds(here_)}")
         print(f"  worker, s: {_seconds(worker)}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; identical cell scores in every run")
     if not args.work_dir:

@@ -221,8 +221,9 @@ class DaskExecutor(Executor):
         self.dashboard: str | None = None
         self._topic: str | None = None
         # Seconds each step of the run's start took here (connect, course files, plugin
-        # registration), when each worker said it was ready (from the start), and each
-        # worker's own preparation (worker -> phase -> seconds, see GradingSite.phases).
+        # registration, the course's preparation sent), when the first worker said it was
+        # ready and the first outcome came (from the start), closing; and each worker's
+        # own preparation (worker -> phase -> seconds, see GradingSite.phases).
         self.phases: dict[str, float] = {}
         self.worker_phases: dict[str, dict[str, float]] = {}
         self._started: float | None = None
@@ -373,6 +374,8 @@ class DaskExecutor(Executor):
         if self._prepared_sent:
             return
         mark = time.monotonic()
+        if self._started is not None:
+            self.phases["jobs arrived"] = mark - self._started
         files = prepared_files(api, self.course_dir, self.assignments)
         self.phases["prepared course"] = (now := time.monotonic()) - mark
         self.client.register_plugin(
@@ -417,6 +420,7 @@ class DaskExecutor(Executor):
         return None
 
     def close(self) -> None:
+        began = time.monotonic()
         if self.client is not None:
             if self._topic:
                 with contextlib.suppress(Exception):
@@ -431,3 +435,4 @@ class DaskExecutor(Executor):
             with contextlib.suppress(Exception):
                 self._cluster.close()
             self._cluster = None
+        self.phases.setdefault("close", time.monotonic() - began)
