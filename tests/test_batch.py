@@ -28,6 +28,7 @@ def mixed(tmp_path_factory):
         "correct": course.solved(A),
         "wrong": bs.wrong(course),
         "blank": course.release_nb(A),
+        "blank_plus_cell": blank_plus_cell(course),
         "dying": bs.dying(course),
         "looping": bs.looping(course),
         "deaf_loop": bs.deaf_loop(course),
@@ -43,6 +44,41 @@ def mixed(tmp_path_factory):
     started = time.monotonic()
     outcomes = course.grade(A, jobs=2, timeout=TIMEOUT, wall_timeout=WALL, progress=False)
     return course, outcomes, time.monotonic() - started
+
+
+def blank_plus_cell(course):
+    """The release notebook, unanswered, with one code cell of the student's own."""
+    nb = course.release_nb(A)
+    nb.cells.append(nbformat.v4.new_code_cell("seen = True"))
+    return nb
+
+
+def _test_cell_errors(course, student):
+    nb = course.autograded_nb(student, A)
+    return {
+        c.metadata.nbgrader["grade_id"]: [o.get("ename") for o in c.outputs if o.output_type == "error"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        and c.metadata.get("nbgrader", {}).get("grade")
+        and not c.metadata.nbgrader.get("solution")
+    }
+
+
+def test_only_the_course_code_ran_so_failures_are_not_judged_again(mixed):
+    """A notebook that runs nothing but the released code (no answer written, no cell
+    added) keeps the kernel's own failure of each test cell: there is no student code to
+    distrust. One added cell is enough for every test cell to be judged again here."""
+    course, outcomes, _ = mixed
+    points = bs.auto_points(course)
+    for student in ("blank", "blank_plus_cell"):
+        assert outcomes[student].status == "graded" and outcomes[student].score == 0
+        assert {g: outcomes[student].cells[g][0] for g in points} == dict.fromkeys(points, 0.0)
+    kernel_own = _test_cell_errors(course, "blank")
+    judged = _test_cell_errors(course, "blank_plus_cell")
+    assert set(kernel_own) == set(judged) == set(points)
+    assert all(names and "CheckFailed" not in names for names in kernel_own.values())
+    assert all(names == ["CheckFailed"] for names in judged.values())
+    assert course.messages("blank", A) == course.messages("blank_plus_cell", A)
 
 
 def test_every_submission_gets_one_outcome(mixed):

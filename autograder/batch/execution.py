@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
@@ -282,6 +283,28 @@ class SubmissionKernelManager(AsyncKernelManager):
     submission = Instance(SubmissionContext, allow_none=True)
 
 
+def _read_released(path: str):
+    """The notebook at `path` (None if unreadable), remembered while the file is unchanged."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (st.st_mtime_ns, st.st_size)
+    known = _RELEASED.get(path)
+    if known is None or known[0] != stamp:
+        import nbformat
+
+        try:
+            known = (stamp, nbformat.read(path, as_version=4))
+        except Exception:
+            return None
+        _RELEASED[path] = known
+    return known[1]
+
+
+_RELEASED: dict[str, tuple] = {}  # path -> ((mtime, size), notebook)
+
+
 class WatchedExecute(TrustedExecute):
     """nbgrader's Execute preprocessor with CPU-time cell limits (see the module doc).
 
@@ -316,6 +339,18 @@ class WatchedExecute(TrustedExecute):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SubmissionKernelManager)
         super().__init__(*args, **kwargs)
+
+    def released_notebook(self, resources: dict):
+        """The student version of today's source, as the gradebook's preparation wrote it
+        (nbgrader runs this in the course directory); None if there is none."""
+        from ..core.cells import generated_notebook
+        from ..core.nbgrader_io import STATE_DIR
+
+        info = resources.get("nbgrader") or {}
+        if not info.get("assignment") or not info.get("notebook"):
+            return None
+        path = generated_notebook(Path.cwd() / STATE_DIR, info["assignment"], info["notebook"])
+        return _read_released(str(path))
 
     def preprocess(self, nb, resources=None, km=None):
         self._run = NotebookRun()
