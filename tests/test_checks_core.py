@@ -663,6 +663,12 @@ def _formula_on_the_leaf(f, x):
     return (3 * x**2 - 1).detach()
 
 
+def _formula_on_data(f, x):
+    x = _leaf(x)
+    f(x).sum().backward()
+    return 3 * x.data**2 - 1
+
+
 def _formula_after_dual_numbers(f, x):
     _by_dual_numbers(f, x)
     return 3 * x**2 - 1
@@ -704,6 +710,7 @@ def test_a_gradient_taken_from_autograd_keeps_its_points(answer):
         _formula_after_dummy_backward,
         _formula_on_the_leaf,
         _formula_after_dual_numbers,
+        _formula_on_data,
     ],
 )
 def test_autograd_run_beside_a_formula_is_named(answer):

@@ -865,6 +865,14 @@ def _flat(args: Any, kwargs: dict | None) -> list:
     return out
 
 
+def _attribute(getter: Any) -> str:
+    """The name of the tensor attribute whose getter this is (`.data`, `.grad`, ...)."""
+    return getattr(getattr(getter, "__self__", None), "__name__", "")
+
+
+_KEPT_ATTRIBUTES = {"grad", "_base", ""}  # "": an attribute not named
+
+
 def _storage(t: torch.Tensor) -> int:
     try:
         return t.untyped_storage().data_ptr()
@@ -956,7 +964,7 @@ class _Derivation(TorchFunctionMode):
         if derived_in is not None and not self.off:
             try:
                 with torch._C.DisableTorchFunction():
-                    self._after(name, args, kwargs, out, derived_in)
+                    self._after(func, name, args, kwargs, out, derived_in)
             except Exception:
                 self.off = True
         return out
@@ -980,14 +988,16 @@ class _Derivation(TorchFunctionMode):
             return None
         return derived_in
 
-    def _after(self, name: str, args, kwargs, out, derived_in: bool) -> None:
+    def _after(self, func, name: str, args, kwargs, out, derived_in: bool) -> None:
         if isinstance(out, torch.Tensor):
             outs: Any = (out,)
         elif isinstance(out, tuple | list):
             outs = _flat(out, None)
         else:
             outs = ()
-        if name == "__get__":  # an attribute (.grad, .data): not made from its tensor
+        if name == "__get__" and _attribute(func) in _KEPT_ATTRIBUTES:
+            # .grad and ._base are tensors of their own, not made from this one: kept as
+            # they are (a .grad the engine wrote is unknown, so counts as derived)
             if derived_in:
                 for t in outs:
                     self._mark_derived(t)

@@ -1033,6 +1033,20 @@ def dz_dy_and_dz_dx(x):
         },
         lost={"q1-2-retained": "result_not_from_autograd"},
     ),
+    "formula_on_data": Student(
+        "Q3.3 runs backward, then returns the formula for f' evaluated on xg.data",
+        answers={
+            Q33: """
+def f_prime_autograd(x):
+    xg = x.detach().clone().requires_grad_(True)
+    f(xg).sum().backward()
+    t = xg.data
+    return (2 / t) * torch.sin(t) + torch.log(t**2) * torch.cos(t) - 1 / t**2
+"""
+            + _PLOT,
+        },
+        lost={"q3-3-autograd": "result_not_from_autograd"},
+    ),
     "alt_grad_copies": Student(
         "gradients returned as copies: .clone(), .detach(), a float32 cast, rebuilt from "
         ".tolist() (loses nothing)",
