@@ -16,6 +16,8 @@ mid-run (every submission recorded once, none lost).
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import signal
@@ -419,6 +421,91 @@ def test_corpus_on_the_cluster_with_a_worker_killed_mid_run(cluster, tmp_path):
     # What the killed worker was grading was graded again, by the other worker.
     regraded = [executor.job_of(key) for key in killed_while]
     assert regraded and all(executor.graded_by[job] != address for job in regraded)
+
+
+@pytest.mark.slow
+def test_hand_grades_are_kept_on_the_cluster_as_in_a_local_run(cluster, tmp_path):
+    """What tests/test_instructor_edits.py checks of hand grades in a local run, graded on
+    the cluster: scores and comments given by hand kept, not marked as needing grading
+    again by `grade --force`, in the feedback; kept when a broken resubmission removes the
+    submission and back with the same answers; and, an answer changed, the cells it
+    bears on marked for grading again, as a local run of the same course marks them."""
+    from autograder import notebooks
+    from autograder.core.cells import answers_record
+    from autograder.core.nbgrader_io import hand_grades_file
+    from tests.test_instructor_edits import A, give_by_hand, gradebook_grades
+
+    remote = Course.create(tmp_path / "remote", [A])
+    local = Course.create(tmp_path / "local", [A])
+
+    def on_cluster(**kwargs) -> dict:
+        executor = dist.DaskExecutor(
+            cluster.address, course_dir=remote.root, assignments=[A], job_timeout=1800
+        )
+        with executor:
+            outcomes = course_mod.grade(
+                course_dir=remote.root, assignment=[A], progress=False, executor=executor, **kwargs
+            )
+        return {o.student: o for o in outcomes}
+
+    def answers(course: Course) -> dict:
+        path = answers_record(course.root / ".autograder", A, "ada", A)
+        return json.loads(path.read_text())
+
+    nb = remote.solved(A)
+    explain = "The branch taken decides which operations autograd sees."
+    notebooks.cell_by_id(nb, "q4-3-explain").source = explain
+    for c in (remote, local):
+        c.submit("ada", A, nb)
+    assert on_cluster()["ada"].needs_manual == 1
+    assert local.grade(A, progress=False)["ada"].needs_manual == 1
+    for c in (remote, local):
+        give_by_hand(
+            c,
+            "ada",
+            scores={"q4-3-explain": 1.0, "q1-1-forward": 0.5},
+            comments={"q4-3-explain": "Clear and right."},
+        )
+
+    forced = on_cluster(force=True)["ada"]
+    grades = gradebook_grades(remote, "ada")
+    assert grades["q4-3-explain"][1:3] == (1.0, False)
+    assert grades["q1-1-forward"][:3] == (1.0, 0.5, False)
+    assert forced.score == 12.5 + 1 and forced.needs_manual == 0
+    assert "Clear and right." in remote.feedback_html("ada", A)
+    record = answers(remote)
+
+    # Removed by a broken resubmission (its hand grades kept), back with the same answers.
+    path = remote.submit("ada", A, raw=b"{ not json")
+    assert on_cluster()["ada"].status == "ungradable"
+    assert json.loads(hand_grades_file(remote.root, A, "ada").read_text())[A]["q4-3-explain"]
+    notebooks.write(nb, path)
+    back = on_cluster()["ada"]
+    grades = gradebook_grades(remote, "ada")
+    assert grades["q4-3-explain"][1:3] == (1.0, False)
+    assert grades["q1-1-forward"][1:3] == (0.5, False)
+    assert back.score == 13.5 and back.needs_manual == 0
+    assert "Clear and right." in remote.feedback_html("ada", A)
+    assert not hand_grades_file(remote.root, A, "ada").exists()
+    assert answers(remote) == record
+
+    # One answer changed: the written answer is marked for grading again, and so is the
+    # test cell graded by hand (a test cell is judged on all the answers); the hand
+    # grades stay; the record of the answers follows. All as in the local run.
+    changed = copy.deepcopy(nb)
+    notebooks.cell_by_id(changed, "q4-3-explain").source = "Autograd sees the branch taken."
+    for c in (remote, local):
+        c.submit("ada", A, changed)
+    again = on_cluster()["ada"]
+    there = local.grade(A, progress=False)["ada"]
+    grades = gradebook_grades(remote, "ada")
+    review = {g for g, v in grades.items() if g != "flagged" and v[2]}
+    assert review == {"q4-3-explain", "q1-1-forward"}
+    assert grades["q4-3-explain"][1] == 1.0 and grades["q1-1-forward"][1] == 0.5
+    assert grades == gradebook_grades(local, "ada")
+    assert (again.score, again.needs_manual) == (there.score, there.needs_manual)
+    assert answers(remote) != record and answers(remote) == answers(local)
+    assert "Clear and right." in remote.feedback_html("ada", A)
 
 
 # --- without a cluster ------------------------------------------------------------------

@@ -5,7 +5,9 @@ coordinator's expectations to each worker; on the worker it makes a :class:`Grad
 which checks the worker can grade (:func:`refusal`), builds a private copy of the course
 and runs a :class:`~.executor.LocalExecutor` fed through its ``serve`` method, once the
 course's preparation made by the coordinator has come (:class:`PreparedCourse`).
-:func:`grade_task` is the task the coordinator sends for each submission.
+:func:`grade_task` is the task the coordinator sends for each submission, with what was
+given to it by hand and the course's record of its answers (:func:`hand_state`), so that
+:class:`~autograder.core.cells.KeepHandGrades` grades it here as it would in the course.
 
 Kept apart from :mod:`.distributed` (the coordinator's side), so that a local run never
 imports Dask.
@@ -123,6 +125,71 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
     """`root` made anew holding only `files`."""
     shutil.rmtree(root, ignore_errors=True)
     write_files(root, files)
+
+
+# --- what grading keeps of hand grades, carried with each task ----------------------------
+
+
+def _hand_state_paths(root: Path, assignment: str, student: str) -> tuple[Path, Path]:
+    """The submission's records :class:`~autograder.core.cells.KeepHandGrades` reads and
+    writes in course `root`: the folder of its answers as last graded (one file a
+    notebook), and the hand grades kept when it was removed from the gradebook."""
+    from ..core.cells import answers_record
+    from ..core.nbgrader_io import STATE_DIR, hand_grades_file
+
+    answers = answers_record(root / STATE_DIR, assignment, student, "-").parent
+    return answers, hand_grades_file(root, assignment, student)
+
+
+def hand_state(root: Path, assignment: str, student: str) -> dict[str, bytes]:
+    """Those records (:func:`_hand_state_paths`) by path relative to `root`."""
+    answers, kept = _hand_state_paths(Path(root), assignment, student)
+    files = {f"{answers.relative_to(root)}/{k}": v for k, v in read_tree(answers).items()}
+    if kept.is_file():
+        files[str(kept.relative_to(root))] = kept.read_bytes()
+    return files
+
+
+def put_hand_state(root: Path, assignment: str, student: str, files: dict[str, bytes]) -> None:
+    """Make the submission's records in course `root` those of `files` (from
+    :func:`hand_state`): whatever else they held is removed, anything but them ignored."""
+    root = Path(root)
+    answers, kept = _hand_state_paths(root, assignment, student)
+    shutil.rmtree(answers, ignore_errors=True)
+    kept.unlink(missing_ok=True)
+    ours = {str(kept.relative_to(root))}
+    under = f"{answers.relative_to(root)}/"
+    write_files(root, {k: v for k, v in files.items() if k in ours or k.startswith(under)})
+
+
+def seed_hand_grades(api, assignment: str, student: str, given: dict | None) -> None:
+    """Make this copy's gradebook hold the submission as the course's gradebook holds
+    what was given to it by hand (`given`, from the coordinator's
+    :func:`~.distributed.given_by_hand`: notebook -> grades and comments), or not at all
+    when nothing was."""
+    from nbgrader.api import MissingEntry
+
+    with api.gradebook as gb:
+        with contextlib.suppress(MissingEntry):
+            gb.remove_submission(assignment, student)
+        if not given:
+            return
+        gb.update_or_create_student(student)
+        gb.update_or_create_submission(assignment, student)
+        for name, cells in given.items():
+            try:
+                nb = gb.find_submission_notebook(name, assignment, student)
+            except MissingEntry:
+                continue
+            for grade in nb.grades:
+                if grade.name in cells["grades"]:
+                    manual, extra, needs, auto = cells["grades"][grade.name]
+                    grade.manual_score, grade.extra_credit = manual, extra
+                    grade.needs_manual_grade, grade.auto_score = needs, auto
+            for comment in nb.comments:
+                if comment.name in cells["comments"]:
+                    comment.manual_comment = cells["comments"][comment.name]
+        gb.db.commit()
 
 
 class _Prepared:
@@ -335,7 +402,18 @@ class GradingSite:
             box[0].set()
 
     # -- one task
-    def grade(self, assignment: str, student: str, files: dict[str, bytes]) -> dict:
+    def grade(
+        self,
+        assignment: str,
+        student: str,
+        files: dict[str, bytes],
+        given: dict | None = None,
+        state: dict[str, bytes] | None = None,
+    ) -> dict:
+        """Grade one submission (`files`) as the course would: this copy first holds what
+        the course's gradebook holds of it given by hand (`given`) and the course's
+        records of it (`state`, :func:`hand_state`); the result carries those records as
+        grading left them."""
         if self._first_task is None:
             self._first_task = time.monotonic()
             log.info("autograder: first task %.2f s after setup", self._first_task - self._began)
@@ -350,13 +428,20 @@ class GradingSite:
         for folder in parts.values():
             shutil.rmtree(folder, ignore_errors=True)
         write_tree(parts["submitted"], files)
+        put_hand_state(root, assignment, student, state or {})
+        seed_hand_grades(self.api, assignment, student, given)
         box: list = [threading.Event()]
         with self._lock:
             self._waiters[(assignment, student)] = box
         self.inbox.put(assignment, student)
         box[0].wait()
         outcome: Outcome = box[1]
-        result = {"outcome": outcome.to_json(), "worker": getattr(self.worker, "address", "")}
+        result = {
+            "outcome": outcome.to_json(),
+            "worker": getattr(self.worker, "address", ""),
+            "given": given or {},
+            "state": hand_state(root, assignment, student),
+        }
         if outcome.status == "graded":
             result["autograded"] = read_tree(parts["autograded"])
             result["feedback"] = read_tree(parts["feedback"])
@@ -381,15 +466,23 @@ class GradingSite:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def grade_task(plugin_name: str, assignment: str, student: str, files: dict[str, bytes]) -> dict:
-    """One submission graded on this Dask worker (the task :class:`DaskExecutor` sends)."""
+def grade_task(
+    plugin_name: str,
+    assignment: str,
+    student: str,
+    files: dict[str, bytes],
+    given: dict | None = None,
+    state: dict[str, bytes] | None = None,
+) -> dict:
+    """One submission graded on this Dask worker (the task :class:`DaskExecutor` sends;
+    `given` and `state`: see :meth:`GradingSite.grade`)."""
     from distributed import get_worker
 
     worker = get_worker()
     plugin = worker.plugins.get(plugin_name)
     if plugin is None or plugin.site is None:
         raise RuntimeError(f"this Dask worker was not prepared for run {plugin_name}")
-    return plugin.site.grade(assignment, student, files)
+    return plugin.site.grade(assignment, student, files, given, state)
 
 
 def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
@@ -403,8 +496,19 @@ def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
                 nb.name: {
                     "late_submission_penalty": nb.late_submission_penalty,
                     "flagged": bool(nb.flagged),
-                    "grades": {g.name: g.auto_score for g in nb.grades},
-                    "comments": {c.name: c.auto_comment for c in nb.comments},
+                    "grades": {
+                        g.name: {
+                            "auto_score": g.auto_score,
+                            "needs_manual_grade": bool(g.needs_manual_grade),
+                            "manual_score": g.manual_score,
+                            "extra_credit": g.extra_credit,
+                        }
+                        for g in nb.grades
+                    },
+                    "comments": {
+                        c.name: {"auto_comment": c.auto_comment, "manual_comment": c.manual_comment}
+                        for c in nb.comments
+                    },
                 }
                 for nb in sub.notebooks
             },

@@ -23,9 +23,17 @@ each outcome as it comes back. Nothing is shared but Dask's connections:
   sandbox primitive the coordinator's machine has. A worker that cannot says why (printed
   by the coordinator) and is never given a submission: tasks require a Dask resource that
   only a ready worker declares.
-* Each task (:func:`~.dask_worker.grade_task`) carries one submission's files; it returns the outcome,
-  the autograded notebook's and feedback's files, and the submission's grades and
-  comments as the worker's gradebook recorded them.
+* Each task (:func:`~.dask_worker.grade_task`) carries one submission's files, what the
+  course's gradebook holds of it given by hand (:func:`given_by_hand`) and the course's
+  records of it that keeping hand grades reads (its answers as last graded, the hand
+  grades kept when it was removed from the gradebook); the worker's gradebook and course
+  copy hold them before it is graded, so that
+  :class:`~autograder.core.cells.KeepHandGrades` decides there as in a local run (a
+  cell graded by hand is not marked for grading again while its answer is unchanged;
+  kept hand grades are restored) and the feedback shows what was given by hand. It
+  returns the outcome, the autograded notebook's and feedback's files, the
+  submission's grades and comments as the worker's gradebook recorded them, and those
+  records as grading left them.
 * The coordinator alone writes the course's gradebook (SQLite or PostgreSQL, whatever
   ``db_url`` says) and its ``autograded/`` and ``feedback/`` folders
   (:func:`record_result`), as each result arrives; the outcome store then records it, so a
@@ -91,16 +99,74 @@ def course_files(course_dir: Path, assignments: Iterable[str]) -> dict[str, byte
 # --- the coordinator's side ----------------------------------------------------------------
 
 
+def given_by_hand(gb, assignments: Iterable[str]) -> dict[tuple[str, str], dict]:
+    """(assignment, student) -> what was given by hand to that submission of one of
+    `assignments` in gradebook `gb`, by notebook: ``{"grades": {cell: [manual_score,
+    extra_credit, needs_manual_grade, auto_score]}, "comments": {cell: manual_comment}}``
+    (only the cells given something; the automatic score too, since a cell graded by hand
+    is marked for grading again when it changes), read in two queries. A submission
+    given nothing is absent."""
+    from nbgrader.api import (
+        Assignment,
+        BaseCell,
+        Comment,
+        Grade,
+        Notebook,
+        SubmittedAssignment,
+        SubmittedNotebook,
+    )
+
+    names = sorted(set(assignments))
+
+    def rows(model, columns, where):
+        return (
+            gb.db.query(
+                Assignment.name, SubmittedAssignment.student_id, Notebook.name, BaseCell.name
+            )
+            .add_columns(*columns)
+            .select_from(model)
+            .join(BaseCell, BaseCell.id == model.cell_id)
+            .join(SubmittedNotebook, SubmittedNotebook.id == model.notebook_id)
+            .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+            .join(SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id)
+            .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
+            .filter(Assignment.name.in_(names), where)
+        )
+
+    given: dict[tuple[str, str], dict] = {}
+
+    def cells(a, s, nb) -> dict:
+        return given.setdefault((a, s), {}).setdefault(nb, {"grades": {}, "comments": {}})
+
+    scored = (Grade.manual_score, Grade.extra_credit, Grade.needs_manual_grade, Grade.auto_score)
+    for a, s, nb, cell, manual, extra, needs, auto in rows(
+        Grade, scored, (Grade.manual_score.isnot(None)) | (Grade.extra_credit.isnot(None))
+    ):
+        cells(a, s, nb)["grades"][cell] = [manual, extra, bool(needs), auto]
+    for a, s, nb, cell, text in rows(
+        Comment, (Comment.manual_comment,), Comment.manual_comment.isnot(None)
+    ):
+        if text:
+            cells(a, s, nb)["comments"][cell] = text
+    return given
+
+
 def record_result(api, course_dir: Path, result: dict) -> Outcome:
-    """Write what a worker sent back into the course: the gradebook (as nbgrader's
-    SaveAutoGrades and AssignLatePenalties would: a grade given by hand is kept, and
-    flagged for review), the autograded and feedback folders. The outcome's scores are
-    then read back from the course's gradebook."""
+    """Write what a worker sent back into the course: the gradebook, the autograded and
+    feedback folders, and the records keeping hand grades reads (the submission's answers
+    as graded, hand grades kept: as the worker's grading left them). In the gradebook the
+    worker's automatic scores and comments, and its word on which cells need grading by
+    hand (:class:`~autograder.core.cells.KeepHandGrades` decided it there, from what the
+    task carried: see the module doc); what was given by hand stays, unless the worker
+    put back hand grades kept from a removed submission. The outcome's scores are then
+    read back from the course's gradebook."""
     from ..core.nbgrader_io import forget_submission, in_dir, read_scores
-    from .dask_worker import write_tree
+    from .dask_worker import put_hand_state, write_tree
 
     outcome = Outcome.from_json(result["outcome"])
     student, assignment = outcome.student, outcome.assignment
+    if "state" in result:
+        put_hand_state(course_dir, assignment, student, result["state"])
     with in_dir(course_dir):
         if outcome.status != "graded":
             forget_submission(api, course_dir, assignment, student)
@@ -115,19 +181,28 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
                 gb.update_or_create_submission(assignment, student, timestamp=record["timestamp"])
             else:
                 gb.update_or_create_submission(assignment, student)
+            given = result.get("given") or {}
             for name, data in record["notebooks"].items():
                 nb = gb.find_submission_notebook(name, assignment, student)
                 nb.late_submission_penalty = data["late_submission_penalty"]
                 nb.flagged = data.get("flagged", nb.flagged)
+                sent = given.get(name) or {"grades": {}, "comments": {}}
                 for grade in nb.grades:
-                    if grade.name in data["grades"]:
-                        grade.auto_score = data["grades"][grade.name]
-                        grade.needs_manual_grade = (
-                            grade.manual_score is not None or grade.auto_score is None
-                        )
+                    got = data["grades"].get(grade.name)
+                    if got is None:
+                        continue
+                    grade.auto_score = got["auto_score"]
+                    grade.needs_manual_grade = got["needs_manual_grade"]
+                    by_hand = [got["manual_score"], got["extra_credit"]]
+                    if by_hand != (sent["grades"].get(grade.name) or [None, None])[:2]:
+                        grade.manual_score, grade.extra_credit = by_hand  # restored there
                 for comment in nb.comments:
-                    if comment.name in data["comments"]:
-                        comment.auto_comment = data["comments"][comment.name]
+                    got = data["comments"].get(comment.name)
+                    if got is None:
+                        continue
+                    comment.auto_comment = got["auto_comment"]
+                    if (got["manual_comment"] or None) != sent["comments"].get(comment.name):
+                        comment.manual_comment = got["manual_comment"]  # restored there
             gb.db.commit()
         write_tree(course_dir / "autograded" / student / assignment, result["autograded"])
         write_tree(course_dir / "feedback" / student / assignment, result["feedback"])
@@ -318,8 +393,8 @@ class DaskExecutor(Executor):
     def run_jobs(self, settings: Settings, jobs: Iterable[tuple[str, str]]) -> Iterator[Outcome]:
         from distributed import wait
 
-        from ..core.nbgrader_io import nbgrader_api
-        from .dask_worker import grade_task, read_tree
+        from ..core.nbgrader_io import in_dir, nbgrader_api
+        from .dask_worker import grade_task, hand_state, read_tree
 
         jobs = list(jobs)
         if not jobs:
@@ -327,6 +402,8 @@ class DaskExecutor(Executor):
         self.start(settings, len(jobs))
         api = nbgrader_api(self.course_dir)
         self._send_preparation(api)
+        with in_dir(self.course_dir), api.gradebook as gb:
+            given = given_by_hand(gb, {assignment for assignment, _ in jobs})
         futures = {}
         for assignment, student in jobs:
             files = read_tree(self.course_dir / "submitted" / student / assignment)
@@ -336,6 +413,8 @@ class DaskExecutor(Executor):
                 assignment,
                 student,
                 files,
+                given.get((assignment, student)),
+                hand_state(self.course_dir, assignment, student),
                 key=f"grade-{assignment}-{student}-{self.token}",
                 resources={self.resource: 1},
                 pure=False,
