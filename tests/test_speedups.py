@@ -211,6 +211,11 @@ REMOVED = {  # patch -> (module, attribute path) to delete
         "MetaData.create_all",
         "nbgrader.api.Base.metadata.create_all is missing",
     ),
+    "known-gradebook": (
+        "nbgrader.api",
+        "sessionmaker",
+        "nbgrader.api.sessionmaker is missing",
+    ),
     "fast-dates": (
         "jupyter_client.session",
         "extract_dates",
@@ -668,3 +673,70 @@ def test_grading_without_a_speedups_target_gives_the_same_scores(tmp_path, monke
     assert len(found) == 1, found
     assert "'html-exporter' is off" in found[0]
     assert "nbconvert.filters.highlight.Highlight2HTML is missing" in found[0]
+
+
+# --- known-gradebook --------------------------------------------------------------------
+
+
+def _open(init, url: str, course: str):
+    """A Gradebook made by `init` (nbgrader's __init__ or the patch's), and the SQL
+    statements it ran."""
+    from nbgrader.api import Gradebook
+
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", note)
+    try:
+        gb = Gradebook.__new__(Gradebook)
+        init(gb, url, course)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", note)
+    return gb, statements
+
+
+def _courses(path: Path) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT id FROM course ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_known_gradebook_sets_a_file_up_once_and_anew_when_replaced(tmp_path, monkeypatch):
+    """Does the patched Gradebook set up a new file as nbgrader does (schema, alembic
+    version, course), open the same file again for the same course without a statement,
+    and set up again a file replaced since, or for another course?"""
+    from nbgrader.api import Gradebook
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent), prepend=os.pathsep)
+    original = Gradebook.__init__
+    original = getattr(original, "__wrapped__", original)
+    patched = _patched("known-gradebook", original)
+    theirs, ours = tmp_path / "theirs.db", tmp_path / "ours.db"
+    for init, path in ((original, theirs), (patched, ours)):
+        gb, statements = _open(init, f"sqlite:///{path.name}", "autograd")
+        assert statements  # set up
+        gb.add_student("ada")
+        gb.close()
+    assert _schema(theirs) == _schema(ours) and _courses(theirs) == _courses(ours)
+
+    gb, statements = _open(patched, f"sqlite:///{ours.name}", "autograd")
+    assert statements == []  # known: a session only
+    assert [s.id for s in gb.students] == ["ada"] and gb.course_id == "autograd"
+    gb.close()
+
+    gb, statements = _open(patched, f"sqlite:///{ours.name}", "another")
+    assert statements and ("another",) in _courses(ours)  # another course: set up
+    gb.close()
+
+    ours.unlink()  # replaced by a new, empty file
+    ours.touch()
+    gb, statements = _open(patched, f"sqlite:///{ours.name}", "autograd")
+    assert statements and _schema(ours) == _schema(theirs)
+    assert [s.id for s in gb.students] == []
+    gb.close()
+

@@ -13,6 +13,9 @@ not change between submissions:
   (each Gradebook still opens and closes its own session and connections);
 - ``schema-where-missing``: a gradebook that holds nbgrader's whole schema is not
   re-created table by table;
+- ``known-gradebook``: a SQLite gradebook file this process has opened before (for the
+  same course) is not set up again on each open (tables listed, schema checked, course
+  looked up, a commit);
 - ``html-exporter``: :class:`CachedHTMLExporter` (the feedback exporter) shares compiled
   template bytecode across exporters; jinja2 checks each template's source checksum
   before reusing it. Its accessibility pass (alternative text for images, focusable
@@ -390,6 +393,38 @@ def _schema_where_missing(original):
     return create_all
 
 
+# --- known-gradebook --------------------------------------------------------------------
+
+
+def _known_gradebook(original):
+    """nbgrader's ``Gradebook.__init__`` that, for a SQLite gradebook file this process
+    has already opened for the same course (the same file: device and inode), only opens a
+    session on it. Otherwise every Gradebook (about ten per submission) lists the tables,
+    checks the schema, looks the course up and commits: on a file nbgrader has already set
+    up, none of that finds anything to do, since nbgrader drops no table and deletes no
+    course. Any other database, or a file replaced since, goes through nbgrader's own."""
+    known: set[tuple] = set()
+
+    def __init__(self, db_url, course_id="default_course", authenticator=None):
+        if (_database_file(db_url), course_id) in known:
+            api = importlib.import_module("nbgrader.api")
+            self.engine = api.create_engine(db_url, echo=False, future=True)
+            self.db = api.scoped_session(
+                api.sessionmaker(autoflush=True, bind=self.engine, future=True)
+            )
+            self.course_id = course_id
+            self.authenticator = authenticator
+            return
+        original(self, db_url, course_id, authenticator)
+        found = _database_file(db_url)  # (exists now)
+        if found is not None:
+            with _lock:
+                known.add((found, course_id))
+
+    __init__.__wrapped__ = original
+    return __init__
+
+
 # --- fast-dates -------------------------------------------------------------------------
 
 
@@ -682,6 +717,21 @@ PATCHES: dict[str, Patch] = {
             ),
             make=_schema_where_missing,
             doc="nbgrader's schema created only in a gradebook that lacks a table",
+        ),
+        Patch(
+            "known-gradebook",
+            verified=(_NBGRADER, _SQLALCHEMY),
+            targets=(
+                Target(
+                    "nbgrader.api",
+                    "Gradebook.__init__",
+                    ("self", "db_url", "course_id", "authenticator"),
+                ),
+                Target("nbgrader.api", "scoped_session", ("session_factory",)),
+                Target("nbgrader.api", "sessionmaker", ("bind",)),
+            ),
+            make=_known_gradebook,
+            doc="a gradebook file opened before (same course) is not set up again",
         ),
         Patch(
             "fast-dates",
