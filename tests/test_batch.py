@@ -56,7 +56,9 @@ def blank_plus_cell(course):
 def _test_cell_errors(course, student):
     nb = course.autograded_nb(student, A)
     return {
-        c.metadata.nbgrader["grade_id"]: [o.get("ename") for o in c.outputs if o.output_type == "error"]
+        c.metadata.nbgrader["grade_id"]: [
+            o.get("ename") for o in c.outputs if o.output_type == "error"
+        ]
         for c in nb.cells
         if c.cell_type == "code"
         and c.metadata.get("nbgrader", {}).get("grade")

@@ -739,4 +739,3 @@ def test_known_gradebook_sets_a_file_up_once_and_anew_when_replaced(tmp_path, mo
     assert statements and _schema(ours) == _schema(theirs)
     assert [s.id for s in gb.students] == []
     gb.close()
-
