@@ -46,8 +46,8 @@ def _functions(*cells: str) -> dict:
         "import torch\nfrom torch import nn\nfrom torch.func import functional_call, jacrev, vmap\n",
         ns,
     )
-    for code in cells:
-        exec(code, ns)
+    for i, code in enumerate(cells):  # (named as a notebook's cells are: the answer's code)
+        exec(compile(code, f"<cell {i}>", "exec"), ns)
     return ns
 
 

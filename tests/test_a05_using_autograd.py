@@ -58,8 +58,8 @@ def _answers(student: str | None = None) -> dict:
         cells.update(corpus.STUDENTS[student].answers)
     ns: dict = {}
     exec("import torch\n", ns)
-    for code in cells.values():
-        exec(code, ns)
+    for gid, code in cells.items():  # (named as a notebook's cells are: the answer's code)
+        exec(compile(code, f"<{gid}>", "exec"), ns)
     return ns
 
 
