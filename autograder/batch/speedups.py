@@ -398,15 +398,31 @@ def _schema_where_missing(original):
 
 def _known_gradebook(original):
     """nbgrader's ``Gradebook.__init__`` that, for a SQLite gradebook file this process
-    has already opened for the same course (the same file: device and inode), only opens a
-    session on it. Otherwise every Gradebook (about ten per submission) lists the tables,
+    has already opened for the same course (the same file: device, inode and schema
+    cookie), only opens a session on it. Otherwise every Gradebook (about ten per submission) lists the tables,
     checks the schema, looks the course up and commits: on a file nbgrader has already set
     up, none of that finds anything to do, since nbgrader drops no table and deletes no
     course. Any other database, or a file replaced since, goes through nbgrader's own."""
     known: set[tuple] = set()
 
+    def identity(db_url):
+        # The file (device, inode) and its schema cookie (bytes 40-43 of a SQLite file's
+        # header; a new, empty file has none): an inode number may be reused by a file
+        # made in place of a deleted one.
+        found = _database_file(db_url)
+        if found is None:
+            return None
+        try:
+            with open(_sqlite_database(db_url), "rb") as f:
+                header = f.read(44)
+        except OSError:
+            return None
+        if len(header) < 44 or not header.startswith(b"SQLite format 3\0"):
+            return None
+        return (*found, header[40:44])
+
     def __init__(self, db_url, course_id="default_course", authenticator=None):
-        if (_database_file(db_url), course_id) in known:
+        if (identity(db_url), course_id) in known:
             api = importlib.import_module("nbgrader.api")
             self.engine = api.create_engine(db_url, echo=False, future=True)
             self.db = api.scoped_session(
@@ -416,7 +432,7 @@ def _known_gradebook(original):
             self.authenticator = authenticator
             return
         original(self, db_url, course_id, authenticator)
-        found = _database_file(db_url)  # (exists now)
+        found = identity(db_url)  # (set up now)
         if found is not None:
             with _lock:
                 known.add((found, course_id))
