@@ -57,3 +57,18 @@ def test_every_student_gets_the_same_verdict_on_every_seed(assignment):
                         f"{run.summary} {list(run.codes)}"
                     )
     assert not problems, "\n".join(problems)
+
+
+def test_students_run_even_after_this_process_used_openmp_threads():
+    """Another test in this pytest worker may have run a parallel torch operation; a
+    process forked from this one would then hang at its own first parallel operation
+    (03's Jacobians are matrix products), so the students must not be forked from here."""
+    import torch
+
+    torch.set_num_threads(max(2, torch.get_num_threads()))
+    big = torch.randn(600, 600)
+    (big @ big).sin().sum()  # OpenMP's threads now run in this process
+    corpus = CORPORA["03_vector_jacobian"]
+    results = run_corpus("03_vector_jacobian", {"perfect": corpus.STUDENTS["perfect"]}, (0,), 120)
+    runs = [run for cells in results["perfect"].values() for run in cells]
+    assert runs and all(run.passed for run in runs), results

@@ -11,16 +11,20 @@ seed, whether it passed and which causes its failure named.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import linecache
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass
 
 from autograder import notebooks
 from autograder.checking.sampling import SEED_ENV
 from tests.conftest import ROOT
 from tests.students import Student
+
+STUDENT_SECONDS = 900  # one student, every seed: a few seconds on these machines
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,9 @@ def _python(source: str) -> str:
     )
 
 
-def _run_student(assignment: str, student: Student, seeds: tuple[int, ...]):
+def _run_student(assignment: str, student: Student, seeds: tuple[int, ...], seconds: float):
+    # A student that runs too long says where it stands, before run_corpus gives up on it.
+    faulthandler.dump_traceback_later(seconds * 0.8, exit=False, file=sys.__stderr__)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,13 +135,33 @@ def _judge_cell(
 
 
 def run_corpus(
-    assignment: str, students: dict[str, Student], seeds: tuple[int, ...]
+    assignment: str,
+    students: dict[str, Student],
+    seeds: tuple[int, ...],
+    seconds: float = STUDENT_SECONDS,
 ) -> dict[str, dict[str, list[CellRun]]]:
-    """student -> grade id -> one CellRun per seed; each student in a process of its own."""
-    context = multiprocessing.get_context("fork")
+    """student -> grade id -> one CellRun per seed; each student in a process of its own.
+
+    The processes are forked from multiprocessing's fork server, never from this one: a
+    process whose torch has run a parallel operation (as another test in this pytest
+    worker may have) cannot fork safely, for the child's first parallel operation (a
+    matrix product, say) waits forever on OpenMP threads that were not copied.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "matplotlib.pyplot", __name__])
     names = [n for n, s in students.items() if not s.blank]
     with context.Pool(2, maxtasksperchild=1) as pool:
         pending = {
-            n: pool.apply_async(_run_student, (assignment, students[n], seeds)) for n in names
+            n: pool.apply_async(_run_student, (assignment, students[n], seeds, seconds))
+            for n in names
         }
-        return {n: r.get(timeout=900) for n, r in pending.items()}
+        results = {}
+        for name, result in pending.items():
+            try:
+                results[name] = result.get(timeout=seconds)
+            except multiprocessing.TimeoutError:
+                raise AssertionError(
+                    f"{assignment}: student {name!r} was not done after {seconds:g} s "
+                    "(its process printed where it stood to stderr)"
+                ) from None
+        return results
