@@ -623,3 +623,35 @@ def test_the_workers_gradebook_is_the_coordinators_for_the_assignments(tmp_path)
         assert not gb.students
         with pytest.raises(MissingEntry):
             gb.find_student("someone")
+
+
+@pytest.mark.slow
+def test_grade_command_on_a_local_cluster_scores_as_a_local_run(tmp_path):
+    """`autograder grade --cluster local:1`, the command as an instructor types it: a
+    LocalCluster started by the command (in the background, while the run prepares),
+    its dashboard's address printed, the same scores and summary as grading here."""
+    assignment = "01_derivatives"
+    courses = {}
+    for name in ("here", "cluster"):
+        course = Course.create(tmp_path / name, [assignment])
+        for student in sorted(p.name for p in SAMPLE.iterdir()):
+            shutil.copytree(
+                SAMPLE / student / assignment, course.root / "submitted" / student / assignment
+            )
+        courses[name] = course
+    local_outcomes = course_mod.grade(course_dir=courses["here"].root, progress=False)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "autograder"), "--course-dir"]
+        + [str(courses["cluster"].root), "grade", assignment, "--cluster", "local:1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = proc.stdout + proc.stderr
+    assert "dashboard http://127.0.0.1:" in printed, printed
+    assert f"{len(local_outcomes)} graded, 0 ungradable" in printed, printed
+    again = course_mod.grade(course_dir=courses["cluster"].root, progress=False)
+    assert all(o.reused for o in again)
+    assert _scores(again) == _scores(local_outcomes)
+    assert _gradebook_rows(courses["cluster"]) == _gradebook_rows(courses["here"])

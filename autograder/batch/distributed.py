@@ -288,6 +288,8 @@ class DaskExecutor(Executor):
         self.resource = f"autograder-{self.token}"
         self.client = None
         self._cluster = None
+        self._starting: threading.Thread | None = None  # a local:N cluster's start, if begun
+        self._starting_failed: list[BaseException] = []
         self.states: dict[str, tuple[str, str]] = {}  # worker -> (state, reason)
         self.graded_by: dict[tuple[str, str], str] = {}  # (assignment, student) -> worker
         self._jobs: dict[str, tuple[str, str]] = {}  # task key -> (assignment, student)
@@ -359,8 +361,49 @@ class DaskExecutor(Executor):
             self._say(f"WARNING: {note}")
 
     def start(self, settings: Settings, expected: int) -> None:
-        if self.client is not None:
+        """Connect and hand the workers the grading plugin (they start warming up).
+
+        A scheduler that cannot be reached raises :class:`ClusterError` here. A
+        ``local:N`` cluster is started in the background instead: its processes take a
+        second or two to come up, time the run spends preparing the gradebook and
+        checking the submissions meanwhile (as local grading's fork server warms up
+        meanwhile); :meth:`run_jobs` waits for it.
+        """
+        if self.client is not None or self._starting is not None:
             return
+        if self.kind != "local":
+            self._start(settings)
+            return
+        failed: list[BaseException] = []
+
+        def start_in_background() -> None:
+            try:
+                self._start(settings)
+            except BaseException as exc:  # raised again by _started_up
+                failed.append(exc)
+
+        self._starting = threading.Thread(
+            target=start_in_background, name="autograder-cluster-start", daemon=True
+        )
+        self._starting_failed = failed
+        self._starting.start()
+
+    def _started_up(self) -> None:
+        """Wait for a start begun in the background; raise what it raised."""
+        if self._starting is None:
+            return
+        self._starting.join()
+        self._starting = None
+        if self._starting_failed:
+            exc = self._starting_failed.pop()
+            if isinstance(exc, ClusterError):
+                raise exc
+            raise ClusterError(
+                f"starting the Dask cluster {self.kind}:{self.target} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _start(self, settings: Settings) -> None:
         from . import sandbox
         from .dask_worker import SANDBOX_ENV, TOPIC, GradingPlugin, environment, sandbox_primitives
 
@@ -400,6 +443,7 @@ class DaskExecutor(Executor):
         if not jobs:
             return
         self.start(settings, len(jobs))
+        self._started_up()
         api = nbgrader_api(self.course_dir)
         self._send_preparation(api)
         with in_dir(self.course_dir), api.gradebook as gb:
@@ -500,6 +544,8 @@ class DaskExecutor(Executor):
 
     def close(self) -> None:
         began = time.monotonic()
+        with contextlib.suppress(ClusterError):  # a failed start leaves nothing to close
+            self._started_up()
         if self.client is not None:
             if self._topic:
                 with contextlib.suppress(Exception):
