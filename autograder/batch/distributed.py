@@ -151,7 +151,7 @@ def given_by_hand(gb, assignments: Iterable[str]) -> dict[tuple[str, str], dict]
     return given
 
 
-def record_result(api, course_dir: Path, result: dict) -> Outcome:
+def record_result(api, course_dir: Path, result: dict, gb=None) -> Outcome:
     """Write what a worker sent back into the course: the gradebook, the autograded and
     feedback folders, and the records keeping hand grades reads (the submission's answers
     as graded, hand grades kept: as the worker's grading left them). In the gradebook the
@@ -159,7 +159,12 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
     hand (:class:`~autograder.core.cells.KeepHandGrades` decided it there, from what the
     task carried: see the module doc); what was given by hand stays, unless the worker
     put back hand grades kept from a removed submission. The outcome's scores are then
-    read back from the course's gradebook."""
+    read back from the course's gradebook.
+
+    `gb`: an open Gradebook of the course to write through, kept open by the caller for a
+    whole run (its engine then compiles each of nbgrader's statements once, not once per
+    result); default: one opened for this result. Each result is committed on its own,
+    or rolled back."""
     from ..core.nbgrader_io import forget_submission, in_dir, read_scores
     from .dask_worker import put_hand_state, write_tree
 
@@ -171,45 +176,66 @@ def record_result(api, course_dir: Path, result: dict) -> Outcome:
         if outcome.status != "graded":
             forget_submission(api, course_dir, assignment, student)
             return outcome
-        record = result["gradebook"]
-        with api.gradebook as gb, warnings.catch_warnings():
-            # nbgrader's add_submission builds its rows in a way SQLAlchemy 2 warns about
-            # (harmless: the rows are added); the local workers' logs hold the same.
-            warnings.filterwarnings("ignore", message=".*not in session.*")
-            gb.update_or_create_student(student)
-            if record["timestamp"]:
-                gb.update_or_create_submission(assignment, student, timestamp=record["timestamp"])
-            else:
-                gb.update_or_create_submission(assignment, student)
-            given = result.get("given") or {}
-            for name, data in record["notebooks"].items():
-                nb = gb.find_submission_notebook(name, assignment, student)
-                nb.late_submission_penalty = data["late_submission_penalty"]
-                nb.flagged = data.get("flagged", nb.flagged)
-                sent = given.get(name) or {"grades": {}, "comments": {}}
-                for grade in nb.grades:
-                    got = data["grades"].get(grade.name)
-                    if got is None:
-                        continue
-                    grade.auto_score = got["auto_score"]
-                    grade.needs_manual_grade = got["needs_manual_grade"]
-                    by_hand = [got["manual_score"], got["extra_credit"]]
-                    if by_hand != (sent["grades"].get(grade.name) or [None, None])[:2]:
-                        grade.manual_score, grade.extra_credit = by_hand  # restored there
-                for comment in nb.comments:
-                    got = data["comments"].get(comment.name)
-                    if got is None:
-                        continue
-                    comment.auto_comment = got["auto_comment"]
-                    if (got["manual_comment"] or None) != sent["comments"].get(comment.name):
-                        comment.manual_comment = got["manual_comment"]  # restored there
-            gb.db.commit()
-        write_tree(course_dir / "autograded" / student / assignment, result["autograded"])
-        write_tree(course_dir / "feedback" / student / assignment, result["feedback"])
-        fresh = read_scores(api, assignment, student)
+        with contextlib.ExitStack() as stack:
+            if gb is None:
+                gb = stack.enter_context(api.gradebook)
+            try:
+                _write_gradebook(gb, assignment, student, result)
+                gb.db.commit()
+            except BaseException:
+                gb.db.rollback()
+                raise
+            write_tree(course_dir / "autograded" / student / assignment, result["autograded"])
+            write_tree(course_dir / "feedback" / student / assignment, result["feedback"])
+            fresh = read_scores(api, assignment, student, gb)
+            gb.db.commit()  # (no transaction left open between results)
     for name in ("code", "reason", "seconds", "kernel_cpu", "slowest_cell"):
         setattr(fresh, name, getattr(outcome, name))
     return fresh
+
+
+def _write_gradebook(gb, assignment: str, student: str, result: dict) -> None:
+    """The worker's record of a graded submission into `gb` (uncommitted)."""
+    from nbgrader.api import Comment, Grade
+    from sqlalchemy.orm import joinedload
+
+    record = result["gradebook"]
+    with warnings.catch_warnings():
+        # nbgrader's add_submission builds its rows in a way SQLAlchemy 2 warns about
+        # (harmless: the rows are added); the local workers' logs hold the same.
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        gb.update_or_create_student(student)
+        if record["timestamp"]:
+            gb.update_or_create_submission(assignment, student, timestamp=record["timestamp"])
+        else:
+            gb.update_or_create_submission(assignment, student)
+    given = result.get("given") or {}
+    for name, data in record["notebooks"].items():
+        nb = gb.find_submission_notebook(name, assignment, student)
+        nb.late_submission_penalty = data["late_submission_penalty"]
+        nb.flagged = data.get("flagged", nb.flagged)
+        sent = given.get(name) or {"grades": {}, "comments": {}}
+        # the notebook's grades and comments with their cells, a query each
+        grades = gb.db.query(Grade).options(joinedload(Grade.cell)).filter_by(notebook_id=nb.id)
+        for grade in grades:
+            got = data["grades"].get(grade.cell.name)
+            if got is None:
+                continue
+            grade.auto_score = got["auto_score"]
+            grade.needs_manual_grade = got["needs_manual_grade"]
+            by_hand = [got["manual_score"], got["extra_credit"]]
+            if by_hand != (sent["grades"].get(grade.cell.name) or [None, None])[:2]:
+                grade.manual_score, grade.extra_credit = by_hand  # restored there
+        comments = (
+            gb.db.query(Comment).options(joinedload(Comment.cell)).filter_by(notebook_id=nb.id)
+        )
+        for comment in comments:
+            got = data["comments"].get(comment.cell.name)
+            if got is None:
+                continue
+            comment.auto_comment = got["auto_comment"]
+            if (got["manual_comment"] or None) != sent["comments"].get(comment.cell.name):
+                comment.manual_comment = got["manual_comment"]  # restored there
 
 
 def parse_cluster(spec: str) -> tuple[str, int | str]:
@@ -434,10 +460,7 @@ class DaskExecutor(Executor):
         return self.run_jobs(settings, ((settings.assignment, s) for s in students))
 
     def run_jobs(self, settings: Settings, jobs: Iterable[tuple[str, str]]) -> Iterator[Outcome]:
-        from distributed import wait
-
         from ..core.nbgrader_io import in_dir, nbgrader_api
-        from .dask_worker import grade_task, hand_state, read_tree
 
         jobs = list(jobs)
         if not jobs:
@@ -446,8 +469,21 @@ class DaskExecutor(Executor):
         self._started_up()
         api = nbgrader_api(self.course_dir)
         self._send_preparation(api)
-        with in_dir(self.course_dir), api.gradebook as gb:
+        with in_dir(self.course_dir):
+            # One Gradebook for the run's reading and writing (see record_result).
+            gb = api.gradebook
+        try:
             given = given_by_hand(gb, {assignment for assignment, _ in jobs})
+            gb.db.commit()
+            yield from self._submit_and_record(api, gb, jobs, given)
+        finally:
+            gb.close()
+
+    def _submit_and_record(self, api, gb, jobs, given) -> Iterator[Outcome]:
+        from distributed import wait
+
+        from .dask_worker import grade_task, hand_state, read_tree
+
         futures = {}
         for assignment, student in jobs:
             files = read_tree(self.course_dir / "submitted" / student / assignment)
@@ -476,7 +512,7 @@ class DaskExecutor(Executor):
                 assignment, student = futures[future]
                 if self._started is not None:
                     self.phases.setdefault("first outcome", time.monotonic() - self._started)
-                yield self._finish(api, future, assignment, student)
+                yield self._finish(api, gb, future, assignment, student)
             if done:
                 waiting_since = time.monotonic()
             elif pending:
@@ -511,7 +547,7 @@ class DaskExecutor(Executor):
         """The (assignment, student) a task of this run grades."""
         return self._jobs[key]
 
-    def _finish(self, api, future, assignment: str, student: str) -> Outcome:
+    def _finish(self, api, gb, future, assignment: str, student: str) -> Outcome:
         try:
             result = future.result()
         except Exception as exc:  # the task failed on every worker it was tried on
@@ -525,7 +561,7 @@ class DaskExecutor(Executor):
         finally:
             future.release()
         self.graded_by[(assignment, student)] = result.get("worker", "")
-        return record_result(api, self.course_dir, result)
+        return record_result(api, self.course_dir, result, gb)
 
     def _nobody_can_grade(self, idle: float) -> str | None:
         """Why no submission can be graded (every worker refused, or none joined within

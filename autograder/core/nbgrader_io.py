@@ -188,31 +188,34 @@ def generate_assignment(api, course_dir: Path, assignment: str, into: Path) -> d
     return capture_log(app)
 
 
-def read_scores(api, assignment: str, student: str) -> Outcome:
-    """The gradebook's scores of a graded submission, as a "graded" outcome."""
+def read_scores(api, assignment: str, student: str, gb=None) -> Outcome:
+    """The gradebook's scores of a graded submission, as a "graded" outcome. `gb`: an
+    open Gradebook to read them through (default: one opened for this)."""
+    if gb is None:
+        with api.gradebook as opened:
+            return read_scores(api, assignment, student, opened)
     from nbgrader.api import Grade, SubmittedNotebook
     from sqlalchemy.orm import joinedload
 
-    with api.gradebook as gb:
-        sub = gb.find_submission(assignment, student)
-        cells: dict[str, tuple[float | None, float]] = {}
-        manual = 0.0
-        # every grade of the submission with its cell, in one query (not one per grade)
-        grades = (
-            gb.db.query(Grade)
-            .options(joinedload(Grade.cell))
-            .join(SubmittedNotebook, SubmittedNotebook.id == Grade.notebook_id)
-            .filter(SubmittedNotebook.assignment_id == sub.id)
-            .order_by(SubmittedNotebook.id, Grade.id)
-        )
-        for g in grades:
-            score = g.score
-            cells[g.cell.name] = (score, g.max_score)
-            if g.auto_score is None and g.manual_score is None:
-                manual += g.max_score
-        return Outcome(
-            student, assignment, "graded", "", float(sub.score), float(sub.max_score), manual, cells
-        )
+    sub = gb.find_submission(assignment, student)
+    cells: dict[str, tuple[float | None, float]] = {}
+    manual = 0.0
+    # every grade of the submission with its cell, in one query (not one per grade)
+    grades = (
+        gb.db.query(Grade)
+        .options(joinedload(Grade.cell))
+        .join(SubmittedNotebook, SubmittedNotebook.id == Grade.notebook_id)
+        .filter(SubmittedNotebook.assignment_id == sub.id)
+        .order_by(SubmittedNotebook.id, Grade.id)
+    )
+    for g in grades:
+        score = g.score
+        cells[g.cell.name] = (score, g.max_score)
+        if g.auto_score is None and g.manual_score is None:
+            manual += g.max_score
+    return Outcome(
+        student, assignment, "graded", "", float(sub.score), float(sub.max_score), manual, cells
+    )
 
 
 def hand_grades_file(course_dir: Path, assignment: str, student: str) -> Path:
