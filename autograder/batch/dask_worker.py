@@ -333,7 +333,7 @@ class GradingSite:
         by :class:`PreparedCourse`: nbgrader's generate_assignment never runs here).
         """
         from ..core.nbgrader_io import nbgrader_api
-        from . import gradebook
+        from . import gradebook, speedups
 
         p = self.plugin
         local = getattr(self.worker, "local_directory", None) or tempfile.gettempdir()
@@ -363,6 +363,10 @@ class GradingSite:
             self.executor.start(settings, jobs)
         with self.timed("nbgrader"):
             gradebook.serialize_sqlite()
+            # This process opens the copy's gradebook a few times per task, as a local
+            # grading worker does: the same speed-ups (one engine per database, a known
+            # file not set up again; see .speedups), process-wide, as there.
+            speedups.install()
             self.api = nbgrader_api(root)
         with self.timed("waiting for the prepared course"):
             prepared = PREPARED.wait(p.name, self._stop)
@@ -488,29 +492,50 @@ def grade_task(
 def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
     """What nbgrader's autograde wrote to this copy's gradebook for the submission (its
     URL is absolute: no change of directory, which would race the other threads)."""
+    from nbgrader.api import Comment, Grade, SubmittedNotebook
+    from sqlalchemy.orm import joinedload
+
     with api.gradebook as gb:
         sub = gb.find_submission(assignment, student)
+        notebooks = (
+            gb.db.query(SubmittedNotebook)
+            .options(joinedload(SubmittedNotebook.notebook))
+            .filter_by(assignment_id=sub.id)
+            .all()
+        )
+        # every grade and comment of the submission with its cell, a query each
+        grades: dict = {nb.id: {} for nb in notebooks}
+        for g in (
+            gb.db.query(Grade)
+            .options(joinedload(Grade.cell))
+            .filter(Grade.notebook_id.in_(list(grades)))
+        ):
+            grades[g.notebook_id][g.cell.name] = {
+                "auto_score": g.auto_score,
+                "needs_manual_grade": bool(g.needs_manual_grade),
+                "manual_score": g.manual_score,
+                "extra_credit": g.extra_credit,
+            }
+        comments: dict = {nb.id: {} for nb in notebooks}
+        for c in (
+            gb.db.query(Comment)
+            .options(joinedload(Comment.cell))
+            .filter(Comment.notebook_id.in_(list(comments)))
+        ):
+            comments[c.notebook_id][c.cell.name] = {
+                "auto_comment": c.auto_comment,
+                "manual_comment": c.manual_comment,
+            }
         return {
             "timestamp": sub.timestamp.isoformat() if sub.timestamp else None,
             "notebooks": {
-                nb.name: {
+                nb.notebook.name: {
                     "late_submission_penalty": nb.late_submission_penalty,
                     "flagged": bool(nb.flagged),
-                    "grades": {
-                        g.name: {
-                            "auto_score": g.auto_score,
-                            "needs_manual_grade": bool(g.needs_manual_grade),
-                            "manual_score": g.manual_score,
-                            "extra_credit": g.extra_credit,
-                        }
-                        for g in nb.grades
-                    },
-                    "comments": {
-                        c.name: {"auto_comment": c.auto_comment, "manual_comment": c.manual_comment}
-                        for c in nb.comments
-                    },
+                    "grades": grades[nb.id],
+                    "comments": comments[nb.id],
                 }
-                for nb in sub.notebooks
+                for nb in notebooks
             },
         }
 
