@@ -739,3 +739,21 @@ def test_known_gradebook_sets_a_file_up_once_and_anew_when_replaced(tmp_path, mo
     assert statements and _schema(ours) == _schema(theirs)
     assert [s.id for s in gb.students] == []
     gb.close()
+
+
+def test_a_process_that_only_opens_gradebooks_installs_only_their_patches():
+    """A cluster's Dask worker process opens gradebooks, never notebooks or feedback: it
+    installs the gradebook patches alone."""
+    code = (
+        "import json\n"
+        "from autograder.batch import speedups\n"
+        "on = speedups.install(speedups.GRADEBOOK_PATCHES)\n"
+        "print(json.dumps([on, speedups.install()]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    on, again = json.loads(proc.stdout)
+    assert {name for name, yes in on.items() if yes} == set(speedups.GRADEBOOK_PATCHES)
+    assert set(on) == set(speedups.PATCHES) and again == on  # the first call decides

@@ -234,14 +234,19 @@ def active(name: str) -> bool:
     return not problems
 
 
-def install() -> dict[str, bool]:
-    """Check every patch and install those that pass, in this process (idempotent).
-    Returns (and remembers, see :func:`installed`) which patches are on."""
+def install(only: frozenset[str] | set[str] | None = None) -> dict[str, bool]:
+    """Check every patch and install those that pass, in this process (idempotent: the
+    first call decides). Returns (and remembers, see :func:`installed`) which patches are
+    on. `only`: install just these (for a process that needs no others: it then checks
+    only theirs); the rest stay off."""
     global _installed
     with _install_lock:
         if _installed is None:
             status = {}
             for patch in PATCHES.values():
+                if only is not None and patch.name not in only:
+                    status[patch.name] = False
+                    continue
                 on = active(patch.name)
                 if on and patch.make is not None:
                     try:
@@ -391,6 +396,10 @@ def _schema_where_missing(original):
 
     create_all.__wrapped__ = original
     return create_all
+
+
+#: The patches for a process that only opens gradebooks (no notebooks, no feedback).
+GRADEBOOK_PATCHES = frozenset({"cached-engines", "schema-where-missing", "known-gradebook"})
 
 
 # --- known-gradebook --------------------------------------------------------------------
