@@ -333,9 +333,6 @@ class GradingSite:
         preparation the coordinator sends once it has made it (:mod:`.prepared`, carried
         by :class:`PreparedCourse`: nbgrader's generate_assignment never runs here).
         """
-        from ..core.nbgrader_io import nbgrader_api
-        from . import gradebook, speedups
-
         p = self.plugin
         local = getattr(self.worker, "local_directory", None) or tempfile.gettempdir()
         # The working directory is the process's, shared by every thread: leave it in a
@@ -363,6 +360,10 @@ class GradingSite:
         with self.timed("fork server start"):
             self.executor.start(settings, jobs)
         with self.timed("nbgrader"):
+            # (imported only now: about a second the fork server need not wait for)
+            from ..core.nbgrader_io import nbgrader_api
+            from . import gradebook, speedups
+
             gradebook.serialize_sqlite()
             # This process opens the copy's gradebook a few times per task, as a local
             # grading worker does: the same speed-ups for it (one engine per database, a
