@@ -253,7 +253,12 @@ class GradingSite:
         nthreads = getattr(worker, "nthreads", None) or getattr(
             getattr(worker, "state", None), "nthreads", None
         )
-        self.jobs = max(1, nthreads or 1)  # submissions graded at once: the worker's threads
+        # Submissions taken at once: the worker's threads (one task each). Of those,
+        # `jobs` are graded at once (the plugin's word, else all of them); the others wait
+        # in the inbox with their files written, so that a grading worker that finishes
+        # starts on the next at once, not after a round trip to the scheduler.
+        self.slots = max(1, nthreads or 1)
+        self.jobs = min(self.slots, max(1, getattr(plugin, "jobs", None) or self.slots))
 
     # -- telling the coordinator (and the scheduler) what this worker can do
     def _on_loop(self, fn, *args, **kwargs) -> None:
@@ -560,8 +565,10 @@ class GradingPlugin(WorkerPlugin):
         wanted_env: dict[str, str],
         wanted_sandbox: dict[str, bool],
         sandbox_env: dict[str, str],
+        jobs: int | None = None,
     ):
         self.name = name
+        self.jobs = jobs  # submissions a worker grades at once (None: its thread count)
         self.resource = resource
         self.settings = settings
         self.files = files
@@ -594,7 +601,7 @@ class GradingPlugin(WorkerPlugin):
         if problem:
             site.refuse(problem)
             return
-        await worker.set_resources(**{self.resource: site.jobs})
+        await worker.set_resources(**{self.resource: site.slots})
         site.start()
 
     def teardown(self, worker):

@@ -277,8 +277,10 @@ class DaskExecutor(Executor):
 
     `cluster`: a scheduler's address (``tcp://HOST:8786``) or ``local:N`` (a LocalCluster
     of N worker processes on this machine, each grading ``threads`` submissions at once;
-    default: its share of the cores, plus one). The Dask worker's thread count is the
-    number of submissions it grades at once.
+    default: its share of the cores, plus one). A Dask worker takes as many submissions
+    at once as it has threads and grades ``threads`` of them at once (default: all); the
+    others wait there ready, their files written, for the next free grading worker. A
+    LocalCluster's workers have twice ``threads`` threads.
     """
 
     def __init__(
@@ -304,6 +306,7 @@ class DaskExecutor(Executor):
         self.assignments = list(assignments)
         self.job_timeout = job_timeout
         self.threads = threads
+        self._jobs_per_worker = threads  # (local:N: its default, once the cores are known)
         self.console = console
         self.ready_timeout = ready_timeout
         self.connect_timeout = connect_timeout
@@ -350,10 +353,10 @@ class DaskExecutor(Executor):
                 cores = len(os.sched_getaffinity(0))
             except AttributeError:  # pragma: no cover
                 cores = os.cpu_count() or 1
-            threads = self.threads or max(1, cores // n) + 1
+            self._jobs_per_worker = self.threads or max(1, cores // n) + 1
             self._cluster = LocalCluster(
                 n_workers=n,
-                threads_per_worker=threads,
+                threads_per_worker=2 * self._jobs_per_worker,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",
@@ -452,6 +455,7 @@ class DaskExecutor(Executor):
             wanted_env=environment(),
             wanted_sandbox=sandbox_primitives() if limits.enabled else {},
             sandbox_env={k: v for k, v in os.environ.items() if k.startswith(SANDBOX_ENV)},
+            jobs=self._jobs_per_worker,
         )
         self.client.register_plugin(plugin, name=self.plugin_name)
         self.phases["plugin registered"] = time.monotonic() - mark
