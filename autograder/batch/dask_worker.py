@@ -229,6 +229,9 @@ PREPARED = _Prepared()
 # --- the worker's grading ------------------------------------------------------------------
 
 
+_RUNNING = ("init", "starting", "running", "paused")  # a Dask worker's Status names
+
+
 class GradingSite:
     """One Dask worker's grading: a private course copy and a LocalExecutor."""
 
@@ -468,8 +471,11 @@ class GradingSite:
         self._closed = True
         self._stop.set()
         PREPARED.wake()
-        with contextlib.suppress(Exception):
-            self._declare(0)
+        # No more tasks, unless the worker itself is closing (it then takes none, and
+        # its scheduler may be gone).
+        if getattr(getattr(self.worker, "status", None), "name", "running") in _RUNNING:
+            with contextlib.suppress(Exception):
+                self._declare(0)
         self.inbox.close()
         if self._pump is not None:
             self._pump.join(timeout=60)
