@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=_default(course.grade, "jobs"),
-        help="parallel workers (default: one more than the CPU cores)",
+        help="parallel workers (default: one more than the CPU cores); on a cluster, the"
+        " submissions each Dask worker grades at once (default: its thread count; for"
+        " local:N, its share of the cores plus one)",
     )
     g.add_argument(
         "--cluster",

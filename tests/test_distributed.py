@@ -562,6 +562,24 @@ def test_a_worker_with_other_versions_refuses():
     assert problem == f"torch {here['torch']} here, 2.0.0 on the coordinator"
 
 
+def test_a_worker_takes_its_threads_worth_of_submissions_and_grades_the_jobs_asked():
+    """A Dask worker takes one submission per thread; `--jobs` of them are graded at once
+    and the rest wait there, ready; without `--jobs`, every thread's is graded at once."""
+    from types import SimpleNamespace
+
+    from autograder.batch import dask_worker
+
+    for nthreads, jobs, want in ((6, 3, (6, 3)), (2, None, (2, 2)), (2, 5, (2, 2)), (4, 0, (4, 4))):
+        site = dask_worker.GradingSite(
+            SimpleNamespace(jobs=jobs), SimpleNamespace(nthreads=nthreads)
+        )
+        assert (site.slots, site.jobs) == want, (nthreads, jobs)
+    executor = dist.DaskExecutor(
+        "tcp://127.0.0.1:9", course_dir=Path("."), assignments=[], threads=3
+    )
+    assert executor._jobs_per_worker == 3
+
+
 def test_the_workers_gradebook_is_the_coordinators_for_the_assignments(tmp_path):
     from nbgrader.api import Gradebook, MissingEntry
 
