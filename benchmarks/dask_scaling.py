@@ -11,12 +11,13 @@ all runs must give the same cell scores. With `--prepared`, the class's gradeboo
 prepared once before any copy is made (as benchmarks/grade_class.py does: what a course
 does once, not on every grading run), so that no run times it.
 
-1. Scaling: a `dask scheduler` and one `dask worker` pinned to one core (`taskset`), then
-   two workers pinned to one core each; each worker grades two submissions at once (one
-   more than its core, as local grading does). Timed in this process around
+1. Scaling: a `dask scheduler` and one `dask worker` pinned to one core (`taskset`), and
+   two workers pinned to one core each, run one, two, two, one (the machine's speed
+   drifts: each setting is timed early and late, and their means compared); each worker
+   grades two submissions at once (one more than its core, as local grading does). Timed in this process around
    `autograder.course.grade`: the whole run (the workers' warm-up included: the plugin
    reaches them as the run starts) and the grading span from the first outcome to the
-   last. Throughput ratio = (submissions / span with two) / (submissions / span with one).
+   last. Throughput ratio = mean (submissions / span) with two over the same with one.
 2. Overhead: `autograder grade` on this machine's workers against
    `autograder grade --cluster local:1` (a LocalCluster of one Dask worker running as many
    grading workers as local grading does), both as commands pinned to the same cores,
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {kinds}{', gradebook prepared' if args.prepared else ''}"
     )
     print(f"cores: {here}; load average at start: {os.getloadavg()[0]:.1f}")
-    results: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     reference = None
 
     def fresh(name: str) -> Path:
@@ -232,23 +233,31 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{name}: {differ} cell scores differ from the first run's")
 
     if not args.skip_scaling:
-        for label, pins in (
-            ("one worker, one core", here[:1]),
-            ("two workers, a core each", here[:2]),
-        ):
-            course = fresh(f"scaling-{len(pins)}")
-            r = cluster_run(course, assignments, pins, work / f"scaling-{len(pins)}-logs")
+        # one, two, two, one: the machine's speed drifts, so each setting is timed early
+        # and late, and the ratio taken between their means
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        for i, count in enumerate((1, 2, 2, 1)):
+            label = "one worker, one core" if count == 1 else "two workers, a core each"
+            pins = here[:count]
+            course = fresh(f"scaling-{i}-{count}")
+            r = cluster_run(course, assignments, pins, work / f"scaling-{i}-{count}-logs")
             same_scores(label, course)
-            results[label] = r
+            rate = (r["n"] - 1) / r["span"]
+            rates[count].append(rate)
+            results.setdefault(label, []).append(r)
             print(
-                f"{label:28s} {r['n']} notebooks: run {r['wall']:.1f} s (first outcome after"
-                f" {r['first']:.1f} s), grading span {r['span']:.1f} s,"
-                f" {(r['n'] - 1) / r['span']:.3f} notebooks/s"
+                f"{label:28s} run {i}: {r['n']} notebooks: run {r['wall']:.1f} s (first outcome"
+                f" after {r['first']:.1f} s), grading span {r['span']:.1f} s, {rate:.3f} notebooks/s"
             )
-        one, two = results["one worker, one core"], results["two workers, a core each"]
-        ratio = ((two["n"] - 1) / two["span"]) / ((one["n"] - 1) / one["span"])
+        one = sum(rates[1]) / 2
+        two = sum(rates[2]) / 2
+        walls = {
+            k: sum(r["wall"] for r in results[k]) / 2
+            for k in ("one worker, one core", "two workers, a core each")
+        }
         print(
-            f"throughput ratio, two workers / one: {ratio:.2f} (whole runs: {one['wall'] / two['wall']:.2f})"
+            f"throughput ratio, two workers / one: {two / one:.2f} ({two:.3f} / {one:.3f}"
+            f" notebooks/s; whole runs: {walls['one worker, one core'] / walls['two workers, a core each']:.2f})"
         )
 
     if not args.skip_overhead:
