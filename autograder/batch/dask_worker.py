@@ -511,6 +511,8 @@ def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
     from nbgrader.api import Comment, Grade, SubmittedNotebook
     from sqlalchemy.orm import joinedload
 
+    from ..core.nbgrader_io import rows_with_cells
+
     with api.gradebook as gb:
         sub = gb.find_submission(assignment, student)
         notebooks = (
@@ -521,11 +523,7 @@ def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
         )
         # every grade and comment of the submission with its cell, a query each
         grades: dict = {nb.id: {} for nb in notebooks}
-        for g in (
-            gb.db.query(Grade)
-            .options(joinedload(Grade.cell))
-            .filter(Grade.notebook_id.in_(list(grades)))
-        ):
+        for g in rows_with_cells(gb, Grade, grades):
             grades[g.notebook_id][g.cell.name] = {
                 "auto_score": g.auto_score,
                 "needs_manual_grade": bool(g.needs_manual_grade),
@@ -533,11 +531,7 @@ def gradebook_record(api, root: Path, assignment: str, student: str) -> dict:
                 "extra_credit": g.extra_credit,
             }
         comments: dict = {nb.id: {} for nb in notebooks}
-        for c in (
-            gb.db.query(Comment)
-            .options(joinedload(Comment.cell))
-            .filter(Comment.notebook_id.in_(list(comments)))
-        ):
+        for c in rows_with_cells(gb, Comment, comments):
             comments[c.notebook_id][c.cell.name] = {
                 "auto_comment": c.auto_comment,
                 "manual_comment": c.manual_comment,

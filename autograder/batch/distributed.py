@@ -197,7 +197,8 @@ def record_result(api, course_dir: Path, result: dict, gb=None) -> Outcome:
 def _write_gradebook(gb, assignment: str, student: str, result: dict) -> None:
     """The worker's record of a graded submission into `gb` (uncommitted)."""
     from nbgrader.api import Comment, Grade
-    from sqlalchemy.orm import joinedload
+
+    from ..core.nbgrader_io import rows_with_cells
 
     record = result["gradebook"]
     with warnings.catch_warnings():
@@ -216,8 +217,7 @@ def _write_gradebook(gb, assignment: str, student: str, result: dict) -> None:
         nb.flagged = data.get("flagged", nb.flagged)
         sent = given.get(name) or {"grades": {}, "comments": {}}
         # the notebook's grades and comments with their cells, a query each
-        grades = gb.db.query(Grade).options(joinedload(Grade.cell)).filter_by(notebook_id=nb.id)
-        for grade in grades:
+        for grade in rows_with_cells(gb, Grade, [nb.id]):
             got = data["grades"].get(grade.cell.name)
             if got is None:
                 continue
@@ -226,10 +226,7 @@ def _write_gradebook(gb, assignment: str, student: str, result: dict) -> None:
             by_hand = [got["manual_score"], got["extra_credit"]]
             if by_hand != (sent["grades"].get(grade.cell.name) or [None, None])[:2]:
                 grade.manual_score, grade.extra_credit = by_hand  # restored there
-        comments = (
-            gb.db.query(Comment).options(joinedload(Comment.cell)).filter_by(notebook_id=nb.id)
-        )
-        for comment in comments:
+        for comment in rows_with_cells(gb, Comment, [nb.id]):
             got = data["comments"].get(comment.cell.name)
             if got is None:
                 continue

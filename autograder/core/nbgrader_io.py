@@ -188,6 +188,18 @@ def generate_assignment(api, course_dir: Path, assignment: str, into: Path) -> d
     return capture_log(app)
 
 
+def rows_with_cells(gb, model, notebook_ids):
+    """The `model` rows (nbgrader's Grade or Comment) of the submitted notebooks
+    `notebook_ids`, each with its cell loaded: one query, not one per row's cell."""
+    from sqlalchemy.orm import joinedload
+
+    return (
+        gb.db.query(model)
+        .options(joinedload(model.cell))
+        .filter(model.notebook_id.in_(list(notebook_ids)))
+    )
+
+
 def read_scores(api, assignment: str, student: str, gb=None) -> Outcome:
     """The gradebook's scores of a graded submission, as a "graded" outcome. `gb`: an
     open Gradebook to read them through (default: one opened for this)."""
