@@ -270,6 +270,18 @@ def test_sample_class_on_the_cluster_into_postgres_as_local_into_sqlite(
         assert any(unfit in note and "sandbox" in note for note in executor.notes), executor.notes
         assert f"Dask worker {unfit} cannot grade" in printed.err
     assert "dashboard http://" in printed.err
+    # The workers never compiled jsonschema's IRI grammar (seconds of a warm-up's CPU):
+    # None in sys.modules, not the module imported before it was kept out.
+    from distributed import Client
+
+    def iri_grammar_kept_out() -> bool:  # (defined here: sent to the workers by value)
+        import sys
+
+        return "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None
+
+    with Client(cluster.address, timeout=30) as client:
+        kept_out = client.run(iri_grammar_kept_out, workers=sorted(graded_by))
+    assert kept_out and all(kept_out.values()), kept_out
 
     # The coordinator wrote the PostgreSQL gradebook, the feedback and autograded folders.
     assert "postgresql" in nbgrader_api(remote.root).coursedir.db_url

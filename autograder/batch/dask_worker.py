@@ -342,6 +342,10 @@ class GradingSite:
         by :class:`PreparedCourse`: nbgrader's generate_assignment never runs here).
         """
         p = self.plugin
+        # jsonschema's optional IRI-format checker compiles a grammar on import (~3 s of
+        # CPU, taken from the warm-up) for a format no notebook schema uses: kept out of
+        # this process before anything here imports nbconvert (as in a grading worker).
+        sys.modules.setdefault("rfc3987_syntax", None)
         local = getattr(self.worker, "local_directory", None) or tempfile.gettempdir()
         # The working directory is the process's, shared by every thread: leave it in a
         # folder that outlives each run's copy (a removed one would fail the next run).
@@ -375,10 +379,7 @@ class GradingSite:
             gradebook.serialize_sqlite()
             # This process opens the copy's gradebook a few times per task, as a local
             # grading worker does: the same speed-ups for it (one engine per database, a
-            # known file not set up again; see .speedups), process-wide, as there. As in
-            # a grading worker, jsonschema's optional IRI grammar (~1 s to compile) stays
-            # out.
-            sys.modules.setdefault("rfc3987_syntax", None)
+            # known file not set up again; see .speedups), process-wide, as there.
             speedups.install(speedups.GRADEBOOK_PATCHES)
             self.api = nbgrader_api(root)
         with self.timed("waiting for the prepared course"):
