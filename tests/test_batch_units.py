@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -881,3 +883,56 @@ def test_message_timestamps_read_as_jupyter_client_reads_them(when, digits, offs
     assert ours["date"].utcoffset() == theirs["date"].utcoffset()
     assert ours["date"].isoformat() == theirs["date"].isoformat()
     assert speedups.extract_dates({"date": "2026-11-30"}) == {"date": "2026-11-30"}
+
+
+def _scored_gradebook(path, cells: int):
+    """A gradebook with one notebook of `cells` grade cells (cell i: i + 1 points) and
+    ada's submission of it, cell i scored i / 2 automatically, cell 0 by hand: 5."""
+    from nbgrader.api import Gradebook
+
+    gb = Gradebook(f"sqlite:///{path}")
+    gb.add_assignment("a")
+    gb.add_notebook("nb", "a")
+    for i in range(cells):
+        gb.add_grade_cell(f"c{i}", "nb", "a", max_score=i + 1, cell_type="code")
+    gb.add_student("ada")
+    gb.add_submission("a", "ada")
+    for g in gb.find_submission_notebook("nb", "a", "ada").grades:
+        i = int(g.cell.name[1:])
+        g.auto_score = i / 2
+        g.manual_score = 5.0 if i == 0 else None
+    gb.db.commit()
+    return gb
+
+
+def test_read_scores_reads_every_cells_score_in_queries_that_do_not_grow_with_cells(
+    tmp_path, monkeypatch
+):
+    """read_scores: each cell's score (by hand over automatic) and maximum, the total, and
+    as many SQL statements for 12 cells as for 2 (no query per grade)."""
+    import sqlalchemy
+
+    from autograder.core.nbgrader_io import read_scores
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent), prepend=os.pathsep)  # alembic
+    counted = {}
+    for cells in (2, 12):
+        gb = _scored_gradebook(tmp_path / f"{cells}.db", cells)
+        statements: list[str] = []
+
+        def note(conn, cursor, statement, *args, into=statements):
+            into.append(statement)
+
+        gb.db.expire_all()
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", note)
+        try:
+            outcome = read_scores(None, "a", "ada", gb)
+        finally:
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", note)
+            gb.close()
+        expected = {f"c{i}": (5.0 if i == 0 else i / 2, float(i + 1)) for i in range(cells)}
+        assert outcome.cells == expected
+        assert outcome.score == sum(score for score, _ in expected.values())
+        assert outcome.max_score == sum(top for _, top in expected.values())
+        counted[cells] = len(statements)
+    assert counted[12] == counted[2], counted

@@ -207,15 +207,16 @@ def read_scores(api, assignment: str, student: str, gb=None) -> Outcome:
         with api.gradebook as opened:
             return read_scores(api, assignment, student, opened)
     from nbgrader.api import Grade, SubmittedNotebook
-    from sqlalchemy.orm import joinedload
+    from sqlalchemy.orm import joinedload, undefer
 
     sub = gb.find_submission(assignment, student)
     cells: dict[str, tuple[float | None, float]] = {}
     manual = 0.0
-    # every grade of the submission with its cell, in one query (not one per grade)
+    # every grade of the submission with its cell and its maximum score (a deferred
+    # column of nbgrader's, else loaded by a query per grade), in one query
     grades = (
         gb.db.query(Grade)
-        .options(joinedload(Grade.cell))
+        .options(joinedload(Grade.cell), undefer(Grade.max_score))
         .join(SubmittedNotebook, SubmittedNotebook.id == Grade.notebook_id)
         .filter(SubmittedNotebook.assignment_id == sub.id)
         .order_by(SubmittedNotebook.id, Grade.id)
