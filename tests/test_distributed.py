@@ -685,3 +685,61 @@ def test_grade_command_on_a_local_cluster_scores_as_a_local_run(tmp_path):
     assert all(o.reused for o in again)
     assert _scores(again) == _scores(local_outcomes)
     assert _gradebook_rows(courses["cluster"]) == _gradebook_rows(courses["here"])
+
+
+def test_a_result_is_recorded_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A worker's result is written to the course's gradebook in one transaction: one
+    that fails part way (a notebook the course does not have) leaves no submission
+    behind, not one nbgrader's add_submission had already committed; a sound one is
+    recorded with its scores."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from autograder.core.outcome import Outcome
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent), prepend=os.pathsep)  # alembic
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.add_assignment("a")
+        gb.add_notebook("nb", "a")
+        for i in range(3):
+            gb.add_grade_cell(f"c{i}", "nb", "a", max_score=2, cell_type="code")
+    api = nbgrader_api(tmp_path)
+
+    def result(student, notebooks):
+        cells = {
+            f"c{i}": {
+                "auto_score": float(i),
+                "needs_manual_grade": False,
+                "manual_score": None,
+                "extra_credit": None,
+            }
+            for i in range(3)
+        }
+        return {
+            "outcome": Outcome(student, "a", "graded", "", 3.0, 6.0, 0.0, {}).to_json(),
+            "gradebook": {
+                "timestamp": None,
+                "notebooks": {
+                    name: {
+                        "late_submission_penalty": None,
+                        "flagged": False,
+                        "grades": cells,
+                        "comments": {},
+                    }
+                    for name in notebooks
+                },
+            },
+            "autograded": {"nb.ipynb": b"{}"},
+            "feedback": {"nb.html": b"<html></html>"},
+        }
+
+    with in_dir(tmp_path), api.gradebook as gb:
+        with pytest.raises(MissingEntry):
+            dist.record_result(api, tmp_path, result("ada", ["nb", "not-in-the-course"]), gb)
+        with pytest.raises(MissingEntry):
+            gb.find_submission("a", "ada")
+        outcome = dist.record_result(api, tmp_path, result("bob", ["nb"]), gb)
+    assert (outcome.score, outcome.max_score) == (3.0, 6.0)
+    assert outcome.cells == {"c0": (0.0, 2.0), "c1": (1.0, 2.0), "c2": (2.0, 2.0)}
+    with in_dir(tmp_path), api.gradebook as gb:
+        assert [s.student.id for s in gb.find_assignment("a").submissions] == ["bob"]
+    assert (tmp_path / "feedback" / "bob" / "a" / "nb.html").exists()
