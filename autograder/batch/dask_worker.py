@@ -253,6 +253,7 @@ class GradingSite:
         self.phases: dict[str, float] = {}
         self._began = time.monotonic()
         self._first_task: float | None = None
+        self._graded_here: set[tuple[str, str]] = set()  # (assignment, student)
         nthreads = getattr(worker, "nthreads", None) or getattr(
             getattr(worker, "state", None), "nthreads", None
         )
@@ -447,7 +448,11 @@ class GradingSite:
             shutil.rmtree(folder, ignore_errors=True)
         write_tree(parts["submitted"], files)
         put_hand_state(root, assignment, student, state or {})
-        seed_hand_grades(self.api, assignment, student, given)
+        # This copy's gradebook holds only submissions graded here: one never graded here
+        # and given nothing by hand has nothing to seed or remove.
+        if given or (assignment, student) in self._graded_here:
+            seed_hand_grades(self.api, assignment, student, given)
+        self._graded_here.add((assignment, student))
         box: list = [threading.Event()]
         with self._lock:
             self._waiters[(assignment, student)] = box
