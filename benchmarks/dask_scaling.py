@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/dask_scaling.py [--students 10] [--assignments A ...]
                                                 [--skip-scaling] [--skip-overhead]
-                                                [--phases N] [--prepared]
+                                                [--rounds N] [--phases N] [--prepared]
 
 The synthetic class of benchmarks/grade_class.py (`--students` students, each submitting
 every assignment named; 40 % correct, 40 % wrong, 20 % blank), with AUTOGRADER_SEED fixed
@@ -21,7 +21,8 @@ does once, not on every grading run), so that no run times it.
 2. Overhead: `autograder grade` on this machine's workers against
    `autograder grade --cluster local:1` (a LocalCluster of one Dask worker running as many
    grading workers as local grading does), both as commands pinned to the same cores,
-   run local, cluster, cluster, local; overhead = mean cluster time / mean local time - 1.
+   in `--rounds` rounds (default 2) of local, cluster, cluster, local; overhead = mean
+   cluster time / mean local time - 1 (each round's own figure printed too).
 3. Fixed cost (with `--phases N`): N runs, in this process, of `autograder.course.grade`
    on a LocalCluster of one Dask worker, each printing how long each step of the run's
    start took: here (connect, the course's files gathered, the plugin registered, the
@@ -188,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="overhead: N rounds of local, cluster, cluster, local (default: %(default)s)",
+    )
+    p.add_argument(
         "--phases", type=int, default=0, metavar="N", help="time the start's steps in N runs"
     )
     p.add_argument(
@@ -263,18 +271,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_overhead:
         pins = here[:2]
         times: dict[str, list[float]] = {"local": [], "cluster": []}
-        for i, kind in enumerate(("local", "cluster", "cluster", "local")):
+        order = ("local", "cluster", "cluster", "local") * args.rounds
+        for i, kind in enumerate(order):
             course = fresh(f"overhead-{i}-{kind}")
             extra = ["--cluster", "local:1"] if kind == "cluster" else []
             t = command_run(course, assignments, pins, extra, work / f"overhead-{i}-{kind}.log")
             same_scores(f"{kind} run {i}", course)
             times[kind].append(t)
             print(f"{kind:8s} run {i}: {t:.1f} s")
-        local = sum(times["local"]) / 2
-        cluster = sum(times["cluster"]) / 2
+            if i % 4 == 3:  # a round's figure: its two cluster runs over its two local ones
+                r = i // 4
+                mine = {k: sum(v[2 * r : 2 * r + 2]) / 2 for k, v in times.items()}
+                print(f"  round {r}: {100 * (mine['cluster'] / mine['local'] - 1):+.1f} %")
+        local = sum(times["local"]) / len(times["local"])
+        cluster = sum(times["cluster"]) / len(times["cluster"])
         print(
             f"overhead of a LocalCluster on the same cores: local {local:.1f} s, cluster"
-            f" {cluster:.1f} s: {100 * (cluster / local - 1):+.1f} %"
+            f" {cluster:.1f} s (means of {len(times['local'])} runs each):"
+            f" {100 * (cluster / local - 1):+.1f} %"
         )
     for i in range(args.phases):
         course = fresh(f"phases-{i}")
