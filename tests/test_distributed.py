@@ -34,6 +34,7 @@ import pytest
 
 from autograder import course as course_mod
 from autograder.batch import distributed as dist
+from autograder.batch import executor as executor_mod
 from autograder.batch import processes
 from autograder.core.nbgrader_io import in_dir, nbgrader_api
 from tests.conftest import ROOT, Course
@@ -743,3 +744,65 @@ def test_a_result_is_recorded_whole_or_not_at_all(tmp_path, monkeypatch):
     with in_dir(tmp_path), api.gradebook as gb:
         assert [s.student.id for s in gb.find_assignment("a").submissions] == ["bob"]
     assert (tmp_path / "feedback" / "bob" / "a" / "nb.html").exists()
+
+
+def test_drop_nanny_environ_removes_only_the_nannys_values(monkeypatch):
+    from autograder.batch import dask_worker
+
+    wanted = dask_worker.nanny_environ()
+    assert wanted["MALLOC_TRIM_THRESHOLD_"] == "65536" and wanted["PYTHONHASHSEED"] == "6640"
+    environ = {**wanted, "OMP_NUM_THREADS": "4", "HOME": "/home/ada"}
+    dropped = dask_worker.drop_nanny_environ(environ)
+    assert "MALLOC_TRIM_THRESHOLD_" in dropped and "OMP_NUM_THREADS" not in dropped
+    # (a value set by hand, not the nanny's, stays)
+    assert environ == {"OMP_NUM_THREADS": "4", "HOME": "/home/ada"}
+
+
+@pytest.mark.slow
+def test_a_local_clusters_grading_processes_run_without_the_nannys_settings(tmp_path):
+    """A LocalCluster's worker is started by a Dask nanny, which sets its own variables
+    in the worker's environment (glibc's heap trimmed at every 64 KiB freed, a fixed hash
+    seed, one BLAS thread); the fork server grading starts there runs without them, as
+    local grading's does."""
+    from autograder.batch import dask_worker
+
+    assignment = "01_derivatives"
+    course = Course.create(tmp_path, [assignment])
+    student = sorted(p.name for p in SAMPLE.iterdir())[0]
+    shutil.copytree(SAMPLE / student / assignment, course.root / "submitted" / student / assignment)
+
+    def environments(dask_worker, plugin):
+        """(the worker process's environment as it started, its fork server's)"""
+
+        def read(pid):
+            raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+        site = dask_worker.plugins[plugin].site
+        return read("self"), read(site.executor.forkserver.proc.pid)
+
+    before = {k: os.environ[k] for k in _nanny_names() if k in os.environ}
+    executor = dist.DaskExecutor("local:1", course_dir=course.root, assignments=[assignment])
+    with executor:
+        outcomes = course_mod.grade(
+            course_dir=course.root, assignment=[assignment], progress=False, executor=executor
+        )
+        assert [o.status for o in outcomes] == ["graded"]
+        ((started, forkserver),) = executor.client.run(
+            environments, plugin=executor.plugin_name
+        ).values()
+    nanny = dask_worker.nanny_environ()
+    assert {k: started.get(k) for k in nanny} == nanny  # the nanny set them
+    # As local grading's fork server from this process: one intra-op thread (its own
+    # setting), the rest as they are here.
+    local = executor_mod._quiet_threads(before)
+    for name in nanny:
+        assert forkserver.get(name) == local.get(name), (name, forkserver.get(name))
+    # Nor did they stay in this process's environment (the nanny sets them here first).
+    assert all(os.environ.get(k) != v for k, v in nanny.items() if k not in before), before
+
+
+def _nanny_names() -> list[str]:
+    from autograder.batch import dask_worker
+
+    return list(dask_worker.nanny_environ())

@@ -86,6 +86,36 @@ def sandbox_primitives() -> dict[str, bool]:
     return asdict(sandbox.available())
 
 
+# What a Dask nanny adds to its worker's environment whatever its config says (see
+# distributed.nanny.Nanny: a fixed hash seed, when none was set).
+NANNY_HASH_SEED = "6640"
+
+
+def nanny_environ() -> dict[str, str]:
+    """The variables a Dask nanny sets in its worker process's environment by default,
+    with the values it gives them (its ``pre-spawn-environ`` config: glibc's heap trimmed
+    at 64 KiB, one BLAS thread; a fixed PYTHONHASHSEED)."""
+    import dask
+
+    found = {
+        str(k): str(v)
+        for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}).items()
+        if v is not None
+    }
+    found.setdefault("PYTHONHASHSEED", NANNY_HASH_SEED)
+    return found
+
+
+def drop_nanny_environ(environ) -> list[str]:
+    """Remove from `environ` what a Dask nanny put there (:func:`nanny_environ`: those
+    variables holding exactly the nanny's values), so that the grading processes started
+    here run as local grading's do on this machine; the names removed."""
+    dropped = [k for k, v in nanny_environ().items() if environ.get(k) == v]
+    for k in dropped:
+        del environ[k]
+    return dropped
+
+
 def refusal(wanted_env: dict[str, str], wanted_sandbox: dict[str, bool]) -> str | None:
     """Why this process cannot grade as the coordinator would, or None if it can."""
     from . import sandbox
@@ -370,6 +400,13 @@ class GradingSite:
             job_timeout=p.job_timeout,
             learn_from=list(p.assignments),
         )
+        # A nanny's worker process (a LocalCluster's, `dask worker` without --no-nanny)
+        # has the nanny's settings in its environment; the grading processes are started
+        # without them, as local grading's are (a heap trimmed at every 64 KiB freed
+        # slows every kernel down).
+        dropped = drop_nanny_environ(os.environ)
+        if dropped:
+            log.info("autograder: grading without the nanny's %s", ", ".join(dropped))
         with self.timed("fork server start"):
             self.executor.start(settings, jobs)
         with self.timed("nbgrader"):

@@ -370,6 +370,11 @@ class DaskExecutor(Executor):
             # Dask's statistical profiler samples every thread of a worker every 10 ms
             # (the dashboard's profile page), CPU taken from grading on these cores; a
             # cluster started here does without it (the task stream and progress stay).
+            # A nanny sets its variables (dask_worker.nanny_environ) in this process's
+            # environment before it starts its worker: put back as they were after.
+            from .dask_worker import nanny_environ
+
+            before = {k: os.environ.get(k) for k in nanny_environ()}
             with dask.config.set({"distributed.worker.profile.enabled": False}):
                 self._cluster = LocalCluster(
                     n_workers=n,
@@ -380,6 +385,11 @@ class DaskExecutor(Executor):
                     memory_limit=0,
                     silence_logs=logging.WARNING,
                 )
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
             self.client = Client(self._cluster)
         else:
             try:
