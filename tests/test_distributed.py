@@ -795,7 +795,7 @@ def test_a_local_clusters_grading_processes_run_without_the_nannys_settings(tmp_
     assert {k: started.get(k) for k in nanny} == nanny  # the nanny set them
     # As local grading's fork server from this process: one intra-op thread (its own
     # setting), the rest as they are here.
-    local = executor_mod._quiet_threads(before)
+    local = executor_mod.quiet_threads(before)
     for name in nanny:
         assert forkserver.get(name) == local.get(name), (name, forkserver.get(name))
     # Nor did they stay in this process's environment (the nanny sets them here first).

@@ -103,7 +103,7 @@ main(sys.argv[1:])
 """
 
 
-def _quiet_threads(environ) -> dict[str, str]:
+def quiet_threads(environ) -> dict[str, str]:
     """One intra-op thread per process: the workers (and kernels) already use every core,
     and a process that imported torch with its thread pool running cannot fork."""
     env = dict(environ)
@@ -133,7 +133,7 @@ class ForkServerProcess:
         """Start warming up; `learn`: instructor notebooks whose imports to preload;
         `workers`: ``FD:LOG`` slots of grading workers for the server to start (see
         :func:`~.forkserver.start_worker_template`), the descriptors passed to it."""
-        env = _quiet_threads(os.environ)
+        env = quiet_threads(os.environ)
         workers = workers or []
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -352,7 +352,7 @@ class LocalExecutor(Executor):
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                         cwd=settings.course_dir,
-                        env=_quiet_threads(os.environ),
+                        env=quiet_threads(os.environ),
                         start_new_session=True,
                     )
                 )
