@@ -367,14 +367,14 @@ class DaskExecutor(Executor):
             except AttributeError:  # pragma: no cover
                 cores = os.cpu_count() or 1
             self._jobs_per_worker = self.threads or max(1, cores // n) + 1
-            # Dask's statistical profiler samples every thread of a worker every 10 ms
-            # (the dashboard's profile page), CPU taken from grading on these cores; a
-            # cluster started here does without it (the task stream and progress stay).
             # A nanny sets its variables (dask_worker.nanny_environ) in this process's
             # environment before it starts its worker: put back as they were after.
             from .dask_worker import nanny_environ
 
             before = {k: os.environ.get(k) for k in nanny_environ()}
+            # Dask's statistical profiler samples every thread of a worker every 10 ms
+            # (the dashboard's profile page), CPU taken from grading on these cores; a
+            # cluster started here does without it (the task stream and progress stay).
             with dask.config.set({"distributed.worker.profile.enabled": False}):
                 self._cluster = LocalCluster(
                     n_workers=n,
